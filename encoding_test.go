@@ -1,0 +1,74 @@
+package sharedstate
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+func TestCanonicalEncoding(t *testing.T) {
+	type inner struct {
+		M map[int]string
+		B []byte
+	}
+	type value struct {
+		S  map[string]int
+		I  map[string]any
+		P  *inner
+		T  time.Time
+		X  []map[float64]bool
+		E  msgpack.RawMessage
+		Z  struct{ A, B map[string]uint64 }
+		Ar [2]map[string]int8
+	}
+	build := func() value {
+		v := value{S: map[string]int{}, I: map[string]any{}, P: &inner{M: map[int]string{}, B: []byte("bytes")},
+			T: time.Unix(1700000000, 5), X: []map[float64]bool{{}, {}}}
+		for i := range 50 {
+			v.S[string(rune('a'+i%26))+string(rune('A'+i))] = i
+			v.I[string(rune('a'+i))] = map[string]int{"x": i, "y": -i, "z": 1 << 40}
+			v.P.M[i*7919-100] = string(rune('a' + i%26))
+			v.X[0][float64(i)/3] = i%2 == 0
+		}
+		v.Z.A = map[string]uint64{"one": 1, "two": 2, "three": 3}
+		v.E = msgpack.RawMessage{0xc0}
+		return v
+	}
+	c := codecFor[value]()
+	if !c.sortMaps {
+		t.Fatal("a type with maps is not sorted")
+	}
+	first, err := c.encode(build())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 20 { // map iteration order differs from run to run
+		again, err := c.encode(build())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(first, again) {
+			t.Fatal("equal values encoded differently")
+		}
+	}
+	var back value
+	if err := c.decode(first, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.P.M[7919-100] != "b" || back.I["c"].(map[string]any)["y"] != int8(-2) || !back.T.Equal(build().T) {
+		t.Errorf("round trip lost data: %+v", back)
+	}
+	if codecFor[struct{ A []int }]().sortMaps {
+		t.Error("a type without maps is rewritten needlessly")
+	}
+}
+
+func TestCanonicalRejectsMalformed(t *testing.T) {
+	for _, b := range [][]byte{{}, {0xc1}, {0x82, 0x01}, {0xdf, 0xff, 0xff, 0xff, 0xff}, {0xc4, 0x05, 1}, {0x91}, {0xc0, 0xc0}} {
+		if _, err := canonical(b); err == nil {
+			t.Errorf("canonical(% x) succeeded", b)
+		}
+	}
+}

@@ -1,0 +1,61 @@
+package sharedstate
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/sharedstate/sharedstate/transport"
+)
+
+// Errors returned by this package, wrapped with context; test for them with
+// errors.Is. Errors from a call's context (context.Canceled,
+// context.DeadlineExceeded) are wrapped too and match as well.
+var (
+	// ErrClosed: the State was closed.
+	ErrClosed = errors.New("sharedstate: closed")
+	// ErrUnavailable: no owner could be reached before the context ended,
+	// or the owner died after a write was sent and before it answered.
+	ErrUnavailable = errors.New("sharedstate: owner unavailable")
+	// ErrVersionMismatch: this process and the owner speak different
+	// protocol versions (old and new binaries overlapping during a deploy).
+	ErrVersionMismatch = errors.New("sharedstate: protocol version mismatch")
+	// ErrTooLarge: a key or value exceeds the size limits.
+	ErrTooLarge = errors.New("sharedstate: too large")
+	// ErrUnauthorized: the peer runs as another user or lacks the secret.
+	ErrUnauthorized = errors.New("sharedstate: unauthorized")
+	// ErrInvalidName: a state name that cannot name files safely.
+	ErrInvalidName = errors.New("sharedstate: invalid name")
+	// ErrNotLocked: Unlock of a Mutex this process does not hold.
+	ErrNotLocked = errors.New("sharedstate: not locked")
+)
+
+// statusError turns a status from the owner into one of the errors above.
+func statusError(s transport.Status, msg string) error {
+	var sentinel error
+	switch s {
+	case transport.StatusOK:
+		return nil
+	case transport.StatusTooLarge:
+		sentinel = ErrTooLarge
+	case transport.StatusNotLocked:
+		sentinel = ErrNotLocked
+	case transport.StatusUnauthorized:
+		sentinel = ErrUnauthorized
+	case transport.StatusVersionMismatch:
+		sentinel = ErrVersionMismatch
+	case transport.StatusShuttingDown:
+		sentinel = ErrUnavailable
+	default:
+		return fmt.Errorf("sharedstate: %v: %s", s, msg)
+	}
+	return fmt.Errorf("%w: %s", sentinel, msg)
+}
+
+// transportError maps errors from the handshake to the errors above.
+func transportError(err error) error {
+	var r *transport.Refuse
+	if errors.As(err, &r) {
+		return statusError(r.Status, r.Msg)
+	}
+	return err
+}

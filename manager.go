@@ -1,0 +1,308 @@
+package sharedstate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sharedstate/sharedstate/transport"
+)
+
+// maxBacklog bounds the answers queued for one client. A client that sends
+// requests without reading the answers is not read from past it.
+const maxBacklog = 8 << 20
+
+// leaveTimeout bounds how long a closing owner waits for its clients to
+// collect the answers to requests they sent before they learnt it is leaving.
+const leaveTimeout = time.Second
+
+// sweepInterval is how often the owner removes expired entries when no
+// operation does it first.
+const sweepInterval = 250 * time.Millisecond
+
+// manager is the owner's side of a state: it holds the election lock, keeps
+// the store, serves the other processes on the socket, and serves its own
+// process directly.
+type manager struct {
+	st    *State
+	store *store
+	lock  *transport.LockFile
+	ln    *net.UnixListener
+	local *session
+
+	waitMu sync.Mutex
+	waits  map[uint64]chan transport.Response // parked Locks of this process
+
+	mu      sync.Mutex
+	conns   map[*net.UnixConn]*transport.Conn // open client connections; nil until joined
+	closing atomic.Bool                       // set under mu; requests now get StatusShuttingDown
+
+	quit    chan struct{}
+	lostC   chan struct{} // closed if the listener fails
+	wg      sync.WaitGroup
+	serving sync.WaitGroup // the serve goroutines
+}
+
+// startManager makes this process the owner. The caller holds lf.
+func startManager(st *State, lf *transport.LockFile) (*manager, error) {
+	ln, err := transport.Listen(st.sockPath)
+	if err != nil {
+		return nil, err
+	}
+	m := &manager{
+		st:    st,
+		store: newStore(),
+		lock:  lf,
+		ln:    ln,
+		waits: make(map[uint64]chan transport.Response),
+		conns: make(map[*net.UnixConn]*transport.Conn),
+		quit:  make(chan struct{}),
+		lostC: make(chan struct{}),
+	}
+	m.local = m.store.newSession(st.clientID, os.Getpid(), m.deliverLocal)
+	m.wg.Add(2)
+	go m.acceptLoop()
+	go m.sweepLoop()
+	st.cfg.logger.Info("sharedstate: became owner", "state", st.name, "pid", os.Getpid(), "socket", st.sockPath)
+	return m, nil
+}
+
+func (m *manager) lost() <-chan struct{} { return m.lostC }
+
+// close stops serving and releases the election lock for the next owner.
+// Each client is told the owner is leaving (a response with id 0 and
+// StatusShuttingDown); requests it sent before it learnt that are answered,
+// applied or with StatusShuttingDown (not applied), so that no client is left
+// unsure whether a write happened. Clients close their end once answered.
+func (m *manager) close() {
+	m.ln.Close()
+	m.mu.Lock()
+	m.closing.Store(true)
+	for _, conn := range m.conns {
+		if conn != nil {
+			conn.Send(&transport.Response{Status: transport.StatusShuttingDown})
+		}
+	}
+	m.mu.Unlock()
+	m.store.refuseWaiters()
+	if !waitTimeout(&m.serving, leaveTimeout) {
+		m.st.cfg.logger.Warn("sharedstate: clients slow to leave; closing their connections", "state", m.st.name)
+	}
+	m.mu.Lock()
+	for nc := range m.conns {
+		nc.Close()
+	}
+	m.mu.Unlock()
+	close(m.quit)
+	m.wg.Wait()
+	m.store.drop(m.local)
+	m.lock.Release()
+}
+
+// waitTimeout waits for wg for at most d, and reports whether it finished.
+func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// do serves this process's own requests without a socket.
+func (m *manager) do(ctx context.Context, req *transport.Request) (transport.Response, error) {
+	if req.Op != transport.OpLock {
+		resp, _ := m.store.apply(m.local, req)
+		return resp, nil
+	}
+	ch := make(chan transport.Response, 1)
+	m.waitMu.Lock()
+	m.waits[req.ID] = ch
+	m.waitMu.Unlock()
+	resp, parked := m.store.apply(m.local, req)
+	if !parked {
+		m.forgetWait(req.ID)
+		return resp, nil
+	}
+	select {
+	case resp := <-ch:
+		return resp, nil
+	case <-ctx.Done():
+		if !m.store.cancel(m.local, req.ID) {
+			// Granted as ctx ended: give the lock back.
+			granted := <-ch
+			m.store.apply(m.local, &transport.Request{ID: req.ID, Op: transport.OpUnlock, Name: req.Name, Version: granted.Version})
+		}
+		m.forgetWait(req.ID)
+		return transport.Response{}, ctx.Err()
+	case <-m.quit:
+		m.forgetWait(req.ID)
+		return transport.Response{}, ErrClosed
+	}
+}
+
+func (m *manager) forgetWait(id uint64) {
+	m.waitMu.Lock()
+	delete(m.waits, id)
+	m.waitMu.Unlock()
+}
+
+// deliverLocal answers a parked Lock of this process.
+func (m *manager) deliverLocal(resp transport.Response) {
+	m.waitMu.Lock()
+	ch := m.waits[resp.ID]
+	delete(m.waits, resp.ID)
+	m.waitMu.Unlock()
+	if ch != nil {
+		ch <- resp
+	}
+}
+
+func (m *manager) acceptLoop() {
+	defer m.wg.Done()
+	for {
+		nc, err := m.ln.AcceptUnix()
+		if err != nil {
+			select {
+			case <-m.quit:
+				return
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded) {
+				continue
+			}
+			if isTemporary(err) { // out of descriptors: wait for some to close
+				m.st.cfg.logger.Warn("sharedstate: accept", "err", err)
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			m.st.cfg.logger.Error("sharedstate: listener failed; giving up ownership", "err", err)
+			close(m.lostC)
+			return
+		}
+		m.wg.Add(1)
+		m.serving.Add(1)
+		go m.serve(nc)
+	}
+}
+
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+func (m *manager) sweepLoop() {
+	defer m.wg.Done()
+	t := time.NewTicker(sweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			m.store.sweep()
+		case <-m.quit:
+			return
+		}
+	}
+}
+
+// serve runs one client connection until it ends. Whatever goes wrong with
+// it (a refused peer, a malformed frame) ends this connection alone.
+func (m *manager) serve(nc *net.UnixConn) {
+	defer m.wg.Done()
+	defer m.serving.Done()
+	// Registered before the handshake, so that close does not wait for a
+	// peer that is slow to complete it.
+	m.mu.Lock()
+	if m.closing.Load() {
+		m.mu.Unlock()
+		nc.Close()
+		return
+	}
+	m.conns[nc] = nil
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		delete(m.conns, nc)
+		m.mu.Unlock()
+	}()
+
+	log := m.st.cfg.logger
+	conn, join, err := transport.Accept(nc, m.st.transportConfig())
+	if err != nil {
+		log.Warn("sharedstate: refused a connection", "state", m.st.name, "reason", err)
+		return
+	}
+
+	m.mu.Lock()
+	if m.closing.Load() {
+		conn.Send(&transport.Response{Status: transport.StatusShuttingDown})
+	}
+	m.conns[nc] = conn
+	m.mu.Unlock()
+
+	sess := m.store.newSession(join.ClientID, int(join.PID), func(resp transport.Response) { conn.Send(&resp) })
+	err = m.serveRequests(conn, sess)
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+		log.Warn("sharedstate: closed a connection", "state", m.st.name, "pid", join.PID, "reason", err)
+	}
+	m.store.drop(sess)
+	conn.Close()
+}
+
+func (m *manager) serveRequests(conn *transport.Conn, sess *session) error {
+	var req transport.Request
+	var cancel transport.Cancel
+	for {
+		body, err := conn.Recv()
+		if err != nil {
+			return err
+		}
+		switch transport.KindOf(body) {
+		case transport.KindRequest:
+			if err := req.Decode(body); err != nil {
+				return err
+			}
+			if m.closing.Load() {
+				m.reply(conn, &transport.Response{ID: req.ID, Status: transport.StatusShuttingDown, Msg: "the owner is closing"})
+				continue
+			}
+			resp, parked := m.store.apply(sess, &req)
+			if !parked {
+				if err := m.reply(conn, &resp); err != nil {
+					return err
+				}
+			}
+		case transport.KindCancel:
+			if err := cancel.Decode(body); err != nil {
+				return err
+			}
+			if m.store.cancel(sess, cancel.ID) {
+				m.reply(conn, &transport.Response{ID: cancel.ID, Status: transport.StatusCanceled})
+			}
+		default:
+			return fmt.Errorf("%w: unexpected message kind %d", transport.ErrMalformed, transport.KindOf(body))
+		}
+		conn.WaitDrained(maxBacklog)
+	}
+}
+
+// reply sends resp. An answer too large for a frame (a Range page or value
+// near the cap) is replaced by an error, so the client is not left waiting.
+func (m *manager) reply(conn *transport.Conn, resp *transport.Response) error {
+	err := conn.Send(resp)
+	if errors.Is(err, transport.ErrFrameTooLarge) {
+		err = conn.Send(&transport.Response{ID: resp.ID, Status: transport.StatusTooLarge, Msg: err.Error()})
+	}
+	return err
+}

@@ -1,0 +1,216 @@
+package sharedstate
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/sharedstate/sharedstate/transport"
+)
+
+// Map is a shared map from string keys to values of type V, with the
+// methods of sync.Map plus a context and an error, Update for atomic
+// read-modify-write, and per-entry TTLs (WithTTL).
+//
+// Values are encoded with msgpack (struct fields by name, map keys sorted),
+// so every process must use a V with a compatible encoding. CompareAndSwap
+// and CompareAndDelete compare encodings, not Go values.
+type Map[V any] struct {
+	st    *State
+	name  string
+	codec valueCodec
+}
+
+// NewMap returns the map called name, holding values of type V.
+func NewMap[V any](st *State, name string) *Map[V] {
+	return &Map[V]{st: st, name: name, codec: codecFor[V]()}
+}
+
+func (m *Map[V]) do(ctx context.Context, req transport.Request) (transport.Response, error) {
+	req.Name = m.name
+	if size := len(req.Key) + len(req.Value) + len(req.Old) + len(req.Name); size > m.st.cfg.maxFrame-1024 {
+		return transport.Response{}, fmt.Errorf("sharedstate: map %q: %v %q: %w: %d bytes of key and values; the frame limit is %d",
+			m.name, req.Op, req.Key, ErrTooLarge, size, m.st.cfg.maxFrame)
+	}
+	resp, err := m.st.do(ctx, &req)
+	if err != nil {
+		err = fmt.Errorf("sharedstate: map %q: %v %q: %w", m.name, req.Op, req.Key, err)
+	}
+	return resp, err
+}
+
+// decodeFound decodes resp.Value if resp.Found.
+func (m *Map[V]) decodeFound(resp transport.Response, err error) (V, bool, error) {
+	var v V
+	if err != nil || !resp.Found {
+		return v, false, err
+	}
+	if err := m.codec.decode(resp.Value, &v); err != nil {
+		return v, true, fmt.Errorf("sharedstate: map %q: %w", m.name, err)
+	}
+	return v, true, nil
+}
+
+// Load returns the value stored for key, and whether there is one.
+func (m *Map[V]) Load(ctx context.Context, key string) (value V, ok bool, err error) {
+	return m.decodeFound(m.do(ctx, transport.Request{Op: transport.OpLoad, Key: key}))
+}
+
+// Store sets the value for key.
+func (m *Map[V]) Store(ctx context.Context, key string, value V, opts ...WriteOption) error {
+	req, err := m.write(transport.OpStore, key, value, opts)
+	if err != nil {
+		return err
+	}
+	_, err = m.do(ctx, req)
+	return err
+}
+
+// LoadOrStore returns the existing value for key if there is one. Otherwise
+// it stores value and returns it. Loaded reports whether the value existed.
+func (m *Map[V]) LoadOrStore(ctx context.Context, key string, value V, opts ...WriteOption) (actual V, loaded bool, err error) {
+	req, err := m.write(transport.OpLoadOrStore, key, value, opts)
+	if err != nil {
+		return actual, false, err
+	}
+	actual, loaded, err = m.decodeFound(m.do(ctx, req))
+	if err != nil || !loaded {
+		return value, false, err
+	}
+	return actual, true, nil
+}
+
+// LoadAndDelete deletes the value for key, returning the previous value if
+// any. Loaded reports whether there was one.
+func (m *Map[V]) LoadAndDelete(ctx context.Context, key string) (value V, loaded bool, err error) {
+	return m.decodeFound(m.do(ctx, transport.Request{Op: transport.OpLoadAndDelete, Key: key}))
+}
+
+// Delete deletes the value for key.
+func (m *Map[V]) Delete(ctx context.Context, key string) error {
+	_, err := m.do(ctx, transport.Request{Op: transport.OpDelete, Key: key})
+	return err
+}
+
+// Swap stores value for key and returns the previous value if any. Loaded
+// reports whether there was one.
+func (m *Map[V]) Swap(ctx context.Context, key string, value V, opts ...WriteOption) (previous V, loaded bool, err error) {
+	req, err := m.write(transport.OpMapSwap, key, value, opts)
+	if err != nil {
+		return previous, false, err
+	}
+	return m.decodeFound(m.do(ctx, req))
+}
+
+// CompareAndSwap stores new for key if the stored value encodes like old, and
+// reports whether it did.
+func (m *Map[V]) CompareAndSwap(ctx context.Context, key string, old, new V, opts ...WriteOption) (swapped bool, err error) {
+	req, err := m.write(transport.OpCompareAndSwap, key, new, opts)
+	if err != nil {
+		return false, err
+	}
+	if req.Old, err = m.codec.encode(old); err != nil {
+		return false, err
+	}
+	resp, err := m.do(ctx, req)
+	return resp.Found, err
+}
+
+// CompareAndDelete deletes the entry for key if its value encodes like old,
+// and reports whether it did.
+func (m *Map[V]) CompareAndDelete(ctx context.Context, key string, old V) (deleted bool, err error) {
+	b, err := m.codec.encode(old)
+	if err != nil {
+		return false, err
+	}
+	resp, err := m.do(ctx, transport.Request{Op: transport.OpCompareAndDelete, Key: key, Old: b})
+	return resp.Found, err
+}
+
+// Update atomically replaces the value for key with fn(old, ok), where ok
+// reports whether a value existed, and returns the value stored. It is the
+// read-modify-write that Load then Store is not: if another process changes
+// the entry between the read and the write, Update calls fn again with the
+// newer value. So fn may run more than once and should have no side effects
+// besides computing the value. If fn returns an error, Update stores nothing
+// and returns that error.
+func (m *Map[V]) Update(ctx context.Context, key string, fn func(old V, ok bool) (V, error), opts ...WriteOption) (V, error) {
+	var zero V
+	resp, err := m.do(ctx, transport.Request{Op: transport.OpLoad, Key: key})
+	if err != nil {
+		return zero, err
+	}
+	for {
+		// resp holds the entry as last seen: a version of 0 means absent.
+		var old V
+		if resp.Version != 0 {
+			if err := m.codec.decode(resp.Value, &old); err != nil {
+				return zero, fmt.Errorf("sharedstate: map %q: %w", m.name, err)
+			}
+		}
+		v, err := fn(old, resp.Version != 0)
+		if err != nil {
+			return zero, err
+		}
+		req, err := m.write(transport.OpStoreIfVersion, key, v, opts)
+		if err != nil {
+			return zero, err
+		}
+		req.Version = resp.Version
+		if resp, err = m.do(ctx, req); err != nil {
+			return zero, err
+		}
+		if resp.Found {
+			return v, nil
+		}
+	}
+}
+
+// Len returns the number of entries.
+func (m *Map[V]) Len(ctx context.Context) (int, error) {
+	resp, err := m.do(ctx, transport.Request{Op: transport.OpLen})
+	return int(resp.Int), err
+}
+
+// Clear deletes every entry.
+func (m *Map[V]) Clear(ctx context.Context) error {
+	_, err := m.do(ctx, transport.Request{Op: transport.OpClear})
+	return err
+}
+
+// rangePage is how many entries Range fetches per request.
+const rangePage = 1000
+
+// Range calls fn for each entry in key order, until fn returns false. Like
+// sync.Map.Range, it is not a snapshot: entries are fetched a page at a time,
+// and each is seen as it was when its page was read.
+func (m *Map[V]) Range(ctx context.Context, fn func(key string, value V) bool) error {
+	after := ""
+	for {
+		resp, err := m.do(ctx, transport.Request{Op: transport.OpRange, Key: after, Limit: rangePage})
+		if err != nil {
+			return err
+		}
+		for _, e := range resp.Entries {
+			var v V
+			if err := m.codec.decode(e.Value, &v); err != nil {
+				return fmt.Errorf("sharedstate: map %q: key %q: %w", m.name, e.Key, err)
+			}
+			if !fn(e.Key, v) {
+				return nil
+			}
+			after = e.Key
+		}
+		if !resp.Found {
+			return nil
+		}
+	}
+}
+
+// write builds the request that writes value for key.
+func (m *Map[V]) write(op transport.Op, key string, value V, opts []WriteOption) (transport.Request, error) {
+	b, err := m.codec.encode(value)
+	if err != nil {
+		return transport.Request{}, fmt.Errorf("sharedstate: map %q: %w", m.name, err)
+	}
+	return transport.Request{Op: op, Key: key, Value: b, TTL: applyWriteOptions(opts).ttl}, nil
+}

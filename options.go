@@ -1,0 +1,71 @@
+package sharedstate
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/sharedstate/sharedstate/transport"
+)
+
+// An Option configures Open.
+type Option func(*config)
+
+type config struct {
+	dir              string
+	logger           *slog.Logger
+	maxFrame         int
+	secret           []byte
+	handshakeTimeout time.Duration
+}
+
+func newConfig(opts []Option) config {
+	c := config{
+		logger:           slog.Default(),
+		maxFrame:         transport.DefaultMaxFrame,
+		handshakeTimeout: 5 * time.Second,
+	}
+	for _, o := range opts {
+		o(&c)
+	}
+	return c
+}
+
+// WithDir sets the directory holding the state's socket and lock file. It is
+// created with mode 0700 if missing, and must belong to the current user and
+// be writable by no one else. The default is $XDG_RUNTIME_DIR/sharedstate-UID,
+// or sharedstate-UID in the system's temporary directory.
+func WithDir(dir string) Option { return func(c *config) { c.dir = dir } }
+
+// WithLogger sets where role changes and refused connections are logged.
+// The default is slog.Default().
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+
+// WithMaxFrame caps the size of one message between processes, and so of a
+// key plus its value. The default is 4 MiB. Every process of a state should
+// use the same cap.
+func WithMaxFrame(bytes int) Option { return func(c *config) { c.maxFrame = bytes } }
+
+// WithSecret requires every process to prove knowledge of secret when it
+// connects to the owner, on top of the same-user check that always applies.
+func WithSecret(secret []byte) Option {
+	return func(c *config) { c.secret = append([]byte(nil), secret...) }
+}
+
+// A WriteOption modifies a single write to a Map.
+type WriteOption func(*writeOptions)
+
+type writeOptions struct {
+	ttl time.Duration
+}
+
+// WithTTL makes the written entry expire after d. Without it the entry never
+// expires, and a write replaces an earlier entry's TTL.
+func WithTTL(d time.Duration) WriteOption { return func(w *writeOptions) { w.ttl = d } }
+
+func applyWriteOptions(opts []WriteOption) writeOptions {
+	var w writeOptions
+	for _, o := range opts {
+		o(&w)
+	}
+	return w
+}

@@ -1,0 +1,138 @@
+package sharedstate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+
+	"github.com/sharedstate/sharedstate/transport"
+)
+
+// proxy is a process's connection to the owner. Any number of goroutines
+// share it: each request carries an id, and the reader hands each answer to
+// the goroutine waiting for it.
+type proxy struct {
+	conn     *transport.Conn
+	ownerPID int64
+
+	mu      sync.Mutex
+	pending map[uint64]chan transport.Response
+	leaving bool          // the owner said it is closing: send nothing more
+	lostC   chan struct{} // closed when the connection fails or the owner has left
+	done    chan struct{} // closed when the reader has stopped
+}
+
+// dialProxy connects to the owner's socket and joins the state.
+func dialProxy(ctx context.Context, st *State) (*proxy, error) {
+	nc, err := transport.Dial(ctx, st.sockPath)
+	if err != nil {
+		return nil, err
+	}
+	conn, hello, err := transport.Connect(ctx, nc, st.clientID, st.transportConfig())
+	if err != nil {
+		return nil, transportError(err)
+	}
+	p := &proxy{
+		conn:     conn,
+		ownerPID: hello.PID,
+		pending:  make(map[uint64]chan transport.Response),
+		lostC:    make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	go p.readLoop(st)
+	return p, nil
+}
+
+func (p *proxy) lost() <-chan struct{} { return p.lostC }
+
+func (p *proxy) close() {
+	p.conn.Close()
+	<-p.done
+}
+
+func (p *proxy) readLoop(st *State) {
+	defer close(p.done)
+	defer close(p.lostC)
+	var resp transport.Response
+	for {
+		body, err := p.conn.Recv()
+		if err == nil && transport.KindOf(body) != transport.KindResponse {
+			err = fmt.Errorf("%w: unexpected message kind %d", transport.ErrMalformed, transport.KindOf(body))
+		}
+		if err == nil {
+			err = resp.Decode(body)
+		}
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				st.cfg.logger.Debug("sharedstate: connection to owner ended", "state", st.name, "owner", p.ownerPID, "err", err)
+			}
+			p.conn.Close()
+			return
+		}
+		p.mu.Lock()
+		if resp.ID == 0 && resp.Status == transport.StatusShuttingDown {
+			p.leaving = true
+		}
+		ch := p.pending[resp.ID]
+		delete(p.pending, resp.ID)
+		done := p.leaving && len(p.pending) == 0
+		p.mu.Unlock()
+		if ch != nil {
+			ch <- resp // buffered: never blocks
+		}
+		if done { // every request answered: the owner may go
+			p.conn.Close()
+			return
+		}
+	}
+}
+
+func (p *proxy) do(ctx context.Context, req *transport.Request) (transport.Response, error) {
+	ch := make(chan transport.Response, 1)
+	p.mu.Lock()
+	if p.leaving {
+		p.mu.Unlock()
+		return transport.Response{}, errNotSent
+	}
+	p.pending[req.ID] = ch
+	p.mu.Unlock()
+	if err := p.conn.Send(req); err != nil {
+		p.forget(req.ID)
+		if errors.Is(err, transport.ErrFrameTooLarge) {
+			return transport.Response{}, fmt.Errorf("%w: %v", ErrTooLarge, err)
+		}
+		return transport.Response{}, errNotSent
+	}
+	select {
+	case resp := <-ch:
+		return resp, nil
+	case <-p.lostC:
+		p.forget(req.ID)
+		return transport.Response{}, errOwnerLost
+	case <-ctx.Done():
+	}
+	if req.Op != transport.OpLock {
+		p.forget(req.ID)
+		return transport.Response{}, ctx.Err()
+	}
+	// A Lock may be granted while the Cancel is on its way: wait for the
+	// owner's final word, and give back a lock granted too late.
+	p.conn.Send(&transport.Cancel{ID: req.ID})
+	select {
+	case resp := <-ch:
+		if resp.Status == transport.StatusOK {
+			p.conn.Send(&transport.Request{Op: transport.OpUnlock, Name: req.Name, Version: resp.Version})
+		}
+	case <-p.lostC:
+		p.forget(req.ID)
+	}
+	return transport.Response{}, ctx.Err()
+}
+
+func (p *proxy) forget(id uint64) {
+	p.mu.Lock()
+	delete(p.pending, id)
+	p.mu.Unlock()
+}

@@ -1,0 +1,443 @@
+// Package sharedstate gives the worker processes of one app on one host
+// shared state (counters, typed maps with TTLs, and locks) with no server to
+// install.
+//
+// Every worker opens the same named state at startup:
+//
+//	st, err := sharedstate.Open(ctx, "myapp")
+//	if err != nil { ... }
+//	defer st.Close()
+//	hits := st.Counter("hits")
+//	n, err := hits.Add(ctx, 1) // the same counter in every worker
+//
+// # How it works
+//
+// The first process to take the state's lock file (an flock on a file that is
+// never deleted) becomes its owner: it keeps the state in memory and serves
+// it on a Unix socket beside the lock file. The other processes connect to
+// that socket and forward each call to the owner. The owner's own calls
+// never touch the socket.
+//
+//	worker 1 (owner) ──── state in memory, lock file held, socket bound
+//	   ▲    ▲
+//	   │    └── worker 3 (proxy): one connection, calls multiplexed over it
+//	   └─────── worker 2 (proxy)
+//
+// When the owner exits, the kernel releases its lock; the next worker to take
+// it becomes the owner and the rest reconnect to it. Calls made meanwhile
+// wait for the new owner until their context ends.
+//
+// # API
+//
+// Counter mirrors sync/atomic.Int64 and Map mirrors sync.Map, with a context
+// first and an error last on every method, since every call may cross a
+// process boundary. Map values are typed (NewMap[V]) and encoded with
+// msgpack; the owner stores them as opaque bytes. Map.Update is the
+// read-modify-write that get-then-set cannot be: a compare-and-swap on the
+// entry's version, retried on conflict. Mutex is a lock across processes with
+// fencing tokens, and Mutex.Wrap serialises an http.Handler across workers.
+//
+// # Guarantees
+//
+// Each operation is atomic and operations on a key are linearizable: every
+// process sees them in one order. A lock is held by at most one process,
+// and is released at once when its holder's process dies.
+//
+// # Security
+//
+// The socket lives in a directory private to the user (mode 0700) and has mode
+// 0600; the owner checks each peer's user id with SO_PEERCRED and refuses any
+// other, and WithSecret adds a challenge on a shared secret. Frames have a
+// hard size cap and are decoded without trusting their contents, so a
+// malformed one costs only the connection that sent it. State names are
+// restricted to characters that cannot escape the directory.
+package sharedstate
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/sharedstate/sharedstate/transport"
+)
+
+// State is one named shared state as seen from one process. It is safe for
+// concurrent use. Close it when the process no longer needs it.
+type State struct {
+	name     string
+	cfg      config
+	lockPath string
+	sockPath string
+	clientID uint64 // this process, as the owner knows it
+	seq      atomic.Uint64
+
+	role    atomic.Pointer[role] // nil while no owner is reachable
+	mu      sync.Mutex
+	ready   chan struct{} // closed when role is set again, or on Close
+	lastErr error         // why the latest election failed
+	closed  bool
+
+	ctx    context.Context // ends on Close
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the supervisor has stopped
+}
+
+// role is how this process reaches the state: as its owner or as a proxy.
+type role struct{ backend }
+
+type backend interface {
+	// do performs req. It returns errOwnerLost if the backend stopped
+	// serving before it answered.
+	do(ctx context.Context, req *transport.Request) (transport.Response, error)
+	// lost is closed when the backend can no longer serve.
+	lost() <-chan struct{}
+	close()
+}
+
+// Errors between State.do and its backends.
+var (
+	// errOwnerLost: the connection to the owner broke before it answered.
+	errOwnerLost = errors.New("connection to the owner lost")
+	// errNotSent: the request was not sent, as the connection is ending.
+	errNotSent = errors.New("connection to the owner ending")
+)
+
+var validName = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$`)
+
+// Open joins the state called name, becoming its owner if no other process
+// is, and returns once the state can be used. Name is 1 to 64 letters,
+// digits, '.', '_' or '-', not starting with '.'. Open returns ErrUnavailable
+// if ctx ends before an owner is reachable, and ErrVersionMismatch or
+// ErrUnauthorized at once if the owner refuses this process.
+func Open(ctx context.Context, name string, opts ...Option) (*State, error) {
+	if !validName.MatchString(name) {
+		return nil, fmt.Errorf("%w: %q: use 1 to 64 letters, digits, '.', '_' or '-', not starting with '.'", ErrInvalidName, name)
+	}
+	cfg := newConfig(opts)
+	dir, err := stateDir(cfg.dir)
+	if err != nil {
+		return nil, err
+	}
+	s := &State{
+		name:     name,
+		cfg:      cfg,
+		lockPath: filepath.Join(dir, name+".lock"),
+		sockPath: filepath.Join(dir, name+".sock"),
+		clientID: randomID(),
+		ready:    make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	if len(s.sockPath) >= 108 {
+		return nil, fmt.Errorf("sharedstate: socket path %s is longer than a Unix socket allows; choose a shorter directory", s.sockPath)
+	}
+	b, err := s.elect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.setRole(b)
+	go s.supervise(b)
+	return s, nil
+}
+
+// stateDir returns the directory for sockets and lock files, creating it if
+// needed, after checking that no other user can tamper with it.
+func stateDir(dir string) (string, error) {
+	private := dir == ""
+	if private {
+		base := os.Getenv("XDG_RUNTIME_DIR")
+		if !filepath.IsAbs(base) {
+			base = os.TempDir()
+		}
+		dir = filepath.Join(base, "sharedstate-"+strconv.Itoa(os.Getuid()))
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("sharedstate: %w", err)
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return "", fmt.Errorf("sharedstate: %w", err)
+	}
+	owner := int(fi.Sys().(*syscall.Stat_t).Uid)
+	switch mode := fi.Mode(); {
+	case !fi.IsDir():
+		return "", fmt.Errorf("sharedstate: %s is not a directory", dir)
+	case owner != os.Getuid():
+		return "", fmt.Errorf("%w: directory %s belongs to uid %d, not %d", ErrUnauthorized, dir, owner, os.Getuid())
+	case private && mode.Perm()&0o077 != 0, mode.Perm()&0o022 != 0:
+		return "", fmt.Errorf("%w: directory %s has mode %v; it must not be open to other users (chmod 700)", ErrUnauthorized, dir, mode.Perm())
+	}
+	return dir, nil
+}
+
+func randomID() uint64 {
+	var b [8]byte
+	rand.Read(b[:])
+	return binary.LittleEndian.Uint64(b[:]) | 1 // never 0
+}
+
+// Close leaves the state. If this process is the owner, another process takes
+// over. Calls in progress return ErrClosed.
+func (s *State) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	if s.role.Load() == nil { // else ready is already closed
+		close(s.ready)
+	}
+	s.mu.Unlock()
+	s.cancel()
+	<-s.done
+	return nil
+}
+
+// Name returns the state's name.
+func (s *State) Name() string { return s.name }
+
+// IsOwner reports whether this process currently owns the state.
+func (s *State) IsOwner() bool {
+	r := s.role.Load()
+	if r == nil {
+		return false
+	}
+	_, ok := r.backend.(*manager)
+	return ok
+}
+
+// setRole publishes b (nil: no owner reachable) to callers.
+func (s *State) setRole(b backend) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if b == nil {
+		s.role.Store(nil)
+		if !s.closed {
+			s.ready = make(chan struct{})
+		}
+		return
+	}
+	s.role.Store(&role{b})
+	s.lastErr = nil
+	if !s.closed {
+		close(s.ready)
+	}
+}
+
+// supervise replaces the backend whenever it is lost, until Close.
+func (s *State) supervise(b backend) {
+	defer close(s.done)
+	for {
+		select {
+		case <-s.ctx.Done():
+			s.setRole(nil)
+			b.close()
+			return
+		case <-b.lost():
+		}
+		s.setRole(nil)
+		b.close()
+		s.cfg.logger.Info("sharedstate: owner lost; electing a new one", "state", s.name)
+		start := time.Now()
+		for {
+			var err error
+			if b, err = s.elect(s.ctx); err == nil {
+				break
+			}
+			if s.ctx.Err() != nil {
+				return
+			}
+			s.mu.Lock()
+			s.lastErr = err
+			s.mu.Unlock()
+			s.cfg.logger.Warn("sharedstate: cannot reach an owner", "state", s.name, "err", err)
+			select {
+			case <-time.After(100 * time.Millisecond):
+			case <-s.ctx.Done():
+				return
+			}
+		}
+		s.setRole(b)
+		if _, owner := b.(*manager); owner {
+			s.cfg.logger.Info("sharedstate: took over as owner", "state", s.name, "pid", os.Getpid(), "after", time.Since(start))
+		}
+	}
+}
+
+// elect becomes the owner if the lock file is free, else connects to the
+// owner, retrying while an owner is starting or dying. It returns early only
+// for errors that retrying cannot fix.
+func (s *State) elect(ctx context.Context) (backend, error) {
+	backoff := 500 * time.Microsecond
+	for {
+		lf, err := transport.TryLock(s.lockPath)
+		if err != nil {
+			return nil, fmt.Errorf("sharedstate: %w", err)
+		}
+		if lf != nil {
+			m, err := startManager(s, lf)
+			if err != nil {
+				lf.Release()
+				return nil, fmt.Errorf("sharedstate: becoming owner: %w", err)
+			}
+			return m, nil
+		}
+		p, err := dialProxy(ctx, s)
+		if err == nil {
+			return p, nil
+		}
+		if errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrVersionMismatch) {
+			return nil, err
+		}
+		// No socket yet, or a dead owner's: the holder is starting, or
+		// exiting and its lock will be free in a moment.
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %w (last attempt: %v)", ErrUnavailable, ctx.Err(), err)
+		}
+		backoff = min(2*backoff, 50*time.Millisecond)
+	}
+}
+
+// do performs one operation through the current backend, waiting for one
+// while none is reachable.
+func (s *State) do(ctx context.Context, req *transport.Request) (transport.Response, error) {
+	req.ID = s.seq.Add(1)
+	for {
+		r := s.role.Load()
+		if r == nil {
+			var err error
+			if r, err = s.waitRole(ctx); err != nil {
+				return transport.Response{}, err
+			}
+		}
+		resp, err := r.do(ctx, req)
+		if errors.Is(err, errNotSent) || err == nil && resp.Status == transport.StatusShuttingDown {
+			// Not applied: safe to retry once the next owner is known.
+			s.awaitChange(ctx, r)
+			continue
+		}
+		if errors.Is(err, errOwnerLost) {
+			if !req.Op.Mutates() {
+				continue
+			}
+			return resp, fmt.Errorf("%w: the owner died before answering; the %v may or may not have been applied", ErrUnavailable, req.Op)
+		}
+		if err != nil {
+			return resp, err
+		}
+		return resp, statusError(resp.Status, resp.Msg)
+	}
+}
+
+// awaitChange waits until r is no longer the current role, or ctx ends or
+// the State closes (the next waitRole reports those).
+func (s *State) awaitChange(ctx context.Context, r *role) {
+	select {
+	case <-r.lost():
+	case <-ctx.Done():
+		return
+	case <-s.ctx.Done():
+		return
+	}
+	// The supervisor replaces r a moment after it is lost.
+	for s.role.Load() == r && ctx.Err() == nil {
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+func (s *State) waitRole(ctx context.Context) (*role, error) {
+	for {
+		s.mu.Lock()
+		r, ready, closed, lastErr := s.role.Load(), s.ready, s.closed, s.lastErr
+		s.mu.Unlock()
+		switch {
+		case closed:
+			return nil, ErrClosed
+		case r != nil:
+			return r, nil
+		}
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			if lastErr != nil {
+				return nil, fmt.Errorf("%w: %w (last attempt: %v)", ErrUnavailable, ctx.Err(), lastErr)
+			}
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+		}
+	}
+}
+
+func (s *State) transportConfig() transport.Config {
+	return transport.Config{
+		UID:      os.Getuid(),
+		PID:      os.Getpid(),
+		Secret:   s.cfg.secret,
+		MaxFrame: s.cfg.maxFrame,
+		Timeout:  s.cfg.handshakeTimeout,
+	}
+}
+
+// Counter is a shared int64 with the methods of sync/atomic.Int64. Its zero
+// value is 0.
+type Counter struct {
+	st   *State
+	name string
+}
+
+// Counter returns the counter called name.
+func (s *State) Counter(name string) *Counter {
+	return &Counter{st: s, name: name}
+}
+
+func (c *Counter) do(ctx context.Context, req transport.Request) (transport.Response, error) {
+	req.Name = c.name
+	resp, err := c.st.do(ctx, &req)
+	if err != nil {
+		err = fmt.Errorf("sharedstate: counter %q: %v: %w", c.name, req.Op, err)
+	}
+	return resp, err
+}
+
+// Add adds delta to the counter and returns the new value.
+func (c *Counter) Add(ctx context.Context, delta int64) (int64, error) {
+	resp, err := c.do(ctx, transport.Request{Op: transport.OpAdd, Int: delta})
+	return resp.Int, err
+}
+
+// Load returns the counter's value.
+func (c *Counter) Load(ctx context.Context) (int64, error) {
+	resp, err := c.do(ctx, transport.Request{Op: transport.OpGet})
+	return resp.Int, err
+}
+
+// Store sets the counter to v.
+func (c *Counter) Store(ctx context.Context, v int64) error {
+	_, err := c.do(ctx, transport.Request{Op: transport.OpSet, Int: v})
+	return err
+}
+
+// Swap sets the counter to v and returns its previous value.
+func (c *Counter) Swap(ctx context.Context, v int64) (old int64, err error) {
+	resp, err := c.do(ctx, transport.Request{Op: transport.OpSwap, Int: v})
+	return resp.Int, err
+}
+
+// CompareAndSwap sets the counter to new if its value is old, and reports
+// whether it did.
+func (c *Counter) CompareAndSwap(ctx context.Context, old, new int64) (swapped bool, err error) {
+	resp, err := c.do(ctx, transport.Request{Op: transport.OpCAS, OldInt: old, Int: new})
+	return resp.Found, err
+}

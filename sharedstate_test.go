@@ -1,0 +1,463 @@
+package sharedstate_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sharedstate/sharedstate"
+	"github.com/sharedstate/sharedstate/sharedstatetest"
+)
+
+// The test binary doubles as the worker processes of the multi-process
+// tests: run with SHAREDSTATE_WORKER set, it plays that role and exits.
+func TestMain(m *testing.M) {
+	if role := os.Getenv("SHAREDSTATE_WORKER"); role != "" {
+		os.Exit(runWorker(role))
+	}
+	os.Exit(m.Run())
+}
+
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// quietLogger keeps expected warnings (refused peers, lost owners) out of
+// the test output, while letting a test read them.
+func quietLogger(w io.Writer) sharedstate.Option {
+	return sharedstate.WithLogger(slog.New(slog.NewTextHandler(w, nil)))
+}
+
+// open opens name in dir, failing the test on error, and closes it at cleanup.
+func open(t *testing.T, dir, name string, opts ...sharedstate.Option) *sharedstate.State {
+	t.Helper()
+	opts = append([]sharedstate.Option{sharedstate.WithDir(dir), quietLogger(io.Discard)}, opts...)
+	st, err := sharedstate.Open(testContext(t), name, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func TestConformanceOwner(t *testing.T) {
+	sharedstatetest.Run(t, func(t *testing.T) *sharedstate.State {
+		st := open(t, t.TempDir(), "conformance")
+		if !st.IsOwner() {
+			t.Fatal("the only process is not the owner")
+		}
+		return st
+	})
+}
+
+func TestConformanceProxy(t *testing.T) {
+	sharedstatetest.Run(t, func(t *testing.T) *sharedstate.State {
+		dir := t.TempDir()
+		open(t, dir, "conformance")
+		st := open(t, dir, "conformance")
+		if st.IsOwner() {
+			t.Fatal("a second State became owner while the first holds the lock")
+		}
+		return st
+	})
+}
+
+// worker is a child process running this test binary in a worker role.
+type worker struct {
+	cmd   *exec.Cmd
+	lines chan string // its standard output, line by line
+	out   bytes.Buffer
+}
+
+func startWorker(t *testing.T, role string, env ...string) *worker {
+	t.Helper()
+	return startWorkerCmd(t, exec.Command(os.Args[0]), role, env...)
+}
+
+func startWorkerCmd(t *testing.T, cmd *exec.Cmd, role string, env ...string) *worker {
+	t.Helper()
+	cmd.Env = append(os.Environ(), append(env, "SHAREDSTATE_WORKER="+role)...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &worker{cmd: cmd, lines: make(chan string, 100)}
+	cmd.Stderr = &w.out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(w.lines)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			w.lines <- sc.Text()
+		}
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	return w
+}
+
+// expectLine waits for the worker to print a line starting with prefix and
+// returns the rest of it.
+func (w *worker) expectLine(t *testing.T, prefix string) string {
+	t.Helper()
+	timeout := time.After(time.Minute)
+	for {
+		select {
+		case line, ok := <-w.lines:
+			if !ok {
+				t.Fatalf("worker exited before printing %q; stderr:\n%s", prefix, w.out.String())
+			}
+			if rest, found := strings.CutPrefix(line, prefix); found {
+				return strings.TrimSpace(rest)
+			}
+		case <-timeout:
+			t.Fatalf("worker did not print %q within a minute", prefix)
+		}
+	}
+}
+
+func (w *worker) wait(t *testing.T) {
+	t.Helper()
+	for range w.lines {
+	}
+	if err := w.cmd.Wait(); err != nil {
+		t.Fatalf("worker: %v; stderr:\n%s", err, w.out.String())
+	}
+}
+
+const (
+	adders        = 4
+	addGoroutines = 8
+	addsEach      = 2000
+	updatesEach   = 100
+)
+
+func TestProcessesAdd(t *testing.T) {
+	dir := t.TempDir()
+	st := open(t, dir, "app")
+	ctx := testContext(t)
+	var workers []*worker
+	for range adders {
+		workers = append(workers, startWorker(t, "add", "SS_DIR="+dir))
+	}
+	for _, w := range workers {
+		w.wait(t)
+	}
+	n, err := st.Counter("hits").Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(adders * addGoroutines * addsEach); n != want {
+		t.Errorf("counter = %d after %d Adds", n, want)
+	}
+	v, _, err := sharedstate.NewMap[int](st, "m").Load(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := adders * addGoroutines * updatesEach; v != want {
+		t.Errorf("map value = %d after %d Updates", v, want)
+	}
+}
+
+const (
+	lockers     = 4
+	locksEach   = 50
+	overlapFile = "inside"
+)
+
+func TestProcessesMutex(t *testing.T) {
+	dir := t.TempDir()
+	st := open(t, dir, "app")
+	var workers []*worker
+	for range lockers {
+		workers = append(workers, startWorker(t, "mutex", "SS_DIR="+dir))
+	}
+	for _, w := range workers {
+		w.wait(t)
+	}
+	// Each critical section did a non-atomic Load then Store: a lost
+	// increment would show two processes inside at once.
+	n, err := st.Counter("unsafe").Load(testContext(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(lockers * locksEach); n != want {
+		t.Errorf("counter incremented under the lock = %d, want %d", n, want)
+	}
+}
+
+func TestLockReleasedWhenHolderKilled(t *testing.T) {
+	dir := t.TempDir()
+	st := open(t, dir, "app")
+	ctx := testContext(t)
+	holder := startWorker(t, "hold", "SS_DIR="+dir)
+	token, _ := strconv.ParseUint(holder.expectLine(t, "locked"), 10, 64)
+	mu := st.Mutex("held")
+	if ok, err := mu.TryLock(ctx); err != nil || ok {
+		t.Fatalf("TryLock of a lock held by another process = %v, %v", ok, err)
+	}
+	waiter := startWorker(t, "wait", "SS_DIR="+dir)
+	waiter.expectLine(t, "waiting")
+	holder.cmd.Process.Signal(syscall.SIGKILL)
+	got, _ := strconv.ParseUint(waiter.expectLine(t, "locked"), 10, 64)
+	if got <= token {
+		t.Errorf("fencing token %d after the killed holder's %d", got, token)
+	}
+	waiter.wait(t)
+}
+
+func TestStaleFilesAfterKill(t *testing.T) {
+	dir := t.TempDir()
+	owner := startWorker(t, "own", "SS_DIR="+dir)
+	owner.expectLine(t, "owner")
+	owner.cmd.Process.Signal(syscall.SIGKILL)
+	owner.cmd.Wait()
+	for _, f := range []string{"app.sock", "app.lock"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Fatalf("the killed owner left no %s: %v", f, err)
+		}
+	}
+	st := open(t, dir, "app")
+	if !st.IsOwner() {
+		t.Fatal("did not become owner over a killed owner's files")
+	}
+	ctx := testContext(t)
+	if _, err := st.Counter("c").Add(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	// And a second process joins it through the replaced socket.
+	proxy := open(t, dir, "app")
+	if n, err := proxy.Counter("c").Load(ctx); err != nil || n != 1 {
+		t.Fatalf("proxy Load = %d, %v", n, err)
+	}
+}
+
+func TestOwnerCloseHandsOver(t *testing.T) {
+	dir := t.TempDir()
+	ctx := testContext(t)
+	owner := open(t, dir, "app")
+	proxy := open(t, dir, "app")
+	if err := owner.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The proxy becomes the owner and serves again.
+	if _, err := proxy.Counter("c").Add(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if !proxy.IsOwner() {
+		t.Error("the last process is not the owner after the owner closed")
+	}
+}
+
+func TestInvalidNames(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"", "../../etc", "..", ".", ".hidden", "a/b", "a\\b", "a b", "a\x00b", strings.Repeat("a", 65)} {
+		st, err := sharedstate.Open(testContext(t), name, sharedstate.WithDir(dir))
+		if !errors.Is(err, sharedstate.ErrInvalidName) {
+			t.Errorf("Open(%q): err = %v, want ErrInvalidName", name, err)
+		}
+		if st != nil {
+			st.Close()
+		}
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 0 {
+		t.Errorf("invalid names created files: %v", entries)
+	}
+}
+
+func TestUnsafeDirectoryRefused(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	_, err := sharedstate.Open(testContext(t), "app", sharedstate.WithDir(dir))
+	if !errors.Is(err, sharedstate.ErrUnauthorized) {
+		t.Errorf("Open in a world-writable directory: err = %v, want ErrUnauthorized", err)
+	}
+}
+
+func TestTooLarge(t *testing.T) {
+	dir := t.TempDir()
+	ctx := testContext(t)
+	owner := open(t, dir, "app", sharedstate.WithMaxFrame(64<<10))
+	proxy := open(t, dir, "app", sharedstate.WithMaxFrame(64<<10))
+	big := strings.Repeat("x", 100<<10)
+	for _, st := range []*sharedstate.State{owner, proxy} {
+		m := sharedstate.NewMap[string](st, "m")
+		if err := m.Store(ctx, "k", big); !errors.Is(err, sharedstate.ErrTooLarge) {
+			t.Errorf("Store of 100 KiB with a 64 KiB cap: err = %v, want ErrTooLarge", err)
+		}
+		if err := m.Store(ctx, "k", "small"); err != nil {
+			t.Errorf("Store after a refused one: %v", err)
+		}
+	}
+}
+
+func TestSecret(t *testing.T) {
+	dir := t.TempDir()
+	ctx := testContext(t)
+	open(t, dir, "app", sharedstate.WithSecret([]byte("s3cret")))
+	friend := open(t, dir, "app", sharedstate.WithSecret([]byte("s3cret")))
+	if _, err := friend.Counter("c").Add(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	for _, opts := range [][]sharedstate.Option{nil, {sharedstate.WithSecret([]byte("guess"))}} {
+		opts = append(opts, sharedstate.WithDir(dir), quietLogger(io.Discard))
+		if _, err := sharedstate.Open(ctx, "app", opts...); !errors.Is(err, sharedstate.ErrUnauthorized) {
+			t.Errorf("Open without the secret: err = %v, want ErrUnauthorized", err)
+		}
+	}
+}
+
+func TestNoGoroutinesLeftAfterClose(t *testing.T) {
+	before := runtime.NumGoroutine()
+	dir := t.TempDir()
+	ctx := testContext(t)
+	func() {
+		owner := open(t, dir, "app")
+		proxy := open(t, dir, "app")
+		for _, st := range []*sharedstate.State{owner, proxy} {
+			if _, err := st.Counter("c").Add(ctx, 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Leave a Lock parked at the owner from each side when closing.
+		if err := owner.Mutex("m").Lock(ctx); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for _, st := range []*sharedstate.State{owner, proxy} {
+			wg.Go(func() { st.Mutex("m").Lock(ctx) })
+		}
+		time.Sleep(50 * time.Millisecond)
+		proxy.Close()
+		owner.Close()
+		wg.Wait()
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<20)
+		t.Errorf("%d goroutines before, %d after Close:\n%s", before, n, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+// runWorker plays a worker role in a child process; its exit code reports
+// success.
+func runWorker(role string) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	fail := func(err error) int {
+		fmt.Fprintln(os.Stderr, role+":", err)
+		return 1
+	}
+	dir := os.Getenv("SS_DIR")
+	st, err := sharedstate.Open(ctx, "app", sharedstate.WithDir(dir), quietLogger(os.Stderr))
+	if err != nil {
+		return fail(err)
+	}
+	defer st.Close()
+	switch role {
+	case "add":
+		c := st.Counter("hits")
+		m := sharedstate.NewMap[int](st, "m")
+		var wg sync.WaitGroup
+		errs := make(chan error, addGoroutines)
+		for range addGoroutines {
+			wg.Go(func() {
+				for i := range addsEach {
+					if _, err := c.Add(ctx, 1); err != nil {
+						errs <- err
+						return
+					}
+					if i < updatesEach {
+						if _, err := m.Update(ctx, "k", func(old int, _ bool) (int, error) { return old + 1, nil }); err != nil {
+							errs <- err
+							return
+						}
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		if err := <-errs; err != nil {
+			return fail(err)
+		}
+	case "mutex":
+		mu := st.Mutex("critical")
+		c := st.Counter("unsafe")
+		marker := filepath.Join(dir, overlapFile)
+		for range locksEach {
+			if err := mu.Lock(ctx); err != nil {
+				return fail(err)
+			}
+			f, err := os.OpenFile(marker, os.O_CREATE|os.O_EXCL, 0o600)
+			if err != nil {
+				return fail(fmt.Errorf("another process is inside the critical section: %w", err))
+			}
+			f.Close()
+			n, err := c.Load(ctx)
+			if err != nil {
+				return fail(err)
+			}
+			time.Sleep(100 * time.Microsecond)
+			if err := c.Store(ctx, n+1); err != nil {
+				return fail(err)
+			}
+			os.Remove(marker)
+			if err := mu.Unlock(ctx); err != nil {
+				return fail(err)
+			}
+		}
+	case "hold":
+		mu := st.Mutex("held")
+		if err := mu.Lock(ctx); err != nil {
+			return fail(err)
+		}
+		fmt.Println("locked", mu.Token())
+		<-ctx.Done()
+	case "wait":
+		mu := st.Mutex("held")
+		if ok, err := mu.TryLock(ctx); err != nil || ok {
+			return fail(fmt.Errorf("TryLock = %v, %v; want the lock held elsewhere", ok, err))
+		}
+		fmt.Println("waiting")
+		if err := mu.Lock(ctx); err != nil {
+			return fail(err)
+		}
+		fmt.Println("locked", mu.Token())
+	case "own":
+		if !st.IsOwner() {
+			return fail(errors.New("not the owner"))
+		}
+		fmt.Println("owner")
+		<-ctx.Done()
+	default:
+		return fail(errors.New("unknown role"))
+	}
+	return 0
+}

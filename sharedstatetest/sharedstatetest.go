@@ -1,0 +1,408 @@
+// Package sharedstatetest checks that a sharedstate.State behaves as the
+// package documents, whatever serves it: the owner's own process, a proxy
+// connected to it, or another engine. It plays the part testing/fstest.TestFS
+// plays for file systems.
+package sharedstatetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sharedstate/sharedstate"
+)
+
+// Run runs the conformance suite as subtests of t. newState returns a State
+// to test, on which Run may create any counter, map or lock; Run closes it.
+// States from separate calls must be independent.
+func Run(t *testing.T, newState func(t *testing.T) *sharedstate.State) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, st *sharedstate.State)
+	}{
+		{"Counter", testCounter},
+		{"MapBasics", testMapBasics},
+		{"MapConditional", testMapConditional},
+		{"MapUpdate", testMapUpdate},
+		{"MapRange", testMapRange},
+		{"MapTTL", testMapTTL},
+		{"MapValues", testMapValues},
+		{"Mutex", testMutex},
+		{"MutexWait", testMutexWait},
+		{"MutexWrap", testMutexWrap},
+		{"Closed", testClosed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := newState(t)
+			defer st.Close()
+			tt.fn(t, st)
+		})
+	}
+}
+
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// expect returns a function that checks the results of a call:
+// expect(t, "Load", int64(1))(c.Load(ctx)).
+func expect[T comparable](t *testing.T, what string, want T) func(T, error) {
+	return func(got T, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		equal(t, what, got, want)
+	}
+}
+
+func check(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func equal[T comparable](t *testing.T, what string, got, want T) {
+	t.Helper()
+	if got != want {
+		t.Errorf("%s = %v, want %v", what, got, want)
+	}
+}
+
+func testCounter(t *testing.T, st *sharedstate.State) {
+	ctx := ctxFor(t)
+	c := st.Counter("conformance.counter")
+	expect(t, "Load of a new counter", int64(0))(c.Load(ctx))
+	expect(t, "Add(5)", int64(5))(c.Add(ctx, 5))
+	expect(t, "Add(-2)", int64(3))(c.Add(ctx, -2))
+	check(t, c.Store(ctx, 40))
+	expect(t, "Load after Store(40)", int64(40))(c.Load(ctx))
+	expect(t, "Swap(41)", int64(40))(c.Swap(ctx, 41))
+	expect(t, "CompareAndSwap(0, 1)", false)(c.CompareAndSwap(ctx, 0, 1))
+	expect(t, "CompareAndSwap(41, 42)", true)(c.CompareAndSwap(ctx, 41, 42))
+	expect(t, "Load", int64(42))(c.Load(ctx))
+	expect(t, "another counter", int64(0))(st.Counter("conformance.other").Load(ctx))
+
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 100 {
+				if _, err := c.Add(ctx, 1); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	expect(t, "after 800 concurrent Add(1)", int64(842))(c.Load(ctx))
+}
+
+func testMapBasics(t *testing.T, st *sharedstate.State) {
+	ctx := ctxFor(t)
+	m := sharedstate.NewMap[string](st, "conformance.basics")
+	_, ok, err := m.Load(ctx, "k")
+	check(t, err)
+	equal(t, "Load of a missing key: ok", ok, false)
+	check(t, m.Store(ctx, "k", "v1"))
+	v, ok, err := m.Load(ctx, "k")
+	check(t, err)
+	equal(t, "Load: ok", ok, true)
+	equal(t, "Load", v, "v1")
+	expect(t, "Len", 1)(m.Len(ctx))
+
+	actual, loaded, err := m.LoadOrStore(ctx, "k", "other")
+	check(t, err)
+	equal(t, "LoadOrStore existing: loaded", loaded, true)
+	equal(t, "LoadOrStore existing", actual, "v1")
+	actual, loaded, err = m.LoadOrStore(ctx, "k2", "v2")
+	check(t, err)
+	equal(t, "LoadOrStore new: loaded", loaded, false)
+	equal(t, "LoadOrStore new", actual, "v2")
+
+	prev, loaded, err := m.Swap(ctx, "k", "v3")
+	check(t, err)
+	equal(t, "Swap: loaded", loaded, true)
+	equal(t, "Swap: previous", prev, "v1")
+	_, loaded, err = m.Swap(ctx, "k3", "x")
+	check(t, err)
+	equal(t, "Swap of a missing key: loaded", loaded, false)
+
+	v, loaded, err = m.LoadAndDelete(ctx, "k")
+	check(t, err)
+	equal(t, "LoadAndDelete: loaded", loaded, true)
+	equal(t, "LoadAndDelete", v, "v3")
+	_, loaded, err = m.LoadAndDelete(ctx, "k")
+	check(t, err)
+	equal(t, "LoadAndDelete again: loaded", loaded, false)
+
+	check(t, m.Delete(ctx, "k2"))
+	check(t, m.Delete(ctx, "never-there"))
+	expect(t, "Len", 1)(m.Len(ctx))
+	check(t, m.Clear(ctx))
+	expect(t, "Len after Clear", 0)(m.Len(ctx))
+
+	other := sharedstate.NewMap[string](st, "conformance.basics2")
+	check(t, other.Store(ctx, "k", "elsewhere"))
+	expect(t, "Len of another map", 0)(m.Len(ctx))
+	check(t, m.Store(ctx, "", "empty key"))
+	v, _, err = m.Load(ctx, "")
+	check(t, err)
+	equal(t, "empty key", v, "empty key")
+}
+
+func testMapConditional(t *testing.T, st *sharedstate.State) {
+	ctx := ctxFor(t)
+	m := sharedstate.NewMap[int](st, "conformance.cond")
+	expect(t, "CompareAndSwap on a missing key", false)(m.CompareAndSwap(ctx, "k", 0, 1))
+	check(t, m.Store(ctx, "k", 1))
+	expect(t, "CompareAndSwap(2, 3) on 1", false)(m.CompareAndSwap(ctx, "k", 2, 3))
+	expect(t, "CompareAndSwap(1, 3) on 1", true)(m.CompareAndSwap(ctx, "k", 1, 3))
+	v, _, err := m.Load(ctx, "k")
+	check(t, err)
+	equal(t, "value after CompareAndSwap", v, 3)
+	expect(t, "CompareAndDelete(1) on 3", false)(m.CompareAndDelete(ctx, "k", 1))
+	expect(t, "CompareAndDelete(3) on 3", true)(m.CompareAndDelete(ctx, "k", 3))
+	_, ok, err := m.Load(ctx, "k")
+	check(t, err)
+	equal(t, "present after CompareAndDelete", ok, false)
+}
+
+func testMapUpdate(t *testing.T, st *sharedstate.State) {
+	ctx := ctxFor(t)
+	m := sharedstate.NewMap[[]string](st, "conformance.update")
+	v, err := m.Update(ctx, "list", func(old []string, ok bool) ([]string, error) {
+		if ok {
+			t.Errorf("Update of a missing key: ok = true, old = %v", old)
+		}
+		return append(old, "a"), nil
+	})
+	check(t, err)
+	equal(t, "Update result", fmt.Sprint(v), "[a]")
+	v, err = m.Update(ctx, "list", func(old []string, ok bool) ([]string, error) {
+		if !ok {
+			t.Error("Update of an existing key: ok = false")
+		}
+		return append(old, "b"), nil
+	})
+	check(t, err)
+	equal(t, "Update result", fmt.Sprint(v), "[a b]")
+
+	errStop := errors.New("stop")
+	_, err = m.Update(ctx, "list", func([]string, bool) ([]string, error) { return nil, errStop })
+	if !errors.Is(err, errStop) {
+		t.Errorf("Update with a failing fn: err = %v, want %v", err, errStop)
+	}
+	stored, _, err := m.Load(ctx, "list")
+	check(t, err)
+	equal(t, "value after a failed Update", fmt.Sprint(stored), "[a b]")
+
+	// Concurrent Updates of one key: none lost.
+	n := sharedstate.NewMap[int](st, "conformance.update.n")
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 50 {
+				if _, err := n.Update(ctx, "n", func(old int, _ bool) (int, error) { return old + 1, nil }); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	got, _, err := n.Load(ctx, "n")
+	check(t, err)
+	equal(t, "after 400 concurrent Updates", got, 400)
+}
+
+func testMapRange(t *testing.T, st *sharedstate.State) {
+	ctx := ctxFor(t)
+	m := sharedstate.NewMap[int](st, "conformance.range")
+	const n = 2500 // more than one page
+	for i := range n {
+		check(t, m.Store(ctx, fmt.Sprintf("key%05d", i), i))
+	}
+	count, prev := 0, ""
+	check(t, m.Range(ctx, func(k string, v int) bool {
+		if k <= prev {
+			t.Fatalf("Range: key %q after %q", k, prev)
+		}
+		if want := fmt.Sprintf("key%05d", v); k != want {
+			t.Fatalf("Range: %q = %d", k, v)
+		}
+		prev = k
+		count++
+		return true
+	}))
+	equal(t, "entries seen by Range", count, n)
+	count = 0
+	check(t, m.Range(ctx, func(string, int) bool { count++; return count < 10 }))
+	equal(t, "entries seen by a Range stopped at 10", count, 10)
+	check(t, sharedstate.NewMap[int](st, "conformance.empty").Range(ctx, func(string, int) bool {
+		t.Error("Range of an empty map called fn")
+		return true
+	}))
+}
+
+func testMapTTL(t *testing.T, st *sharedstate.State) {
+	ctx := ctxFor(t)
+	m := sharedstate.NewMap[string](st, "conformance.ttl")
+	check(t, m.Store(ctx, "short", "x", sharedstate.WithTTL(50*time.Millisecond)))
+	check(t, m.Store(ctx, "long", "x", sharedstate.WithTTL(time.Hour)))
+	check(t, m.Store(ctx, "cleared", "x", sharedstate.WithTTL(50*time.Millisecond)))
+	check(t, m.Store(ctx, "cleared", "y")) // a write without a TTL removes it
+	_, ok, err := m.Load(ctx, "short")
+	check(t, err)
+	equal(t, "short-lived entry present at first", ok, true)
+	time.Sleep(150 * time.Millisecond)
+	_, ok, err = m.Load(ctx, "short")
+	check(t, err)
+	equal(t, "expired entry present", ok, false)
+	expect(t, "Len after expiry", 2)(m.Len(ctx))
+	_, loaded, err := m.LoadOrStore(ctx, "short", "again", sharedstate.WithTTL(time.Hour))
+	check(t, err)
+	equal(t, "LoadOrStore over an expired entry: loaded", loaded, false)
+}
+
+type session struct {
+	User  string
+	Roles []string
+	Attrs map[string]int
+}
+
+func testMapValues(t *testing.T, st *sharedstate.State) {
+	ctx := ctxFor(t)
+	m := sharedstate.NewMap[session](st, "conformance.values")
+	s := session{User: "ada", Roles: []string{"admin"}, Attrs: map[string]int{"a": 1, "b": 2, "c": 3, "d": 4}}
+	check(t, m.Store(ctx, "s", s))
+	got, _, err := m.Load(ctx, "s")
+	check(t, err)
+	equal(t, "struct round trip", fmt.Sprint(got), fmt.Sprint(s))
+	// Equal maps must encode alike whatever their iteration order.
+	same := session{User: "ada", Roles: []string{"admin"}, Attrs: map[string]int{"d": 4, "c": 3, "b": 2, "a": 1}}
+	expect(t, "CompareAndSwap with an equal struct", true)(m.CompareAndSwap(ctx, "s", same, session{User: "bob"}))
+
+	ptrs := sharedstate.NewMap[*int](st, "conformance.pointers")
+	check(t, ptrs.Store(ctx, "nil", nil))
+	p, ok, err := ptrs.Load(ctx, "nil")
+	check(t, err)
+	if !ok || p != nil {
+		t.Errorf("nil pointer round trip: %v, %v", p, ok)
+	}
+}
+
+func testMutex(t *testing.T, st *sharedstate.State) {
+	ctx := ctxFor(t)
+	mu := st.Mutex("conformance.mutex")
+	check(t, mu.Lock(ctx))
+	first := mu.Token()
+	if first == 0 {
+		t.Error("fencing token 0")
+	}
+	other := st.Mutex("conformance.mutex")
+	expect(t, "TryLock of a held lock", false)(other.TryLock(ctx))
+	check(t, mu.Unlock(ctx))
+	if err := mu.Unlock(ctx); !errors.Is(err, sharedstate.ErrNotLocked) {
+		t.Errorf("second Unlock: err = %v, want ErrNotLocked", err)
+	}
+	expect(t, "TryLock of a free lock", true)(other.TryLock(ctx))
+	if other.Token() <= first {
+		t.Errorf("token %d after %d: not increasing", other.Token(), first)
+	}
+	check(t, other.Unlock(ctx))
+	// A different name is a different lock.
+	check(t, st.Mutex("conformance.mutex2").Lock(ctx))
+	expect(t, "TryLock after a lock of another name", true)(mu.TryLock(ctx))
+	check(t, mu.Unlock(ctx))
+}
+
+func testMutexWait(t *testing.T, st *sharedstate.State) {
+	ctx := ctxFor(t)
+	mu := st.Mutex("conformance.wait")
+	check(t, mu.Lock(ctx))
+
+	// A waiter whose context ends leaves the queue.
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if err := st.Mutex("conformance.wait").Lock(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Lock of a held lock with a short deadline: err = %v, want DeadlineExceeded", err)
+	}
+
+	// Waiters are served in order.
+	var order []int
+	var orderMu sync.Mutex
+	var wg sync.WaitGroup
+	for i := range 3 {
+		w := st.Mutex("conformance.wait")
+		wg.Go(func() {
+			if err := w.Lock(ctx); err != nil {
+				t.Error(err)
+				return
+			}
+			orderMu.Lock()
+			order = append(order, i)
+			orderMu.Unlock()
+			if err := w.Unlock(ctx); err != nil {
+				t.Error(err)
+			}
+		})
+		time.Sleep(30 * time.Millisecond) // let waiter i queue before i+1
+	}
+	check(t, mu.Unlock(ctx))
+	wg.Wait()
+	equal(t, "order of waiters", fmt.Sprint(order), "[0 1 2]")
+}
+
+func testMutexWrap(t *testing.T, st *sharedstate.State) {
+	var inside, overlaps, served atomic.Int32
+	h := st.Mutex("conformance.wrap").Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if inside.Add(1) > 1 {
+			overlaps.Add(1)
+		}
+		time.Sleep(time.Millisecond)
+		inside.Add(-1)
+		served.Add(1)
+	}))
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			resp, err := http.Get(srv.URL)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("status %d", resp.StatusCode)
+			}
+		})
+	}
+	wg.Wait()
+	equal(t, "handlers served", served.Load(), 20)
+	equal(t, "overlapping handlers", overlaps.Load(), 0)
+}
+
+func testClosed(t *testing.T, st *sharedstate.State) {
+	ctx := ctxFor(t)
+	check(t, st.Close())
+	check(t, st.Close())
+	if _, err := st.Counter("conformance.closed").Add(ctx, 1); !errors.Is(err, sharedstate.ErrClosed) {
+		t.Errorf("Add after Close: err = %v, want ErrClosed", err)
+	}
+	if err := sharedstate.NewMap[int](st, "conformance.closed").Store(ctx, "k", 1); !errors.Is(err, sharedstate.ErrClosed) {
+		t.Errorf("Store after Close: err = %v, want ErrClosed", err)
+	}
+}

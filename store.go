@@ -1,0 +1,278 @@
+package sharedstate
+
+import (
+	"bytes"
+	"container/heap"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/sharedstate/sharedstate/transport"
+)
+
+// Limits on names and keys, checked by the owner. Values are bounded by the
+// frame size.
+const (
+	maxNameLen = 1 << 10
+	maxKeyLen  = 64 << 10
+)
+
+// store is the owner's copy of the state: every counter, map and lock of one
+// named state, in memory, changed only by apply. Values are opaque bytes: the
+// owner never decodes them.
+type store struct {
+	mu       sync.Mutex
+	rev      uint64 // the last version given to an entry
+	counters map[string]int64
+	maps     map[string]map[string]*entry
+	locks    map[string]*lockState
+	expiries expiryHeap
+	now      func() time.Time
+}
+
+type entry struct {
+	value   []byte
+	version uint64     // unique across the store, so a re-created key never repeats one
+	expiry  *expiryRef // nil if the entry never expires
+}
+
+// session is one client process as the owner sees it.
+type session struct {
+	id  uint64
+	pid int
+	// deliver sends the answer to a request that apply parked (a Lock that
+	// had to wait). It is called with the store locked and must not block.
+	deliver func(transport.Response)
+	held    map[string]struct{} // names of the locks it holds
+	parked  map[uint64]string   // its waiting Lock requests: id → lock name
+}
+
+func newStore() *store {
+	return &store{
+		counters: make(map[string]int64),
+		maps:     make(map[string]map[string]*entry),
+		locks:    make(map[string]*lockState),
+		now:      time.Now,
+	}
+}
+
+func (s *store) newSession(id uint64, pid int, deliver func(transport.Response)) *session {
+	return &session{id: id, pid: pid, deliver: deliver,
+		held: make(map[string]struct{}), parked: make(map[uint64]string)}
+}
+
+// apply performs req for sess. If the answer must wait (a Lock on a held
+// lock), apply returns parked, and sess.deliver gets the answer later.
+func (s *store) apply(sess *session, req *transport.Request) (resp transport.Response, parked bool) {
+	resp.ID = req.ID
+	switch {
+	case req.Name == "":
+		return fail(resp, transport.StatusBadRequest, "empty name")
+	case len(req.Name) > maxNameLen:
+		return fail(resp, transport.StatusTooLarge, "name longer than 1 KiB")
+	case len(req.Key) > maxKeyLen:
+		return fail(resp, transport.StatusTooLarge, "key longer than 64 KiB")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now().UnixNano()
+	s.expire(now)
+	switch req.Op {
+	case transport.OpAdd:
+		s.counters[req.Name] += req.Int
+		resp.Int = s.counters[req.Name]
+	case transport.OpGet:
+		resp.Int = s.counters[req.Name]
+	case transport.OpSet:
+		s.counters[req.Name] = req.Int
+	case transport.OpSwap:
+		resp.Int = s.counters[req.Name]
+		s.counters[req.Name] = req.Int
+	case transport.OpCAS:
+		if resp.Found = s.counters[req.Name] == req.OldInt; resp.Found {
+			s.counters[req.Name] = req.Int
+		}
+	case transport.OpLoad:
+		if e := s.maps[req.Name][req.Key]; e != nil {
+			resp.Found, resp.Value, resp.Version = true, e.value, e.version
+		}
+	case transport.OpStore:
+		resp.Version = s.set(req, now)
+	case transport.OpLoadOrStore:
+		if e := s.maps[req.Name][req.Key]; e != nil {
+			resp.Found, resp.Value, resp.Version = true, e.value, e.version
+		} else {
+			resp.Version = s.set(req, now)
+		}
+	case transport.OpLoadAndDelete:
+		if e := s.maps[req.Name][req.Key]; e != nil {
+			resp.Found, resp.Value = true, e.value
+			s.remove(req.Name, req.Key)
+		}
+	case transport.OpDelete:
+		s.remove(req.Name, req.Key)
+	case transport.OpMapSwap:
+		if e := s.maps[req.Name][req.Key]; e != nil {
+			resp.Found, resp.Value = true, e.value
+		}
+		resp.Version = s.set(req, now)
+	case transport.OpCompareAndSwap:
+		if e := s.maps[req.Name][req.Key]; e != nil && bytes.Equal(e.value, req.Old) {
+			resp.Found = true
+			resp.Version = s.set(req, now)
+		}
+	case transport.OpCompareAndDelete:
+		if e := s.maps[req.Name][req.Key]; e != nil && bytes.Equal(e.value, req.Old) {
+			resp.Found = true
+			s.remove(req.Name, req.Key)
+		}
+	case transport.OpStoreIfVersion:
+		// On a conflict the answer carries the current entry, so that the
+		// caller's next attempt needs no extra Load.
+		e := s.maps[req.Name][req.Key]
+		var current uint64
+		if e != nil {
+			current = e.version
+		}
+		if current == req.Version {
+			resp.Found = true
+			resp.Version = s.set(req, now)
+		} else if e != nil {
+			resp.Value, resp.Version = e.value, e.version
+		}
+	case transport.OpLen:
+		resp.Int = int64(len(s.maps[req.Name]))
+	case transport.OpClear:
+		for key := range s.maps[req.Name] {
+			s.remove(req.Name, key)
+		}
+	case transport.OpRange:
+		resp.Entries, resp.Found = s.page(req.Name, req.Key, int(req.Limit))
+	case transport.OpLock, transport.OpTryLock, transport.OpUnlock:
+		return s.applyLock(sess, req, resp)
+	default:
+		return fail(resp, transport.StatusBadRequest, "unknown op "+req.Op.String())
+	}
+	return resp, false
+}
+
+func fail(resp transport.Response, s transport.Status, msg string) (transport.Response, bool) {
+	resp.Status, resp.Msg = s, msg
+	return resp, false
+}
+
+// set writes req's key and value with its TTL and returns the new version.
+func (s *store) set(req *transport.Request, now int64) uint64 {
+	m := s.maps[req.Name]
+	if m == nil {
+		m = make(map[string]*entry)
+		s.maps[req.Name] = m
+	}
+	e := m[req.Key]
+	if e == nil {
+		e = &entry{}
+		m[req.Key] = e
+	}
+	s.rev++
+	e.value, e.version = req.Value, s.rev
+	switch {
+	case req.TTL > 0 && e.expiry != nil:
+		e.expiry.at = now + int64(req.TTL)
+		heap.Fix(&s.expiries, e.expiry.index)
+	case req.TTL > 0:
+		e.expiry = &expiryRef{at: now + int64(req.TTL), mapName: req.Name, key: req.Key}
+		heap.Push(&s.expiries, e.expiry)
+	case e.expiry != nil:
+		heap.Remove(&s.expiries, e.expiry.index)
+		e.expiry = nil
+	}
+	return s.rev
+}
+
+func (s *store) remove(mapName, key string) {
+	m := s.maps[mapName]
+	e := m[key]
+	if e == nil {
+		return
+	}
+	if e.expiry != nil {
+		heap.Remove(&s.expiries, e.expiry.index)
+	}
+	delete(m, key)
+	if len(m) == 0 {
+		delete(s.maps, mapName)
+	}
+}
+
+// rangeBudget bounds the bytes of one Range page, well under any frame cap.
+const rangeBudget = 1 << 20
+
+// page returns up to limit entries (no limit if limit <= 0) of a map with
+// keys after start, in key order, and whether more follow. A page holds at
+// least one entry if any remain.
+func (s *store) page(mapName, start string, limit int) ([]transport.Entry, bool) {
+	m := s.maps[mapName]
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		if k > start {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	var out []transport.Entry
+	size := 0
+	for _, k := range keys {
+		if len(out) == limit && limit > 0 || (len(out) > 0 && size+len(k)+len(m[k].value) > rangeBudget) {
+			return out, true
+		}
+		e := m[k]
+		size += len(k) + len(e.value)
+		out = append(out, transport.Entry{Key: k, Value: e.value, Version: e.version})
+	}
+	return out, false
+}
+
+// expire removes every entry whose time has come. Running it before each
+// operation makes expiry exact; sweep runs it when no operation comes.
+func (s *store) expire(now int64) {
+	for len(s.expiries) > 0 && s.expiries[0].at <= now {
+		ref := s.expiries[0]
+		s.remove(ref.mapName, ref.key)
+	}
+}
+
+func (s *store) sweep() {
+	s.mu.Lock()
+	s.expire(s.now().UnixNano())
+	s.mu.Unlock()
+}
+
+// expiryRef places an entry with a TTL in the expiry heap.
+type expiryRef struct {
+	at      int64 // unix nanoseconds
+	index   int   // position in the heap, kept by the heap methods
+	mapName string
+	key     string
+}
+
+// expiryHeap orders entries by expiry time, soonest first.
+type expiryHeap []*expiryRef
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].at < h[j].at }
+func (h expiryHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *expiryHeap) Push(x any) {
+	ref := x.(*expiryRef)
+	ref.index = len(*h)
+	*h = append(*h, ref)
+}
+func (h *expiryHeap) Pop() any {
+	old := *h
+	ref := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return ref
+}

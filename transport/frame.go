@@ -1,0 +1,93 @@
+package transport
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// ErrFrameTooLarge reports a frame whose declared size exceeds the cap.
+var ErrFrameTooLarge = errors.New("frame too large")
+
+// ErrMalformed reports a frame or message that does not follow the protocol.
+var ErrMalformed = errors.New("malformed message")
+
+const (
+	headerSize = 4
+	// readChunk bounds how much of a frame is buffered ahead of the bytes
+	// actually received, so a peer that declares a large frame and then
+	// stalls costs little memory.
+	readChunk = 64 << 10
+	// keepBuffer is the largest read buffer kept for reuse between frames.
+	keepBuffer = 1 << 20
+)
+
+// FrameReader reads length-prefixed frames from a stream.
+type FrameReader struct {
+	r   *bufio.Reader
+	max int
+	buf []byte
+}
+
+// NewFrameReader returns a FrameReader that refuses frames larger than max.
+func NewFrameReader(r io.Reader, max int) *FrameReader {
+	return &FrameReader{r: bufio.NewReaderSize(r, 32<<10), max: max}
+}
+
+// Next returns the body of the next frame. The body is valid until the next
+// call to Next. A body of zero bytes is malformed: every message has a kind.
+func (fr *FrameReader) Next() ([]byte, error) {
+	var hdr [headerSize]byte
+	if _, err := io.ReadFull(fr.r, hdr[:]); err != nil {
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	switch {
+	case n == 0:
+		return nil, fmt.Errorf("%w: empty frame", ErrMalformed)
+	case uint64(n) > uint64(fr.max):
+		return nil, fmt.Errorf("%w: %d bytes declared, limit %d", ErrFrameTooLarge, n, fr.max)
+	}
+	if cap(fr.buf) > keepBuffer {
+		fr.buf = nil
+	}
+	b := fr.buf[:0]
+	for len(b) < int(n) {
+		want := min(int(n)-len(b), max(readChunk, len(b)))
+		b = grow(b, want)
+		if _, err := io.ReadFull(fr.r, b[len(b)-want:]); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+	}
+	fr.buf = b
+	return b, nil
+}
+
+// grow extends b by n bytes, reallocating only when its capacity is short.
+func grow(b []byte, n int) []byte {
+	if cap(b)-len(b) < n {
+		nb := make([]byte, len(b), len(b)+n)
+		copy(nb, b)
+		b = nb
+	}
+	return b[:len(b)+n]
+}
+
+// beginFrame reserves room for a frame header at the end of b and returns
+// the extended slice and the header's offset, for endFrame.
+func beginFrame(b []byte, k Kind) ([]byte, int) {
+	start := len(b)
+	b = append(b, 0, 0, 0, 0, byte(k))
+	return b, start
+}
+
+// endFrame writes the length of the frame that begins at start.
+func endFrame(b []byte, start int) []byte {
+	binary.BigEndian.PutUint32(b[start:], uint32(len(b)-start-headerSize))
+	return b
+}

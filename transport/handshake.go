@@ -1,0 +1,181 @@
+package transport
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+)
+
+// handshakeMaxFrame caps frames during the handshake, before the peer is known.
+const handshakeMaxFrame = 1 << 10
+
+// Config is one side's part in a handshake.
+type Config struct {
+	// UID is the only user id accepted at the other end of the socket.
+	UID int
+	// PID is this process's id, told to the peer for its logs.
+	PID int
+	// Secret, when set, must be known to both sides: the client proves it
+	// with an HMAC of a fresh challenge.
+	Secret []byte
+	// MaxFrame caps the frames of the connection once it is established.
+	MaxFrame int
+	// Timeout bounds a handshake that ctx does not bound.
+	Timeout time.Duration
+}
+
+// Accept runs the owner's side of the handshake on a freshly accepted
+// connection. On success it returns the established Conn and the client's Join.
+// On failure the error is a *Refuse saying why, which was also sent to the
+// peer when possible, and nc is closed.
+func Accept(nc *net.UnixConn, cfg Config) (*Conn, *Join, error) {
+	conn, join, err := accept(nc, cfg)
+	if err != nil {
+		var r *Refuse
+		if errors.As(err, &r) {
+			nc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+			nc.Write(r.AppendFrame(nil))
+		}
+		nc.Close()
+		return nil, nil, err
+	}
+	return conn, join, nil
+}
+
+func accept(nc *net.UnixConn, cfg Config) (*Conn, *Join, error) {
+	cred, err := PeerCred(nc)
+	if err != nil {
+		return nil, nil, err
+	}
+	if cred.UID != cfg.UID {
+		return nil, nil, &Refuse{Status: StatusUnauthorized,
+			Msg: fmt.Sprintf("pid %d runs as uid %d; only uid %d may connect", cred.PID, cred.UID, cfg.UID)}
+	}
+	hello := Hello{Version: Version, PID: int64(cfg.PID)}
+	if len(cfg.Secret) > 0 {
+		hello.Nonce = make([]byte, 32)
+		rand.Read(hello.Nonce)
+	}
+	nc.SetDeadline(time.Now().Add(cfg.Timeout))
+	if _, err := nc.Write(hello.AppendFrame(nil)); err != nil {
+		return nil, nil, err
+	}
+	fr := NewFrameReader(nc, handshakeMaxFrame)
+	body, err := fr.Next()
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading join from pid %d: %w", cred.PID, err)
+	}
+	var join Join
+	if err := join.Decode(body); err != nil {
+		return nil, nil, fmt.Errorf("join from pid %d: %w", cred.PID, err)
+	}
+	if join.Version != Version {
+		return nil, nil, &Refuse{Status: StatusVersionMismatch,
+			Msg: fmt.Sprintf("pid %d speaks protocol version %d; the owner (pid %d) speaks %d", cred.PID, join.Version, cfg.PID, Version)}
+	}
+	if len(cfg.Secret) > 0 && !hmac.Equal(join.MAC, mac(cfg.Secret, hello.Nonce, join.ClientID)) {
+		return nil, nil, &Refuse{Status: StatusUnauthorized,
+			Msg: fmt.Sprintf("pid %d did not prove the shared secret", cred.PID)}
+	}
+	join.PID = int64(cred.PID) // the kernel's word, not the peer's
+	if _, err := nc.Write((&Welcome{}).AppendFrame(nil)); err != nil {
+		return nil, nil, err
+	}
+	nc.SetDeadline(time.Time{})
+	fr.max = cfg.MaxFrame
+	return newConn(nc, fr, cfg.MaxFrame), &join, nil
+}
+
+// Connect runs the client's side of the handshake on nc, joining as clientID.
+// On success it returns the established Conn and the owner's Hello; on
+// failure nc is closed and the error is a *Refuse when either side refused.
+func Connect(ctx context.Context, nc *net.UnixConn, clientID uint64, cfg Config) (*Conn, *Hello, error) {
+	conn, hello, err := connect(ctx, nc, clientID, cfg)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return conn, hello, nil
+}
+
+func connect(ctx context.Context, nc *net.UnixConn, clientID uint64, cfg Config) (*Conn, *Hello, error) {
+	cred, err := PeerCred(nc)
+	if err != nil {
+		return nil, nil, err
+	}
+	if cred.UID != cfg.UID {
+		return nil, nil, &Refuse{Status: StatusUnauthorized,
+			Msg: fmt.Sprintf("the socket is served by pid %d as uid %d, not uid %d", cred.PID, cred.UID, cfg.UID)}
+	}
+	deadline := time.Now().Add(cfg.Timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	nc.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Now()) })
+	defer stop()
+
+	fr := NewFrameReader(nc, handshakeMaxFrame)
+	body, err := fr.Next()
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading hello: %w", err)
+	}
+	if KindOf(body) == KindRefuse {
+		return nil, nil, decodeRefuse(body)
+	}
+	var hello Hello
+	if err := hello.Decode(body); err != nil {
+		// A future version may lay Hello out differently, but always
+		// puts its version first.
+		if v, n := binary.Uvarint(body[1:]); n > 0 && v != Version {
+			hello.Version = v
+		} else {
+			return nil, nil, fmt.Errorf("hello: %w", err)
+		}
+	}
+	join := Join{Version: Version, ClientID: clientID, PID: int64(cfg.PID)}
+	if len(cfg.Secret) > 0 {
+		join.MAC = mac(cfg.Secret, hello.Nonce, clientID)
+	}
+	if _, err := nc.Write(join.AppendFrame(nil)); err != nil {
+		return nil, nil, err
+	}
+	if hello.Version != Version {
+		return nil, nil, &Refuse{Status: StatusVersionMismatch,
+			Msg: fmt.Sprintf("the owner (pid %d) speaks protocol version %d; this process speaks %d", cred.PID, hello.Version, Version)}
+	}
+	if body, err = fr.Next(); err != nil {
+		return nil, nil, fmt.Errorf("reading welcome: %w", err)
+	}
+	if KindOf(body) == KindRefuse {
+		return nil, nil, decodeRefuse(body)
+	}
+	if err := (&Welcome{}).Decode(body); err != nil {
+		return nil, nil, err
+	}
+	hello.PID = int64(cred.PID)
+	nc.SetDeadline(time.Time{})
+	fr.max = cfg.MaxFrame
+	return newConn(nc, fr, cfg.MaxFrame), &hello, nil
+}
+
+func decodeRefuse(body []byte) error {
+	var r Refuse
+	if err := r.Decode(body); err != nil {
+		return err
+	}
+	return &r
+}
+
+func mac(secret, nonce []byte, clientID uint64) []byte {
+	h := hmac.New(sha256.New, secret)
+	h.Write(nonce)
+	h.Write(binary.BigEndian.AppendUint64(nil, clientID))
+	return h.Sum(nil)
+}

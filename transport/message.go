@@ -1,0 +1,477 @@
+package transport
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+)
+
+// Kind is the first byte of every frame body and names the message in it.
+type Kind uint8
+
+// Message kinds. The handshake is Hello (owner), Join (client), then Welcome
+// or Refuse (owner); after it, clients send Request and Cancel and the owner
+// answers each request with exactly one Response.
+const (
+	KindHello Kind = iota + 1
+	KindJoin
+	KindWelcome
+	KindRefuse
+	KindRequest
+	KindResponse
+	KindCancel
+)
+
+// Status is the outcome of a request or a handshake.
+type Status uint8
+
+// Statuses. StatusOK is the zero value.
+const (
+	StatusOK              Status = iota
+	StatusBadRequest             // the request is invalid (unknown op, bad name)
+	StatusTooLarge               // a value or key exceeds a limit
+	StatusNotLocked              // Unlock of a lock not held with that token
+	StatusCanceled               // a parked Lock was canceled by the client
+	StatusUnauthorized           // the peer's uid or secret was refused
+	StatusVersionMismatch        // the peers speak different protocol versions
+	StatusShuttingDown           // the owner is closing; retry with the next one
+	statusEnd
+)
+
+func (s Status) String() string {
+	switch s {
+	case StatusOK:
+		return "ok"
+	case StatusBadRequest:
+		return "bad request"
+	case StatusTooLarge:
+		return "too large"
+	case StatusNotLocked:
+		return "not locked"
+	case StatusCanceled:
+		return "canceled"
+	case StatusUnauthorized:
+		return "unauthorized"
+	case StatusVersionMismatch:
+		return "protocol version mismatch"
+	case StatusShuttingDown:
+		return "shutting down"
+	}
+	return fmt.Sprintf("status(%d)", uint8(s))
+}
+
+// Op is a state operation carried by a Request.
+type Op uint8
+
+// Operations. The fields of Request and Response each one uses are listed in
+// the comment; fields an operation does not use are zero.
+const (
+	OpAdd              Op = iota + 1 // Name, Int=delta → Int=new value
+	OpGet                            // Name → Int
+	OpSet                            // Name, Int
+	OpSwap                           // Name, Int=new → Int=old
+	OpCAS                            // Name, OldInt, Int=new → Found=swapped
+	OpLoad                           // Name, Key → Found, Value, Version
+	OpStore                          // Name, Key, Value, TTL → Version
+	OpLoadOrStore                    // Name, Key, Value, TTL → Found=loaded, Value=actual, Version
+	OpLoadAndDelete                  // Name, Key → Found, Value
+	OpDelete                         // Name, Key
+	OpMapSwap                        // Name, Key, Value, TTL → Found=loaded, Value=previous, Version
+	OpCompareAndSwap                 // Name, Key, Old, Value, TTL → Found=swapped, Version
+	OpCompareAndDelete               // Name, Key, Old → Found=deleted
+	OpStoreIfVersion                 // Name, Key, Value, TTL, Version (0: absent) → Found=stored, Version
+	OpLen                            // Name → Int
+	OpClear                          // Name
+	OpRange                          // Name, Key=exclusive start, Limit → Entries sorted by key, Found=more
+	OpLock                           // Name → Version=fencing token, answered when granted
+	OpTryLock                        // Name → Found=acquired, Version=fencing token
+	OpUnlock                         // Name, Version=fencing token
+	opEnd
+)
+
+var opNames = [...]string{
+	OpAdd: "Add", OpGet: "Get", OpSet: "Set", OpSwap: "Swap", OpCAS: "CAS",
+	OpLoad: "Load", OpStore: "Store", OpLoadOrStore: "LoadOrStore",
+	OpLoadAndDelete: "LoadAndDelete", OpDelete: "Delete", OpMapSwap: "MapSwap",
+	OpCompareAndSwap: "CompareAndSwap", OpCompareAndDelete: "CompareAndDelete",
+	OpStoreIfVersion: "StoreIfVersion", OpLen: "Len", OpClear: "Clear",
+	OpRange: "Range", OpLock: "Lock", OpTryLock: "TryLock", OpUnlock: "Unlock",
+}
+
+func (o Op) String() string {
+	if o > 0 && o < opEnd {
+		return opNames[o]
+	}
+	return fmt.Sprintf("op(%d)", uint8(o))
+}
+
+// Mutates reports whether the operation may change the state.
+func (o Op) Mutates() bool {
+	switch o {
+	case OpGet, OpLoad, OpLen, OpRange:
+		return false
+	}
+	return true
+}
+
+// Hello is the owner's first message on a new connection.
+type Hello struct {
+	Version uint64
+	PID     int64
+	Nonce   []byte // challenge for the shared-secret MAC; empty without a secret
+}
+
+// Join is the client's answer to Hello.
+type Join struct {
+	Version  uint64
+	ClientID uint64 // random per process, stable across reconnections
+	PID      int64
+	MAC      []byte // HMAC-SHA256(secret, Nonce || ClientID); empty without a secret
+}
+
+// Refuse ends a handshake that failed, saying why.
+type Refuse struct {
+	Status Status
+	Msg    string
+}
+
+// Request asks the owner to perform one operation.
+type Request struct {
+	ID      uint64 // unique per client; the Response carries it back
+	Op      Op
+	Name    string
+	Key     string
+	Value   []byte
+	Old     []byte
+	Int     int64
+	OldInt  int64
+	Version uint64
+	TTL     time.Duration
+	Limit   uint64
+}
+
+// Response answers the Request with the same ID.
+type Response struct {
+	ID      uint64
+	Status  Status
+	Msg     string // detail for a Status other than StatusOK
+	Found   bool
+	Value   []byte
+	Int     int64
+	Version uint64
+	Entries []Entry
+}
+
+// Entry is one key of a map in a Range response.
+type Entry struct {
+	Key     string
+	Value   []byte
+	Version uint64
+}
+
+// Cancel withdraws a parked request (a Lock still waiting). The owner answers
+// the request with StatusCanceled, or ignores the Cancel if it already
+// answered.
+type Cancel struct {
+	ID uint64
+}
+
+// Message is implemented by every message type.
+type Message interface {
+	// AppendFrame appends the message as a complete frame to b.
+	AppendFrame(b []byte) []byte
+	// Decode parses a frame body (kind byte included) into the message.
+	Decode(body []byte) error
+}
+
+// KindOf returns the kind of a frame body, as returned by FrameReader.Next.
+func KindOf(body []byte) Kind {
+	if len(body) == 0 {
+		return 0
+	}
+	return Kind(body[0])
+}
+
+func (m *Hello) AppendFrame(b []byte) []byte {
+	b, start := beginFrame(b, KindHello)
+	b = binary.AppendUvarint(b, m.Version)
+	b = binary.AppendVarint(b, m.PID)
+	b = appendBytes(b, m.Nonce)
+	return endFrame(b, start)
+}
+
+func (m *Hello) Decode(body []byte) error {
+	d := decoder{b: body}
+	d.kind(KindHello)
+	// The version comes first so that any future layout still reveals it.
+	m.Version = d.uvarint()
+	m.PID = d.varint()
+	m.Nonce = d.bytes()
+	return d.finish()
+}
+
+func (m *Join) AppendFrame(b []byte) []byte {
+	b, start := beginFrame(b, KindJoin)
+	b = binary.AppendUvarint(b, m.Version)
+	b = binary.AppendUvarint(b, m.ClientID)
+	b = binary.AppendVarint(b, m.PID)
+	b = appendBytes(b, m.MAC)
+	return endFrame(b, start)
+}
+
+func (m *Join) Decode(body []byte) error {
+	d := decoder{b: body}
+	d.kind(KindJoin)
+	m.Version = d.uvarint()
+	m.ClientID = d.uvarint()
+	m.PID = d.varint()
+	m.MAC = d.bytes()
+	return d.finish()
+}
+
+// Welcome ends a handshake that succeeded.
+type Welcome struct{}
+
+func (m *Welcome) AppendFrame(b []byte) []byte {
+	b, start := beginFrame(b, KindWelcome)
+	return endFrame(b, start)
+}
+
+func (m *Welcome) Decode(body []byte) error {
+	d := decoder{b: body}
+	d.kind(KindWelcome)
+	return d.finish()
+}
+
+func (m *Refuse) AppendFrame(b []byte) []byte {
+	b, start := beginFrame(b, KindRefuse)
+	b = append(b, byte(m.Status))
+	b = appendString(b, m.Msg)
+	return endFrame(b, start)
+}
+
+func (m *Refuse) Decode(body []byte) error {
+	d := decoder{b: body}
+	d.kind(KindRefuse)
+	m.Status = d.status()
+	m.Msg = d.string()
+	return d.finish()
+}
+
+// Error makes a Refuse usable as the error it reports.
+func (m *Refuse) Error() string {
+	return "refused: " + m.Status.String() + ": " + m.Msg
+}
+
+func (m *Request) AppendFrame(b []byte) []byte {
+	b, start := beginFrame(b, KindRequest)
+	b = binary.AppendUvarint(b, m.ID)
+	b = append(b, byte(m.Op))
+	b = appendString(b, m.Name)
+	b = appendString(b, m.Key)
+	b = appendBytes(b, m.Value)
+	b = appendBytes(b, m.Old)
+	b = binary.AppendVarint(b, m.Int)
+	b = binary.AppendVarint(b, m.OldInt)
+	b = binary.AppendUvarint(b, m.Version)
+	b = binary.AppendVarint(b, int64(m.TTL))
+	b = binary.AppendUvarint(b, m.Limit)
+	return endFrame(b, start)
+}
+
+func (m *Request) Decode(body []byte) error {
+	d := decoder{b: body}
+	d.kind(KindRequest)
+	m.ID = d.uvarint()
+	m.Op = Op(d.byte())
+	m.Name = d.string()
+	m.Key = d.string()
+	m.Value = d.bytes()
+	m.Old = d.bytes()
+	m.Int = d.varint()
+	m.OldInt = d.varint()
+	m.Version = d.uvarint()
+	m.TTL = time.Duration(d.varint())
+	m.Limit = d.uvarint()
+	if d.err == nil && (m.Op == 0 || m.Op >= opEnd) {
+		d.fail("unknown op %d", m.Op)
+	}
+	if d.err == nil && m.TTL < 0 {
+		d.fail("negative ttl")
+	}
+	return d.finish()
+}
+
+func (m *Response) AppendFrame(b []byte) []byte {
+	b, start := beginFrame(b, KindResponse)
+	b = binary.AppendUvarint(b, m.ID)
+	b = append(b, byte(m.Status))
+	b = appendString(b, m.Msg)
+	b = appendBool(b, m.Found)
+	b = appendBytes(b, m.Value)
+	b = binary.AppendVarint(b, m.Int)
+	b = binary.AppendUvarint(b, m.Version)
+	b = binary.AppendUvarint(b, uint64(len(m.Entries)))
+	for _, e := range m.Entries {
+		b = appendString(b, e.Key)
+		b = appendBytes(b, e.Value)
+		b = binary.AppendUvarint(b, e.Version)
+	}
+	return endFrame(b, start)
+}
+
+func (m *Response) Decode(body []byte) error {
+	d := decoder{b: body}
+	d.kind(KindResponse)
+	m.ID = d.uvarint()
+	m.Status = d.status()
+	m.Msg = d.string()
+	m.Found = d.bool()
+	m.Value = d.bytes()
+	m.Int = d.varint()
+	m.Version = d.uvarint()
+	// Each entry takes at least three bytes, so the count is checked against
+	// what is left before anything is allocated for it.
+	n := d.uvarint()
+	if n > uint64(len(d.b))/3 {
+		d.fail("%d entries cannot fit in %d bytes", n, len(d.b))
+	}
+	m.Entries = nil
+	if d.err == nil && n > 0 {
+		m.Entries = make([]Entry, n)
+		for i := range m.Entries {
+			m.Entries[i] = Entry{Key: d.string(), Value: d.bytes(), Version: d.uvarint()}
+		}
+	}
+	return d.finish()
+}
+
+func (m *Cancel) AppendFrame(b []byte) []byte {
+	b, start := beginFrame(b, KindCancel)
+	b = binary.AppendUvarint(b, m.ID)
+	return endFrame(b, start)
+}
+
+func (m *Cancel) Decode(body []byte) error {
+	d := decoder{b: body}
+	d.kind(KindCancel)
+	m.ID = d.uvarint()
+	return d.finish()
+}
+
+func appendBytes(b, v []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(v)))
+	return append(b, v...)
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendBool(b []byte, v bool) []byte {
+	if v {
+		return append(b, 1)
+	}
+	return append(b, 0)
+}
+
+// decoder reads fields from a frame body. The first error sticks; later reads
+// return zero values, so a Decode method checks once, in finish.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail(format string, args ...any) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: "+format, append([]any{ErrMalformed}, args...)...)
+	}
+	d.b = nil
+}
+
+func (d *decoder) kind(want Kind) {
+	if k := Kind(d.byte()); d.err == nil && k != want {
+		d.fail("kind %d, want %d", k, want)
+	}
+}
+
+func (d *decoder) byte() byte {
+	if len(d.b) == 0 {
+		d.fail("truncated")
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *decoder) bool() bool {
+	switch c := d.byte(); c {
+	case 0:
+		return false
+	case 1:
+		return true
+	default:
+		d.fail("bool byte %d", c)
+		return false
+	}
+}
+
+func (d *decoder) status() Status {
+	s := Status(d.byte())
+	if d.err == nil && s >= statusEnd {
+		d.fail("unknown status %d", s)
+	}
+	return s
+}
+
+func (d *decoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("bad uvarint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail("bad varint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// raw returns the next length-prefixed field without copying it.
+func (d *decoder) raw() []byte {
+	n := d.uvarint()
+	if n > uint64(len(d.b)) {
+		d.fail("field of %d bytes, %d left", n, len(d.b))
+		return nil
+	}
+	v := d.b[:n]
+	d.b = d.b[n:]
+	return v
+}
+
+// bytes returns a copy of the next field: frame buffers are reused, while
+// values outlive them. An empty field decodes as nil.
+func (d *decoder) bytes() []byte {
+	if v := d.raw(); len(v) > 0 {
+		return append([]byte(nil), v...)
+	}
+	return nil
+}
+
+func (d *decoder) string() string { return string(d.raw()) }
+
+func (d *decoder) finish() error {
+	if d.err == nil && len(d.b) != 0 {
+		d.fail("%d trailing bytes", len(d.b))
+	}
+	return d.err
+}

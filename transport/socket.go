@@ -1,0 +1,100 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"net"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// Listen binds a Unix socket at path, mode 0600, removing a stale socket
+// left there by a dead owner. Only the holder of the election lock may call
+// it: bind alone cannot tell a stale socket from a live owner's.
+//
+// The listener does not unlink path when closed, so a closing owner never
+// removes the socket of the successor that already replaced it.
+func Listen(path string) (*net.UnixListener, error) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, err
+	}
+	ln.SetUnlinkOnClose(false)
+	// The directory is private, so the moment before chmod exposes nothing.
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}
+
+// Dial connects to the owner's socket at path.
+func Dial(ctx context.Context, path string) (*net.UnixConn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return nil, err
+	}
+	return c.(*net.UnixConn), nil
+}
+
+// Cred identifies the process at the other end of a Unix socket, as the
+// kernel recorded it when the connection was made.
+type Cred struct {
+	PID int
+	UID int
+	GID int
+}
+
+// PeerCred returns the credentials of c's peer (SO_PEERCRED).
+func PeerCred(c *net.UnixConn) (Cred, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return Cred{}, err
+	}
+	var uc *unix.Ucred
+	var sockErr error
+	if err := raw.Control(func(fd uintptr) {
+		uc, sockErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return Cred{}, err
+	}
+	if sockErr != nil {
+		return Cred{}, sockErr
+	}
+	return Cred{PID: int(uc.Pid), UID: int(uc.Uid), GID: int(uc.Gid)}, nil
+}
+
+// LockFile is a held election lock: an flock on a file that is never
+// deleted. The kernel releases it when its holder exits, however it exits,
+// so at most one live process holds it and no stale lock outlives a crash.
+type LockFile struct {
+	f *os.File
+}
+
+// TryLock takes the election lock at path if no other process holds it. It
+// returns a nil LockFile and no error when the lock is held elsewhere.
+func TryLock(path string) (*LockFile, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, nil
+		}
+		return nil, &os.PathError{Op: "flock", Path: path, Err: err}
+	}
+	return &LockFile{f: f}, nil
+}
+
+// Release gives the lock up.
+func (l *LockFile) Release() error {
+	return l.f.Close()
+}

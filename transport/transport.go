@@ -1,0 +1,26 @@
+// Package transport is the wire layer of sharedstate: how worker processes find
+// the owner of a state, prove who they are, and exchange requests with it.
+//
+// It knows nothing about counters or maps. It provides
+//
+//   - frames: a 4-byte big-endian length, then a body whose first byte is the
+//     message Kind; frames larger than a hard cap are refused before any of
+//     the body is read, and a body is buffered only as its bytes arrive;
+//   - messages: fixed structs (Hello, Join, Refuse, Request, Response, Cancel)
+//     with a hand-written binary codec. Decoding never allocates more than the
+//     frame holds and has no recursion, so a hostile frame costs at most its
+//     own size; values travel as opaque bytes and are never decoded here;
+//   - Conn: one connection multiplexed by request id, whose writes are batched
+//     into as few write(2) calls as the load allows (auto-pipelining);
+//   - the handshake: peer credentials (SO_PEERCRED), protocol version and an
+//     optional HMAC challenge over a shared secret;
+//   - sockets and election: a lock file that is never deleted decides which
+//     process owns the state; only the holder unlinks and binds the socket.
+package transport
+
+// Version is the protocol version spoken by this package. A peer speaking
+// another version is refused during the handshake with StatusVersionMismatch.
+const Version = 1
+
+// DefaultMaxFrame is the default cap on a frame's size, header excluded.
+const DefaultMaxFrame = 4 << 20
