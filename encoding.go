@@ -3,6 +3,7 @@ package sharedstate
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"sync"
@@ -70,11 +71,47 @@ func (c valueCodec) encode(v any) ([]byte, error) {
 	return bytes.Clone(e.buf.Bytes()), nil
 }
 
+// decode checks b before msgpack sees it: msgpack/v5 trusts the lengths in
+// its input (a few bytes can make it allocate gigabytes) and recurses without
+// limit (deep nesting exhausts the stack). Any process may have stored b.
 func (c valueCodec) decode(b []byte, v any) error {
+	if rest, err := skipMsgpack(b, 0); err != nil || len(rest) != 0 {
+		return fmt.Errorf("stored value is not valid msgpack (nested at most %d deep)", maxDepth)
+	}
 	return msgpack.Unmarshal(b, v)
 }
 
+// maxDepth bounds the nesting of arrays and maps in a value.
+const maxDepth = 10000
+
 var errBadMsgpack = errors.New("malformed msgpack")
+
+// skipMsgpack returns the bytes after the object at the start of b, checking
+// that every length fits in b and nesting stays within maxDepth.
+func skipMsgpack(b []byte, depth int) ([]byte, error) {
+	hlen, n, kind, err := msgpackHead(b)
+	if err != nil {
+		return nil, err
+	}
+	rest := b[hlen:]
+	switch {
+	case kind == scalarKind:
+		if len(rest) < n {
+			return nil, errBadMsgpack
+		}
+		return rest[n:], nil
+	case n > len(rest) || depth >= maxDepth:
+		return nil, errBadMsgpack
+	case kind == mapKind:
+		n *= 2
+	}
+	for range n {
+		if rest, err = skipMsgpack(rest, depth+1); err != nil {
+			return nil, err
+		}
+	}
+	return rest, nil
+}
 
 // canonical returns a copy of the msgpack data b with the entries of every
 // map sorted by their encoded keys.

@@ -72,3 +72,20 @@ func TestCanonicalRejectsMalformed(t *testing.T) {
 		}
 	}
 }
+
+func TestDecodeRefusesHostileValues(t *testing.T) {
+	c := codecFor[any]()
+	deep := bytes.Repeat([]byte{0x91}, 1<<20) // a million nested arrays
+	deep = append(deep, 0xc0)
+	huge := []byte{0xdd, 0x7f, 0xff, 0xff, 0xff} // an array claiming 2^31 elements
+	for name, b := range map[string][]byte{"deep": deep, "huge": huge, "trailing": {0xc0, 0xc0}} {
+		var v any
+		if err := c.decode(b, &v); err == nil {
+			t.Errorf("%s: decoded", name)
+		}
+	}
+	var v any
+	if err := c.decode(append(bytes.Repeat([]byte{0x91}, 100), 0x01), &v); err != nil {
+		t.Errorf("moderate nesting refused: %v", err)
+	}
+}
