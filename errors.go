@@ -45,6 +45,8 @@ func statusError(s transport.Status, msg string) error {
 		sentinel = ErrVersionMismatch
 	case transport.StatusShuttingDown:
 		sentinel = ErrUnavailable
+	case transport.StatusJournalFull:
+		sentinel = ErrJournalFull
 	default:
 		return fmt.Errorf("sharedstate: %v: %s", s, msg)
 	}

@@ -86,6 +86,16 @@ func (m *Mutex) setToken(t uint64) {
 	m.mu.Unlock()
 }
 
+// giveBack unlocks a lock granted to a Lock call that had already given up,
+// as a write of its own, retried across a takeover like any other.
+func (s *State) giveBack(name string, token uint64) {
+	ctx, cancel := context.WithTimeout(s.ctx, unlockTimeout)
+	defer cancel()
+	if _, err := s.do(ctx, &transport.Request{Op: transport.OpUnlock, Name: name, Version: token}); err != nil {
+		s.cfg.logger.Warn("sharedstate: cannot give back a lock granted too late", "state", s.name, "lock", name, "err", err)
+	}
+}
+
 // unlockTimeout bounds the Unlock that Wrap sends after the handler returns,
 // when the request's own context may already be done.
 const unlockTimeout = 5 * time.Second
@@ -108,11 +118,16 @@ func (m *Mutex) Wrap(h http.Handler) http.Handler {
 	})
 }
 
-// lockState is a lock as the owner keeps it.
+// lockState is a lock as the owner keeps it. The holder is a client id, not
+// a connection, so that a holder keeps its lock across a takeover.
 type lockState struct {
-	holder *session // nil when free
-	token  uint64   // the latest fencing token given out
-	queue  []waiter // first come, first served
+	holder    uint64   // client id; 0 when free
+	holderReq uint64   // the holder's Lock request, to recognise its retry
+	token     uint64   // the latest fencing token given out
+	queue     []waiter // first come, first served
+	// graceEnd, if not 0, is when a holder that has not reconnected to a
+	// new owner loses the lock (unix nanoseconds).
+	graceEnd int64
 }
 
 type waiter struct {
@@ -128,20 +143,22 @@ func (s *store) applyLock(sess *session, req *transport.Request, resp transport.
 		s.locks[req.Name] = l
 	}
 	switch req.Op {
-	case transport.OpLock:
-		if l.holder != nil {
+	case transport.OpLock, transport.OpTryLock:
+		if l.holder == sess.id && l.holderReq == req.ID && req.ID != 0 {
+			// A retry, across a takeover, of the request that got the lock.
+			resp.Found, resp.Version = true, l.token
+			return resp, false
+		}
+		if l.holder == 0 {
+			resp.Found = true
+			resp.Version = s.grant(req.Name, l, sess.id, req.ID)
+		} else if req.Op == transport.OpLock {
 			l.queue = append(l.queue, waiter{sess, req.ID})
 			sess.parked[req.ID] = req.Name
 			return resp, true
 		}
-		resp.Version = s.grant(req.Name, l, sess)
-	case transport.OpTryLock:
-		if l.holder == nil {
-			resp.Found = true
-			resp.Version = s.grant(req.Name, l, sess)
-		}
 	case transport.OpUnlock:
-		if l.holder != sess || l.token != req.Version {
+		if l.holder != sess.id || l.token != req.Version {
 			return fail(resp, transport.StatusNotLocked, fmt.Sprintf("%q is not held with token %d by pid %d", req.Name, req.Version, sess.pid))
 		}
 		s.release(req.Name, l)
@@ -149,25 +166,32 @@ func (s *store) applyLock(sess *session, req *transport.Request, resp transport.
 	return resp, false
 }
 
-func (s *store) grant(name string, l *lockState, sess *session) uint64 {
+// grant gives the lock to a client's request and returns the new token.
+func (s *store) grant(name string, l *lockState, client, req uint64) uint64 {
 	l.token++
-	l.holder = sess
-	sess.held[name] = struct{}{}
+	l.holder, l.holderReq, l.graceEnd = client, req, 0
+	s.journal(grantRecord(s.scratch[:0], s.clock, client, req, name, l.token))
 	return l.token
 }
 
-// release frees a held lock and hands it to the first waiter, if any.
+// release frees a held lock and hands it to the first waiter, if any. The
+// caller has journaled why (an Unlock, or a release record).
 func (s *store) release(name string, l *lockState) {
-	delete(l.holder.held, name)
-	l.holder = nil
+	l.holder, l.holderReq, l.graceEnd = 0, 0, 0
 	if len(l.queue) == 0 {
 		return
 	}
 	w := l.queue[0]
 	l.queue = slices.Delete(l.queue, 0, 1)
 	delete(w.sess.parked, w.id)
-	token := s.grant(name, l, w.sess)
-	w.sess.deliver(transport.Response{ID: w.id, Version: token})
+	token := s.grant(name, l, w.sess.id, w.id)
+	w.sess.deliver(transport.Response{ID: w.id, Found: true, Version: token})
+}
+
+// forceRelease frees a lock whose holder is gone, journaling that.
+func (s *store) forceRelease(name string, l *lockState) {
+	s.journal(releaseRecord(s.scratch[:0], s.clock, name))
+	s.release(name, l)
 }
 
 // cancel withdraws a parked Lock. It reports false if the request is not
@@ -199,9 +223,10 @@ func (s *store) refuseWaiters() {
 	}
 }
 
-// drop forgets a session whose process is gone: its locks are released and
-// its waiting requests withdrawn.
-func (s *store) drop(sess *session) {
+// drop forgets a session: its waiting requests are withdrawn and, if
+// release, its locks are released, as its process is gone. (A client leaving
+// a closing owner keeps its locks for the next one.)
+func (s *store) drop(sess *session, release bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for id := range sess.parked {
@@ -209,7 +234,49 @@ func (s *store) drop(sess *session) {
 		l.queue = slices.DeleteFunc(l.queue, func(w waiter) bool { return w.sess == sess })
 	}
 	clear(sess.parked)
-	for name := range sess.held {
-		s.release(name, s.locks[name])
+	if !release || s.broken != nil {
+		return
+	}
+	s.tick(s.now().UnixNano())
+	for name, l := range s.locks {
+		if l.holder == sess.id {
+			s.forceRelease(name, l)
+		}
+	}
+}
+
+// startGrace gives every lock held by another process than the new owner
+// grace to be claimed by its holder reconnecting; the previous owner's locks
+// are released at once, as that process is gone. s.mu is held.
+func (s *store) startGrace(prevOwner, newOwner uint64, grace time.Duration) {
+	for name, l := range s.locks {
+		switch l.holder {
+		case 0, newOwner:
+		case prevOwner:
+			s.forceRelease(name, l)
+		default:
+			l.graceEnd = s.clock + int64(grace)
+		}
+	}
+}
+
+// claim ends the grace of the locks a reconnected client holds.
+func (s *store) claim(client uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.locks {
+		if l.holder == client {
+			l.graceEnd = 0
+		}
+	}
+}
+
+// expireGrace releases the locks whose holders did not come back in time.
+// s.mu is held.
+func (s *store) expireGrace(now int64) {
+	for name, l := range s.locks {
+		if l.graceEnd != 0 && l.graceEnd <= now {
+			s.forceRelease(name, l)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/sharedstate/sharedstate/transport"
@@ -43,37 +44,53 @@ type manager struct {
 	conns   map[*net.UnixConn]*transport.Conn // open client connections; nil until joined
 	closing atomic.Bool                       // set under mu; requests now get StatusShuttingDown
 
-	quit    chan struct{}
-	lostC   chan struct{} // closed if the listener fails
+	quit     chan struct{}
+	lostC    chan struct{} // closed if the listener or the journal fails
+	loseOnce sync.Once
 	wg      sync.WaitGroup
 	serving sync.WaitGroup // the serve goroutines
 }
 
-// startManager makes this process the owner. The caller holds lf.
+// startManager makes this process the owner: it rebuilds the state from the
+// snapshot and journal, starts its term, and binds the socket. The caller
+// holds lf.
 func startManager(st *State, lf *transport.LockFile) (*manager, error) {
-	ln, err := transport.Listen(st.sockPath)
-	if err != nil {
-		return nil, err
-	}
+	start := time.Now()
 	m := &manager{
 		st:    st,
-		store: newStore(),
 		lock:  lf,
-		ln:    ln,
 		waits: make(map[uint64]chan transport.Response),
 		conns: make(map[*net.UnixConn]*transport.Conn),
 		quit:  make(chan struct{}),
 		lostC: make(chan struct{}),
 	}
-	m.local = m.store.newSession(st.clientID, os.Getpid(), m.deliverLocal)
+	store, replayed, err := recoverStore(st.basePath, st.cfg, func(err error) {
+		st.cfg.logger.Error("sharedstate: journal failed; giving up ownership", "state", st.name, "err", err)
+		m.lose()
+	})
+	if err != nil {
+		return nil, err
+	}
+	m.store = store
+	store.beginTerm(st.clientID, st.cfg.lockGrace)
+	if m.ln, err = transport.Listen(st.sockPath); err != nil {
+		store.close()
+		return nil, err
+	}
+	m.local = store.newSession(st.clientID, os.Getpid(), m.deliverLocal)
+	m.local.saveResults = false
 	m.wg.Add(2)
 	go m.acceptLoop()
 	go m.sweepLoop()
-	st.cfg.logger.Info("sharedstate: became owner", "state", st.name, "pid", os.Getpid(), "socket", st.sockPath)
+	st.cfg.logger.Info("sharedstate: became owner", "state", st.name, "pid", os.Getpid(),
+		"replayed", replayed, "took", time.Since(start), "durability", st.cfg.durability)
 	return m, nil
 }
 
 func (m *manager) lost() <-chan struct{} { return m.lostC }
+
+// lose gives up ownership: the supervisor closes the manager and elects anew.
+func (m *manager) lose() { m.loseOnce.Do(func() { close(m.lostC) }) }
 
 // close stops serving and releases the election lock for the next owner.
 // Each client is told the owner is leaving (a response with id 0 and
@@ -101,7 +118,8 @@ func (m *manager) close() {
 	m.mu.Unlock()
 	close(m.quit)
 	m.wg.Wait()
-	m.store.drop(m.local)
+	m.store.drop(m.local, true)
+	m.store.close()
 	m.lock.Release()
 }
 
@@ -123,7 +141,7 @@ func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
 func (m *manager) do(ctx context.Context, req *transport.Request) (transport.Response, error) {
 	if req.Op != transport.OpLock {
 		resp, _ := m.store.apply(m.local, req)
-		return resp, nil
+		return resp, m.durable(ctx, req)
 	}
 	ch := make(chan transport.Response, 1)
 	m.waitMu.Lock()
@@ -132,7 +150,7 @@ func (m *manager) do(ctx context.Context, req *transport.Request) (transport.Res
 	resp, parked := m.store.apply(m.local, req)
 	if !parked {
 		m.forgetWait(req.ID)
-		return resp, nil
+		return resp, m.durable(ctx, req)
 	}
 	select {
 	case resp := <-ch:
@@ -148,6 +166,25 @@ func (m *manager) do(ctx context.Context, req *transport.Request) (transport.Res
 	case <-m.quit:
 		m.forgetWait(req.ID)
 		return transport.Response{}, ErrClosed
+	}
+}
+
+// durable waits until the journal holds a write on disk, with
+// DurabilityDisk; at once otherwise.
+func (m *manager) durable(ctx context.Context, req *transport.Request) error {
+	log := m.store.log
+	if log == nil || !log.sync || !req.Op.Mutates() {
+		return nil
+	}
+	done := make(chan struct{})
+	log.whenDurable(func() { close(done) })
+	select {
+	case <-done:
+		return nil
+	case <-m.lostC:
+		return errOwnerLost // the sync failed: retry with the next owner
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -173,10 +210,8 @@ func (m *manager) acceptLoop() {
 	for {
 		nc, err := m.ln.AcceptUnix()
 		if err != nil {
-			select {
-			case <-m.quit:
+			if m.closing.Load() {
 				return
-			default:
 			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded) {
@@ -188,7 +223,7 @@ func (m *manager) acceptLoop() {
 				continue
 			}
 			m.st.cfg.logger.Error("sharedstate: listener failed; giving up ownership", "err", err)
-			close(m.lostC)
+			m.lose()
 			return
 		}
 		m.wg.Add(1)
@@ -251,12 +286,15 @@ func (m *manager) serve(nc *net.UnixConn) {
 	m.conns[nc] = conn
 	m.mu.Unlock()
 
-	sess := m.store.newSession(join.ClientID, int(join.PID), func(resp transport.Response) { conn.Send(&resp) })
+	sess := m.store.newSession(join.ClientID, int(join.PID), func(resp transport.Response) {
+		m.store.whenDurable(func() { conn.Send(&resp) })
+	})
+	m.store.claim(join.ClientID)
 	err = m.serveRequests(conn, sess)
-	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, syscall.ECONNRESET) {
 		log.Warn("sharedstate: closed a connection", "state", m.st.name, "pid", join.PID, "reason", err)
 	}
-	m.store.drop(sess)
+	m.store.drop(sess, !m.closing.Load())
 	conn.Close()
 }
 
@@ -278,7 +316,11 @@ func (m *manager) serveRequests(conn *transport.Conn, sess *session) error {
 				continue
 			}
 			resp, parked := m.store.apply(sess, &req)
-			if !parked {
+			switch {
+			case parked:
+			case m.store.syncs() && req.Op.Mutates():
+				m.store.whenDurable(func() { m.reply(conn, &resp) })
+			default:
 				if err := m.reply(conn, &resp); err != nil {
 					return err
 				}

@@ -16,6 +16,8 @@ type config struct {
 	maxFrame         int
 	secret           []byte
 	handshakeTimeout time.Duration
+	durability       Durability
+	lockGrace        time.Duration
 }
 
 func newConfig(opts []Option) config {
@@ -23,6 +25,7 @@ func newConfig(opts []Option) config {
 		logger:           slog.Default(),
 		maxFrame:         transport.DefaultMaxFrame,
 		handshakeTimeout: 5 * time.Second,
+		lockGrace:        2 * time.Second,
 	}
 	for _, o := range opts {
 		o(&c)
@@ -50,6 +53,17 @@ func WithMaxFrame(bytes int) Option { return func(c *config) { c.maxFrame = byte
 func WithSecret(secret []byte) Option {
 	return func(c *config) { c.secret = append([]byte(nil), secret...) }
 }
+
+// WithDurability sets what an acknowledged write survives; see Durability.
+// The default is DurabilityProcess. The owner's setting applies to the
+// whole state, so every process should use the same.
+func WithDurability(d Durability) Option { return func(c *config) { c.durability = d } }
+
+// WithLockGrace sets how long a new owner keeps a lock for a holder that has
+// not reconnected to it yet, before giving the lock to the next waiter. The
+// default is 2 seconds. Locks of a holder whose process died are released
+// at once, and the previous owner's own locks at once on takeover.
+func WithLockGrace(d time.Duration) Option { return func(c *config) { c.lockGrace = d } }
 
 // A WriteOption modifies a single write to a Map.
 type WriteOption func(*writeOptions)

@@ -78,8 +78,10 @@ type State struct {
 	cfg      config
 	lockPath string
 	sockPath string
+	basePath string // dir/name: the journal and snapshot add a suffix
 	clientID uint64 // this process, as the owner knows it
 	seq      atomic.Uint64
+	acks     ackTracker
 
 	role    atomic.Pointer[role] // nil while no owner is reachable
 	mu      sync.Mutex
@@ -133,7 +135,9 @@ func Open(ctx context.Context, name string, opts ...Option) (*State, error) {
 		cfg:      cfg,
 		lockPath: filepath.Join(dir, name+".lock"),
 		sockPath: filepath.Join(dir, name+".sock"),
+		basePath: filepath.Join(dir, name),
 		clientID: randomID(),
+		acks:     ackTracker{next: 1, done: make(map[uint64]struct{})},
 		ready:    make(chan struct{}),
 		done:     make(chan struct{}),
 	}
@@ -313,33 +317,82 @@ func (s *State) elect(ctx context.Context) (backend, error) {
 
 // do performs one operation through the current backend, waiting for one
 // while none is reachable.
+//
+// A request whose owner went away unanswered is sent again, with the same
+// id, to the next owner, which answers a write it has already applied from
+// the result it saved: each write is applied exactly once.
 func (s *State) do(ctx context.Context, req *transport.Request) (transport.Response, error) {
 	req.ID = s.seq.Add(1)
+	if isDeduplicated(req) {
+		defer s.acks.finish(req.ID)
+	} else {
+		s.acks.finish(req.ID) // nothing to save for it at the owner
+	}
 	for {
 		r := s.role.Load()
 		if r == nil {
 			var err error
 			if r, err = s.waitRole(ctx); err != nil {
-				return transport.Response{}, err
+				return transport.Response{}, s.unresolved(req, err)
 			}
 		}
+		req.Ack = s.acks.low()
 		resp, err := r.do(ctx, req)
-		if errors.Is(err, errNotSent) || err == nil && resp.Status == transport.StatusShuttingDown {
-			// Not applied: safe to retry once the next owner is known.
+		if errors.Is(err, errNotSent) || errors.Is(err, errOwnerLost) ||
+			err == nil && resp.Status == transport.StatusShuttingDown {
 			s.awaitChange(ctx, r)
+			if ctx.Err() != nil {
+				return transport.Response{}, s.unresolved(req, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err()))
+			}
 			continue
 		}
-		if errors.Is(err, errOwnerLost) {
-			if !req.Op.Mutates() {
-				continue
-			}
-			return resp, fmt.Errorf("%w: the owner died before answering; the %v may or may not have been applied", ErrUnavailable, req.Op)
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return resp, s.unresolved(req, err)
 		}
 		if err != nil {
 			return resp, err
 		}
 		return resp, statusError(resp.Status, resp.Msg)
 	}
+}
+
+// unresolved explains an error for a request that may have been applied.
+func (s *State) unresolved(req *transport.Request, err error) error {
+	if !req.Op.Mutates() {
+		return err
+	}
+	return fmt.Errorf("%w; the %v may or may not have been applied", err, req.Op)
+}
+
+// ackTracker finds the lowest request id of this process not yet finished,
+// which each request reports to the owner as its Ack.
+type ackTracker struct {
+	mu   sync.Mutex
+	next uint64              // every id below next is finished
+	done map[uint64]struct{} // finished ids above next
+}
+
+func (a *ackTracker) finish(id uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if id != a.next {
+		a.done[id] = struct{}{}
+		return
+	}
+	a.next++
+	for {
+		if _, ok := a.done[a.next]; !ok {
+			return
+		}
+		delete(a.done, a.next)
+		a.next++
+	}
+}
+
+func (a *ackTracker) low() uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.next
 }
 
 // awaitChange waits until r is no longer the current role, or ctx ends or

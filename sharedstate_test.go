@@ -25,12 +25,20 @@ import (
 
 // The test binary doubles as the worker processes of the multi-process
 // tests: run with SHAREDSTATE_WORKER set, it plays that role and exits.
+// Roles beyond runWorker's own register in workerRoles from their test
+// file's init.
 func TestMain(m *testing.M) {
 	if role := os.Getenv("SHAREDSTATE_WORKER"); role != "" {
+		if run := workerRoles[role]; run != nil {
+			os.Exit(run())
+		}
 		os.Exit(runWorker(role))
 	}
 	os.Exit(m.Run())
 }
+
+// workerRoles maps a role name to the function a worker process runs.
+var workerRoles = map[string]func() int{}
 
 func testContext(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -460,4 +468,65 @@ func runWorker(role string) int {
 		return fail(errors.New("unknown role"))
 	}
 	return 0
+}
+
+// TestTakeoverKeepsStateAndLocks kills the owner under a proxy that holds a
+// lock: the proxy becomes the owner with every acknowledged write, keeps
+// its lock, and the next token is larger; a lock the dead owner held is free.
+func TestTakeoverKeepsStateAndLocks(t *testing.T) {
+	dir := t.TempDir()
+	ctx := testContext(t)
+	owner := startWorker(t, "ownlocked", "SS_DIR="+dir)
+	deadToken, _ := strconv.ParseUint(owner.expectLine(t, "owner"), 10, 64)
+	st := open(t, dir, "app")
+	c := st.Counter("c")
+	for range 5 {
+		if _, err := c.Add(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu := st.Mutex("kept")
+	if err := mu.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	token := mu.Token()
+
+	owner.cmd.Process.Signal(syscall.SIGKILL)
+	owner.cmd.Wait()
+
+	if n, err := c.Add(ctx, 1); err != nil || n != 6 {
+		t.Fatalf("Add after takeover = %d, %v; want 6", n, err)
+	}
+	if !st.IsOwner() {
+		t.Error("the surviving process did not take over")
+	}
+	if err := mu.Unlock(ctx); err != nil {
+		t.Fatalf("Unlock of a lock held through the takeover: %v", err)
+	}
+	if err := mu.Lock(ctx); err != nil || mu.Token() <= token {
+		t.Fatalf("Lock after takeover: token %d (before %d), %v", mu.Token(), token, err)
+	}
+	dead := st.Mutex("owners")
+	if ok, err := dead.TryLock(ctx); err != nil || !ok || dead.Token() <= deadToken {
+		t.Fatalf("the dead owner's lock: TryLock = %v, %v, token %d (dead owner's %d)", ok, err, dead.Token(), deadToken)
+	}
+}
+
+func init() {
+	// ownlocked: become the owner, take a lock, and wait to be killed.
+	workerRoles["ownlocked"] = func() int {
+		ctx := context.Background()
+		st, err := sharedstate.Open(ctx, "app", sharedstate.WithDir(os.Getenv("SS_DIR")), quietLogger(os.Stderr))
+		if err != nil || !st.IsOwner() {
+			fmt.Fprintln(os.Stderr, "not the owner:", err)
+			return 1
+		}
+		mu := st.Mutex("owners")
+		if err := mu.Lock(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		fmt.Println("owner", mu.Token())
+		select {}
+	}
 }

@@ -20,14 +20,39 @@ const (
 // store is the owner's copy of the state: every counter, map and lock of one
 // named state, in memory, changed only by apply. Values are opaque bytes: the
 // owner never decodes them.
+//
+// Every change is journaled before apply returns (unless the state is
+// memory-only), and replaying the journal on the latest snapshot rebuilds the
+// store exactly: apply depends only on the store, the request and the time,
+// which the journal records too.
 type store struct {
 	mu       sync.Mutex
 	rev      uint64 // the last version given to an entry
+	clock    int64  // unix nanoseconds of the latest operation; never goes back
 	counters map[string]int64
 	maps     map[string]map[string]*entry
 	locks    map[string]*lockState
 	expiries expiryHeap
 	now      func() time.Time
+
+	// Exactly once: the saved answers to each client's writes, until the
+	// client acknowledges them (Request.Ack).
+	clients map[uint64]*clientTable
+	// owner is the client id of the process owning the state in the
+	// latest term the journal records.
+	owner uint64
+
+	log     *journal // nil: memory only, or replaying
+	persist persistence
+	broken  error  // a journal write failed: serve nothing more
+	scratch []byte // record buffer
+}
+
+// clientTable holds the answers to one client's writes that it may not have
+// received yet.
+type clientTable struct {
+	ack     uint64 // the client has every answer below this request id
+	results map[uint64]transport.Response
 }
 
 type entry struct {
@@ -43,8 +68,10 @@ type session struct {
 	// deliver sends the answer to a request that apply parked (a Lock that
 	// had to wait). It is called with the store locked and must not block.
 	deliver func(transport.Response)
-	held    map[string]struct{} // names of the locks it holds
-	parked  map[uint64]string   // its waiting Lock requests: id → lock name
+	// saveResults: keep answers for a retry. The owner's own process gets
+	// its answers in-process and never needs one.
+	saveResults bool
+	parked      map[uint64]string // its waiting Lock requests: id → lock name
 }
 
 func newStore() *store {
@@ -52,13 +79,13 @@ func newStore() *store {
 		counters: make(map[string]int64),
 		maps:     make(map[string]map[string]*entry),
 		locks:    make(map[string]*lockState),
+		clients:  make(map[uint64]*clientTable),
 		now:      time.Now,
 	}
 }
 
 func (s *store) newSession(id uint64, pid int, deliver func(transport.Response)) *session {
-	return &session{id: id, pid: pid, deliver: deliver,
-		held: make(map[string]struct{}), parked: make(map[uint64]string)}
+	return &session{id: id, pid: pid, deliver: deliver, saveResults: true, parked: make(map[uint64]string)}
 }
 
 // apply performs req for sess. If the answer must wait (a Lock on a held
@@ -75,8 +102,102 @@ func (s *store) apply(sess *session, req *transport.Request) (resp transport.Res
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := s.now().UnixNano()
+	if s.broken != nil {
+		return fail(resp, transport.StatusShuttingDown, "the owner cannot journal: "+s.broken.Error())
+	}
+	now := s.tick(s.now().UnixNano())
 	s.expire(now)
+	if saved, ok := s.duplicate(sess, req); ok {
+		return saved, false
+	}
+	if s.log != nil && req.Op.Mutates() {
+		// Room first, so that a full disk refuses the write before it
+		// happens. A Lock journals only its grant, a small record.
+		var rec []byte
+		if isDeduplicated(req) {
+			rec = s.requestRecord(sess.id, now, req)
+		}
+		if err := s.log.reserve(len(rec) + len(req.Name)); err != nil {
+			return fail(resp, transport.StatusJournalFull, err.Error())
+		}
+		if rec != nil {
+			s.journal(rec)
+		}
+	}
+	resp, parked = s.exec(sess, req, now)
+	s.save(sess, req, resp)
+	if s.log != nil && s.log.size() > s.persist.compactAt {
+		s.compact()
+	}
+	return resp, parked
+}
+
+// isDeduplicated reports whether req is a write that is journaled as it is
+// and answered from the saved results when retried. Lock and TryLock are
+// not: the lock's state recognises their retries, and only their grants
+// change the state.
+func isDeduplicated(req *transport.Request) bool {
+	switch req.Op {
+	case transport.OpLock, transport.OpTryLock:
+		return false
+	}
+	return req.Op.Mutates()
+}
+
+// duplicate returns the saved answer if req was applied before: the client
+// retried it with a new owner, not knowing whether the old one applied it.
+func (s *store) duplicate(sess *session, req *transport.Request) (transport.Response, bool) {
+	if req.ID == 0 || !isDeduplicated(req) {
+		return transport.Response{}, false
+	}
+	t := s.clients[sess.id]
+	if t == nil {
+		return transport.Response{}, false
+	}
+	t.acknowledge(req.Ack)
+	resp, ok := t.results[req.ID]
+	return resp, ok
+}
+
+// save keeps the answer to a write for a retry, until the client acks it.
+func (s *store) save(sess *session, req *transport.Request, resp transport.Response) {
+	if !sess.saveResults || req.ID == 0 || !isDeduplicated(req) {
+		return
+	}
+	t := s.clients[sess.id]
+	if t == nil {
+		t = &clientTable{results: make(map[uint64]transport.Response)}
+		s.clients[sess.id] = t
+	}
+	t.acknowledge(req.Ack)
+	if req.ID >= t.ack {
+		t.results[req.ID] = resp
+	}
+}
+
+// acknowledge drops the answers the client has received: those below ack.
+func (t *clientTable) acknowledge(ack uint64) {
+	if ack <= t.ack {
+		return
+	}
+	t.ack = ack
+	for id := range t.results {
+		if id < ack {
+			delete(t.results, id)
+		}
+	}
+}
+
+// tick advances the store's clock to now, or keeps it if now is earlier: a
+// new owner's clock may be behind the times the journal recorded.
+func (s *store) tick(now int64) int64 {
+	s.clock = max(s.clock, now)
+	return s.clock
+}
+
+// exec performs req; s.mu is held.
+func (s *store) exec(sess *session, req *transport.Request, now int64) (resp transport.Response, parked bool) {
+	resp.ID = req.ID
 	switch req.Op {
 	case transport.OpAdd:
 		s.counters[req.Name] += req.Int
@@ -241,10 +362,16 @@ func (s *store) expire(now int64) {
 	}
 }
 
+// sweep expires entries and lock graces when no operation does it.
 func (s *store) sweep() {
 	s.mu.Lock()
-	s.expire(s.now().UnixNano())
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	if s.broken != nil {
+		return
+	}
+	now := s.tick(s.now().UnixNano())
+	s.expire(now)
+	s.expireGrace(now)
 }
 
 // expiryRef places an entry with a TTL in the expiry heap.

@@ -35,6 +35,7 @@ const (
 	StatusUnauthorized           // the peer's uid or secret was refused
 	StatusVersionMismatch        // the peers speak different protocol versions
 	StatusShuttingDown           // the owner is closing; retry with the next one
+	StatusJournalFull            // the owner cannot journal the write: disk full
 	statusEnd
 )
 
@@ -56,6 +57,8 @@ func (s Status) String() string {
 		return "protocol version mismatch"
 	case StatusShuttingDown:
 		return "shutting down"
+	case StatusJournalFull:
+		return "journal full"
 	}
 	return fmt.Sprintf("status(%d)", uint8(s))
 }
@@ -137,7 +140,10 @@ type Refuse struct {
 
 // Request asks the owner to perform one operation.
 type Request struct {
-	ID      uint64 // unique per client; the Response carries it back
+	ID uint64 // unique per client; the Response carries it back
+	// Ack tells the owner that the client has every answer to its requests
+	// numbered below Ack, so their saved results may go.
+	Ack     uint64
 	Op      Op
 	Name    string
 	Key     string
@@ -196,18 +202,18 @@ func (m *Hello) AppendFrame(b []byte) []byte {
 	b, start := beginFrame(b, KindHello)
 	b = binary.AppendUvarint(b, m.Version)
 	b = binary.AppendVarint(b, m.PID)
-	b = appendBytes(b, m.Nonce)
+	b = AppendBytes(b, m.Nonce)
 	return endFrame(b, start)
 }
 
 func (m *Hello) Decode(body []byte) error {
-	d := decoder{b: body}
+	d := Decoder{b: body}
 	d.kind(KindHello)
 	// The version comes first so that any future layout still reveals it.
-	m.Version = d.uvarint()
-	m.PID = d.varint()
-	m.Nonce = d.bytes()
-	return d.finish()
+	m.Version = d.Uvarint()
+	m.PID = d.Varint()
+	m.Nonce = d.Bytes()
+	return d.Finish()
 }
 
 func (m *Join) AppendFrame(b []byte) []byte {
@@ -215,18 +221,18 @@ func (m *Join) AppendFrame(b []byte) []byte {
 	b = binary.AppendUvarint(b, m.Version)
 	b = binary.AppendUvarint(b, m.ClientID)
 	b = binary.AppendVarint(b, m.PID)
-	b = appendBytes(b, m.MAC)
+	b = AppendBytes(b, m.MAC)
 	return endFrame(b, start)
 }
 
 func (m *Join) Decode(body []byte) error {
-	d := decoder{b: body}
+	d := Decoder{b: body}
 	d.kind(KindJoin)
-	m.Version = d.uvarint()
-	m.ClientID = d.uvarint()
-	m.PID = d.varint()
-	m.MAC = d.bytes()
-	return d.finish()
+	m.Version = d.Uvarint()
+	m.ClientID = d.Uvarint()
+	m.PID = d.Varint()
+	m.MAC = d.Bytes()
+	return d.Finish()
 }
 
 // Welcome ends a handshake that succeeded.
@@ -238,24 +244,24 @@ func (m *Welcome) AppendFrame(b []byte) []byte {
 }
 
 func (m *Welcome) Decode(body []byte) error {
-	d := decoder{b: body}
+	d := Decoder{b: body}
 	d.kind(KindWelcome)
-	return d.finish()
+	return d.Finish()
 }
 
 func (m *Refuse) AppendFrame(b []byte) []byte {
 	b, start := beginFrame(b, KindRefuse)
 	b = append(b, byte(m.Status))
-	b = appendString(b, m.Msg)
+	b = AppendString(b, m.Msg)
 	return endFrame(b, start)
 }
 
 func (m *Refuse) Decode(body []byte) error {
-	d := decoder{b: body}
+	d := Decoder{b: body}
 	d.kind(KindRefuse)
 	m.Status = d.status()
-	m.Msg = d.string()
-	return d.finish()
+	m.Msg = d.String()
+	return d.Finish()
 }
 
 // Error makes a Refuse usable as the error it reports.
@@ -266,11 +272,12 @@ func (m *Refuse) Error() string {
 func (m *Request) AppendFrame(b []byte) []byte {
 	b, start := beginFrame(b, KindRequest)
 	b = binary.AppendUvarint(b, m.ID)
+	b = binary.AppendUvarint(b, m.Ack)
 	b = append(b, byte(m.Op))
-	b = appendString(b, m.Name)
-	b = appendString(b, m.Key)
-	b = appendBytes(b, m.Value)
-	b = appendBytes(b, m.Old)
+	b = AppendString(b, m.Name)
+	b = AppendString(b, m.Key)
+	b = AppendBytes(b, m.Value)
+	b = AppendBytes(b, m.Old)
 	b = binary.AppendVarint(b, m.Int)
 	b = binary.AppendVarint(b, m.OldInt)
 	b = binary.AppendUvarint(b, m.Version)
@@ -280,59 +287,60 @@ func (m *Request) AppendFrame(b []byte) []byte {
 }
 
 func (m *Request) Decode(body []byte) error {
-	d := decoder{b: body}
+	d := Decoder{b: body}
 	d.kind(KindRequest)
-	m.ID = d.uvarint()
-	m.Op = Op(d.byte())
-	m.Name = d.string()
-	m.Key = d.string()
-	m.Value = d.bytes()
-	m.Old = d.bytes()
-	m.Int = d.varint()
-	m.OldInt = d.varint()
-	m.Version = d.uvarint()
-	m.TTL = time.Duration(d.varint())
-	m.Limit = d.uvarint()
+	m.ID = d.Uvarint()
+	m.Ack = d.Uvarint()
+	m.Op = Op(d.Byte())
+	m.Name = d.String()
+	m.Key = d.String()
+	m.Value = d.Bytes()
+	m.Old = d.Bytes()
+	m.Int = d.Varint()
+	m.OldInt = d.Varint()
+	m.Version = d.Uvarint()
+	m.TTL = time.Duration(d.Varint())
+	m.Limit = d.Uvarint()
 	if d.err == nil && (m.Op == 0 || m.Op >= opEnd) {
 		d.fail("unknown op %d", m.Op)
 	}
 	if d.err == nil && m.TTL < 0 {
 		d.fail("negative ttl")
 	}
-	return d.finish()
+	return d.Finish()
 }
 
 func (m *Response) AppendFrame(b []byte) []byte {
 	b, start := beginFrame(b, KindResponse)
 	b = binary.AppendUvarint(b, m.ID)
 	b = append(b, byte(m.Status))
-	b = appendString(b, m.Msg)
-	b = appendBool(b, m.Found)
-	b = appendBytes(b, m.Value)
+	b = AppendString(b, m.Msg)
+	b = AppendBool(b, m.Found)
+	b = AppendBytes(b, m.Value)
 	b = binary.AppendVarint(b, m.Int)
 	b = binary.AppendUvarint(b, m.Version)
 	b = binary.AppendUvarint(b, uint64(len(m.Entries)))
 	for _, e := range m.Entries {
-		b = appendString(b, e.Key)
-		b = appendBytes(b, e.Value)
+		b = AppendString(b, e.Key)
+		b = AppendBytes(b, e.Value)
 		b = binary.AppendUvarint(b, e.Version)
 	}
 	return endFrame(b, start)
 }
 
 func (m *Response) Decode(body []byte) error {
-	d := decoder{b: body}
+	d := Decoder{b: body}
 	d.kind(KindResponse)
-	m.ID = d.uvarint()
+	m.ID = d.Uvarint()
 	m.Status = d.status()
-	m.Msg = d.string()
-	m.Found = d.bool()
-	m.Value = d.bytes()
-	m.Int = d.varint()
-	m.Version = d.uvarint()
+	m.Msg = d.String()
+	m.Found = d.Bool()
+	m.Value = d.Bytes()
+	m.Int = d.Varint()
+	m.Version = d.Uvarint()
 	// Each entry takes at least three bytes, so the count is checked against
 	// what is left before anything is allocated for it.
-	n := d.uvarint()
+	n := d.Uvarint()
 	if n > uint64(len(d.b))/3 {
 		d.fail("%d entries cannot fit in %d bytes", n, len(d.b))
 	}
@@ -340,10 +348,10 @@ func (m *Response) Decode(body []byte) error {
 	if d.err == nil && n > 0 {
 		m.Entries = make([]Entry, n)
 		for i := range m.Entries {
-			m.Entries[i] = Entry{Key: d.string(), Value: d.bytes(), Version: d.uvarint()}
+			m.Entries[i] = Entry{Key: d.String(), Value: d.Bytes(), Version: d.Uvarint()}
 		}
 	}
-	return d.finish()
+	return d.Finish()
 }
 
 func (m *Cancel) AppendFrame(b []byte) []byte {
@@ -353,50 +361,56 @@ func (m *Cancel) AppendFrame(b []byte) []byte {
 }
 
 func (m *Cancel) Decode(body []byte) error {
-	d := decoder{b: body}
+	d := Decoder{b: body}
 	d.kind(KindCancel)
-	m.ID = d.uvarint()
-	return d.finish()
+	m.ID = d.Uvarint()
+	return d.Finish()
 }
 
-func appendBytes(b, v []byte) []byte {
+// AppendBytes appends v with its length, for Decoder.Bytes.
+func AppendBytes(b, v []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(len(v)))
 	return append(b, v...)
 }
 
-func appendString(b []byte, s string) []byte {
+// AppendString appends s with its length, for Decoder.String.
+func AppendString(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)
 }
 
-func appendBool(b []byte, v bool) []byte {
+// AppendBool appends v as one byte, for Decoder.Bool.
+func AppendBool(b []byte, v bool) []byte {
 	if v {
 		return append(b, 1)
 	}
 	return append(b, 0)
 }
 
-// decoder reads fields from a frame body. The first error sticks; later reads
-// return zero values, so a Decode method checks once, in finish.
-type decoder struct {
+// Decoder reads the fields of a message body, or of any record built with
+// the Append functions and encoding/binary's AppendUvarint and AppendVarint.
+// The first error sticks and later reads return zero values, so a caller
+// checks once, with Finish.
+type Decoder struct {
 	b   []byte
 	err error
 }
 
-func (d *decoder) fail(format string, args ...any) {
+func (d *Decoder) fail(format string, args ...any) {
 	if d.err == nil {
 		d.err = fmt.Errorf("%w: "+format, append([]any{ErrMalformed}, args...)...)
 	}
 	d.b = nil
 }
 
-func (d *decoder) kind(want Kind) {
-	if k := Kind(d.byte()); d.err == nil && k != want {
+func (d *Decoder) kind(want Kind) {
+	if k := Kind(d.Byte()); d.err == nil && k != want {
 		d.fail("kind %d, want %d", k, want)
 	}
 }
 
-func (d *decoder) byte() byte {
+// Byte reads one byte.
+func (d *Decoder) Byte() byte {
 	if len(d.b) == 0 {
 		d.fail("truncated")
 		return 0
@@ -406,8 +420,9 @@ func (d *decoder) byte() byte {
 	return c
 }
 
-func (d *decoder) bool() bool {
-	switch c := d.byte(); c {
+// Bool reads a byte written by AppendBool.
+func (d *Decoder) Bool() bool {
+	switch c := d.Byte(); c {
 	case 0:
 		return false
 	case 1:
@@ -418,15 +433,16 @@ func (d *decoder) bool() bool {
 	}
 }
 
-func (d *decoder) status() Status {
-	s := Status(d.byte())
+func (d *Decoder) status() Status {
+	s := Status(d.Byte())
 	if d.err == nil && s >= statusEnd {
 		d.fail("unknown status %d", s)
 	}
 	return s
 }
 
-func (d *decoder) uvarint() uint64 {
+// Uvarint reads a binary.AppendUvarint value.
+func (d *Decoder) Uvarint() uint64 {
 	v, n := binary.Uvarint(d.b)
 	if n <= 0 {
 		d.fail("bad uvarint")
@@ -436,7 +452,8 @@ func (d *decoder) uvarint() uint64 {
 	return v
 }
 
-func (d *decoder) varint() int64 {
+// Varint reads a binary.AppendVarint value.
+func (d *Decoder) Varint() int64 {
 	v, n := binary.Varint(d.b)
 	if n <= 0 {
 		d.fail("bad varint")
@@ -447,8 +464,8 @@ func (d *decoder) varint() int64 {
 }
 
 // raw returns the next length-prefixed field without copying it.
-func (d *decoder) raw() []byte {
-	n := d.uvarint()
+func (d *Decoder) raw() []byte {
+	n := d.Uvarint()
 	if n > uint64(len(d.b)) {
 		d.fail("field of %d bytes, %d left", n, len(d.b))
 		return nil
@@ -458,18 +475,40 @@ func (d *decoder) raw() []byte {
 	return v
 }
 
-// bytes returns a copy of the next field: frame buffers are reused, while
-// values outlive them. An empty field decodes as nil.
-func (d *decoder) bytes() []byte {
+// Bytes returns a copy of the next field, written by AppendBytes: frame
+// buffers are reused, while values outlive them. An empty field reads as nil.
+func (d *Decoder) Bytes() []byte {
 	if v := d.raw(); len(v) > 0 {
 		return append([]byte(nil), v...)
 	}
 	return nil
 }
 
-func (d *decoder) string() string { return string(d.raw()) }
+// Frame reads a message appended whole by its AppendFrame method, and
+// returns its body for the message's Decode.
+func (d *Decoder) Frame() []byte {
+	if len(d.b) < headerSize {
+		d.fail("truncated frame header")
+		return nil
+	}
+	n := binary.BigEndian.Uint32(d.b)
+	if uint64(n) > uint64(len(d.b)-headerSize) {
+		d.fail("frame of %d bytes, %d left", n, len(d.b)-headerSize)
+		return nil
+	}
+	body := d.b[headerSize : headerSize+int(n)]
+	d.b = d.b[headerSize+int(n):]
+	return body
+}
 
-func (d *decoder) finish() error {
+// String reads a field written by AppendString.
+func (d *Decoder) String() string { return string(d.raw()) }
+
+// NewDecoder returns a Decoder reading b.
+func NewDecoder(b []byte) *Decoder { return &Decoder{b: b} }
+
+// Finish returns the first error met, or an error if bytes are left over.
+func (d *Decoder) Finish() error {
 	if d.err == nil && len(d.b) != 0 {
 		d.fail("%d trailing bytes", len(d.b))
 	}

@@ -1,0 +1,302 @@
+package sharedstate
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sharedstate/sharedstate/transport"
+)
+
+func quiet() Option { return WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))) }
+
+func openIn(t *testing.T, dir string, opts ...Option) *State {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := Open(ctx, "app", append([]Option{WithDir(dir), quiet()}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// fill makes some state of every kind and returns what reading it back
+// should show.
+func fill(t *testing.T, st *State) string {
+	ctx := context.Background()
+	c := st.Counter("c")
+	m := NewMap[string](st, "m")
+	for i := range 100 {
+		if _, err := c.Add(ctx, int64(i)); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Store(ctx, fmt.Sprint("k", i%10), fmt.Sprint("v", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.Delete(ctx, "k3")
+	m.Store(ctx, "short", "gone soon", WithTTL(time.Millisecond))
+	m.Store(ctx, "long", "stays", WithTTL(time.Hour))
+	if _, err := m.Update(ctx, "k4", func(old string, _ bool) (string, error) { return old + "+", nil }); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Millisecond)
+	return dump(t, st)
+}
+
+func dump(t *testing.T, st *State) string {
+	t.Helper()
+	ctx := context.Background()
+	n, err := st.Counter("c").Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "c=%d", n)
+	err = NewMap[string](st, "m").Range(ctx, func(k, v string) bool {
+		fmt.Fprintf(&b, " %s=%s", k, v)
+		return true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+func TestRestartKeepsState(t *testing.T) {
+	for _, d := range []Durability{DurabilityProcess, DurabilityDisk} {
+		t.Run(d.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			st := openIn(t, dir, WithDurability(d))
+			want := fill(t, st)
+			st.Close()
+			st = openIn(t, dir, WithDurability(d))
+			defer st.Close()
+			if got := dump(t, st); got != want {
+				t.Errorf("after restart:\n got %s\nwant %s", got, want)
+			}
+		})
+	}
+}
+
+func TestMemoryDurabilityKeepsNothing(t *testing.T) {
+	dir := t.TempDir()
+	st := openIn(t, dir, WithDurability(DurabilityMemory))
+	fill(t, st)
+	st.Close()
+	st = openIn(t, dir, WithDurability(DurabilityMemory))
+	defer st.Close()
+	if got := dump(t, st); got != "c=0" {
+		t.Errorf("memory-only state after restart: %s", got)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "app.journal")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("memory-only state wrote a journal: %v", err)
+	}
+}
+
+func TestCompaction(t *testing.T) {
+	dir := t.TempDir()
+	st := openIn(t, dir)
+	ctx := context.Background()
+	m := NewMap[[]byte](st, "big")
+	value := bytes.Repeat([]byte{7}, 64<<10)
+	// 20 keys rewritten over and over: the journal would grow to 40 MiB.
+	for i := range 640 {
+		if err := m.Store(ctx, fmt.Sprint(i%20), value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Counter("c").Add(ctx, 5)
+	st.Close()
+	journal, _ := os.Stat(filepath.Join(dir, "app.journal"))
+	snap, err := os.Stat(filepath.Join(dir, "app.snapshot"))
+	if err != nil {
+		t.Fatal("no snapshot written:", err)
+	}
+	live := 20 * len(value)
+	// The journal file is preallocated; what matters is what it holds.
+	st = openIn(t, dir)
+	defer st.Close()
+	used := st.role.Load().backend.(*manager).store.log.size()
+	t.Logf("live %d, snapshot %d, journal file %d, records %d", live, snap.Size(), journal.Size(), used)
+	if used > 3*live || snap.Size() > int64(2*live) {
+		t.Errorf("journal holds %d bytes and snapshot %d for %d live bytes", used, snap.Size(), live)
+	}
+	if n, _ := NewMap[[]byte](st, "big").Len(ctx); n != 20 {
+		t.Errorf("%d keys after compaction, want 20", n)
+	}
+	if n, _ := st.Counter("c").Load(ctx); n != 5 {
+		t.Errorf("counter %d after compaction, want 5", n)
+	}
+}
+
+// journalRecords returns the offsets of the records in a journal file.
+func journalRecords(t *testing.T, data []byte) []int {
+	var offs []int
+	for off := headerLen; off+recordOverhead <= len(data); {
+		n := int(binary.LittleEndian.Uint32(data[off:]))
+		if n == 0 {
+			break
+		}
+		offs = append(offs, off)
+		off += recordOverhead + n
+	}
+	return offs
+}
+
+func TestTornTailIsDropped(t *testing.T) {
+	dir := t.TempDir()
+	st := openIn(t, dir)
+	for range 10 {
+		st.Counter("c").Add(context.Background(), 1)
+	}
+	st.Close()
+	path := filepath.Join(dir, "app.journal")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offs := journalRecords(t, data)
+	last := offs[len(offs)-1]
+	// A write cut short: the last record's payload half there.
+	n := int(binary.LittleEndian.Uint32(data[last:]))
+	clear(data[last+recordOverhead+n/2 : last+recordOverhead+n])
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st = openIn(t, dir)
+	if got, _ := st.Counter("c").Load(context.Background()); got != 9 {
+		t.Errorf("counter = %d after a torn last record, want 9", got)
+	}
+	// The journal goes on after the dropped record.
+	st.Counter("c").Add(context.Background(), 1)
+	st.Close()
+	st = openIn(t, dir)
+	defer st.Close()
+	if got, _ := st.Counter("c").Load(context.Background()); got != 10 {
+		t.Errorf("counter = %d after appending past a torn record, want 10", got)
+	}
+}
+
+func TestCorruptMiddleStopsRecovery(t *testing.T) {
+	dir := t.TempDir()
+	st := openIn(t, dir)
+	for range 10 {
+		st.Counter("c").Add(context.Background(), 1)
+	}
+	st.Close()
+	path := filepath.Join(dir, "app.journal")
+	data, _ := os.ReadFile(path)
+	offs := journalRecords(t, data)
+	data[offs[3]+recordOverhead+2] ^= 0xff
+	os.WriteFile(path, data, 0o600)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := Open(ctx, "app", WithDir(dir), quiet())
+	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), fmt.Sprint("offset ", offs[3])) {
+		t.Fatalf("Open over a corrupt journal: %v; want an error naming %s and offset %d", err, path, offs[3])
+	}
+	// Nothing was dropped: the file is as it was.
+	if after, _ := os.ReadFile(path); !bytes.Equal(after, data) {
+		t.Error("recovery changed a corrupt journal")
+	}
+}
+
+// TestJournalFull runs the owner on a 2 MiB tmpfs (root only), so that the
+// journal cannot grow: writes fail with ErrJournalFull, nothing panics, and
+// what was acknowledged stays readable and survives a restart.
+func TestJournalFull(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs: %v: %s", err, out)
+	}
+	defer exec.Command("umount", dir).Run()
+	st := openIn(t, dir)
+	ctx := context.Background()
+	m := NewMap[[]byte](st, "m")
+	value := bytes.Repeat([]byte{1}, 32<<10)
+	stored := 0
+	var err error
+	for i := range 200 {
+		if err = m.Store(ctx, fmt.Sprint(i), value); err != nil {
+			break
+		}
+		stored++
+	}
+	if !errors.Is(err, ErrJournalFull) {
+		t.Fatalf("after %d stores: %v, want ErrJournalFull", stored, err)
+	}
+	if n, err := m.Len(ctx); err != nil || n != stored {
+		t.Errorf("Len = %d, %v; want %d", n, err, stored)
+	}
+	st.Close()
+	st = openIn(t, dir)
+	defer st.Close()
+	if n, err := NewMap[[]byte](st, "m").Len(ctx); err != nil || n != stored {
+		t.Errorf("after restart Len = %d, %v; want %d", n, err, stored)
+	}
+}
+
+func TestAckTracker(t *testing.T) {
+	a := ackTracker{next: 1, done: make(map[uint64]struct{})}
+	for _, step := range []struct{ finish, low uint64 }{{2, 1}, {4, 1}, {1, 3}, {3, 5}, {5, 6}} {
+		a.finish(step.finish)
+		if got := a.low(); got != step.low {
+			t.Fatalf("after finishing %d: low %d, want %d", step.finish, got, step.low)
+		}
+	}
+	if len(a.done) != 0 {
+		t.Errorf("%d ids kept", len(a.done))
+	}
+}
+
+// TestRetryAppliedOnce sends the same write twice to one store, as a client
+// does when its owner dies before answering: the second gets the first's
+// answer, through a restart too.
+func TestRetryAppliedOnce(t *testing.T) {
+	dir := t.TempDir()
+	base := filepath.Join(dir, "app")
+	cfg := newConfig([]Option{quiet()})
+	s, _, err := recoverStore(base, cfg, func(error) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess := s.newSession(42, 1, func(transport.Response) {})
+	add := &transport.Request{ID: 7, Ack: 7, Op: transport.OpAdd, Name: "c", Int: 5}
+	first, _ := s.apply(sess, add)
+	again, _ := s.apply(sess, add)
+	if first.Int != 5 || again.Int != 5 {
+		t.Fatalf("answers %d then %d, want 5 both times", first.Int, again.Int)
+	}
+	s.close()
+	s, _, err = recoverStore(base, cfg, func(error) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	sess = s.newSession(42, 1, func(transport.Response) {})
+	if resp, _ := s.apply(sess, add); resp.Int != 5 {
+		t.Errorf("after recovery a retry answers %d, want 5", resp.Int)
+	}
+	// Once acknowledged, the saved answer goes.
+	s.apply(sess, &transport.Request{ID: 8, Ack: 8, Op: transport.OpGet, Name: "c"})
+	s.apply(sess, &transport.Request{ID: 9, Ack: 9, Op: transport.OpAdd, Name: "c", Int: 1})
+	if n := len(s.clients[42].results); n != 1 {
+		t.Errorf("%d answers saved after acks, want 1", n)
+	}
+}
