@@ -36,8 +36,8 @@ type journal struct {
 
 	// Group commit, with DurabilityDisk only.
 	syncMu  sync.Mutex
-	written int                // end of the records appended so far
-	synced  int                // end of the records known on disk
+	written int             // end of the records appended so far
+	synced  int             // end of the records known on disk
 	waiters []durableWaiter // answers held until their records are synced
 	wake    chan struct{}   // capacity 1: records wait for a sync
 	stop    chan struct{}   // closed to end the syncer

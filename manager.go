@@ -47,8 +47,8 @@ type manager struct {
 	quit     chan struct{}
 	lostC    chan struct{} // closed if the listener or the journal fails
 	loseOnce sync.Once
-	wg      sync.WaitGroup
-	serving sync.WaitGroup // the serve goroutines
+	wg       sync.WaitGroup
+	serving  sync.WaitGroup // the serve goroutines
 }
 
 // startManager makes this process the owner: it rebuilds the state from the
