@@ -14,6 +14,7 @@ import (
 // share it: each request carries an id, and the reader hands each answer to
 // the goroutine waiting for it.
 type proxy struct {
+	st       *State
 	conn     *transport.Conn
 	ownerPID int64
 
@@ -35,6 +36,7 @@ func dialProxy(ctx context.Context, st *State) (*proxy, error) {
 		return nil, transportError(err)
 	}
 	p := &proxy{
+		st:       st,
 		conn:     conn,
 		ownerPID: hello.PID,
 		pending:  make(map[uint64]chan transport.Response),
@@ -123,7 +125,7 @@ func (p *proxy) do(ctx context.Context, req *transport.Request) (transport.Respo
 	select {
 	case resp := <-ch:
 		if resp.Status == transport.StatusOK {
-			p.conn.Send(&transport.Request{Op: transport.OpUnlock, Name: req.Name, Version: resp.Version})
+			go p.st.giveBack(req.Name, resp.Version)
 		}
 	case <-p.lostC:
 		p.forget(req.ID)
