@@ -98,9 +98,9 @@ func (m *manager) lose() { m.loseOnce.Do(func() { close(m.lostC) }) }
 // applied or with StatusShuttingDown (not applied), so that no client is left
 // unsure whether a write happened. Clients close their end once answered.
 func (m *manager) close() {
+	m.closing.Store(true) // before the listener closes: acceptLoop reads it
 	m.ln.Close()
 	m.mu.Lock()
-	m.closing.Store(true)
 	for _, conn := range m.conns {
 		if conn != nil {
 			conn.Send(&transport.Response{Status: transport.StatusShuttingDown})
