@@ -76,7 +76,7 @@ func (c valueCodec) encode(v any) ([]byte, error) {
 // limit (deep nesting exhausts the stack). Any process may have stored b.
 func (c valueCodec) decode(b []byte, v any) error {
 	if rest, err := skipMsgpack(b, 0); err != nil || len(rest) != 0 {
-		return fmt.Errorf("stored value is not valid msgpack (nested at most %d deep)", maxDepth)
+		return fmt.Errorf("stored value is not valid msgpack, or claims more than it holds, or nests deeper than %d", maxDepth)
 	}
 	return msgpack.Unmarshal(b, v)
 }

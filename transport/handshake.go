@@ -143,12 +143,16 @@ func connect(ctx context.Context, nc *net.UnixConn, clientID uint64, cfg Config)
 	if len(cfg.Secret) > 0 {
 		join.MAC = mac(cfg.Secret, hello.Nonce, clientID)
 	}
-	if _, err := nc.Write(join.AppendFrame(nil)); err != nil {
-		return nil, nil, err
-	}
+	// The Join only lets an owner of another version log the mismatch: the
+	// Hello already proved it, and an owner that closed without reading the
+	// Join must not make it look like a transient failure.
+	_, werr := nc.Write(join.AppendFrame(nil))
 	if hello.Version != Version {
 		return nil, nil, &Refuse{Status: StatusVersionMismatch,
 			Msg: fmt.Sprintf("the owner (pid %d) speaks protocol version %d; this process speaks %d", cred.PID, hello.Version, Version)}
+	}
+	if werr != nil {
+		return nil, nil, werr
 	}
 	if body, err = fr.Next(); err != nil {
 		return nil, nil, fmt.Errorf("reading welcome: %w", err)
