@@ -73,6 +73,18 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 	return nil
 }
 
+// Held reports whether this process still holds the lock with the token of
+// its latest acquisition. A holder that may have lost its lock (through a
+// lease that ran out, with an engine that uses leases, or a takeover grace
+// it missed) checks this before acting on what the lock guards.
+func (m *Mutex) Held(ctx context.Context) (bool, error) {
+	resp, err := m.st.do(ctx, &transport.Request{Op: transport.OpLockHeld, Name: m.name, Version: m.Token()})
+	if err != nil {
+		return false, fmt.Errorf("sharedstate: lock %q: held: %w", m.name, err)
+	}
+	return resp.Found, nil
+}
+
 // Token returns the fencing token of the latest acquisition by this process.
 func (m *Mutex) Token() uint64 {
 	m.mu.Lock()
@@ -88,10 +100,14 @@ func (m *Mutex) setToken(t uint64) {
 
 // giveBack unlocks a lock granted to a Lock call that had already given up,
 // as a write of its own, retried across a takeover like any other.
-func (s *State) giveBack(name string, token uint64) {
+func (s *embedded) giveBack(name string, token uint64) {
 	ctx, cancel := context.WithTimeout(s.ctx, unlockTimeout)
 	defer cancel()
-	if _, err := s.do(ctx, &transport.Request{Op: transport.OpUnlock, Name: name, Version: token}); err != nil {
+	resp, err := s.Do(ctx, &transport.Request{Op: transport.OpUnlock, Name: name, Version: token})
+	if err == nil {
+		err = statusError(resp.Status, resp.Msg)
+	}
+	if err != nil {
 		s.cfg.logger.Warn("sharedstate: cannot give back a lock granted too late", "state", s.name, "lock", name, "err", err)
 	}
 }
@@ -157,6 +173,8 @@ func (s *store) applyLock(sess *session, req *transport.Request, resp transport.
 			sess.parked[req.ID] = req.Name
 			return resp, true
 		}
+	case transport.OpLockHeld:
+		resp.Found = l.holder == sess.id && l.token == req.Version
 	case transport.OpUnlock:
 		if l.holder != sess.id || l.token != req.Version {
 			return fail(resp, transport.StatusNotLocked, fmt.Sprintf("%q is not held with token %d by pid %d", req.Name, req.Version, sess.pid))

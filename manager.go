@@ -31,7 +31,7 @@ const sweepInterval = 250 * time.Millisecond
 // the store, serves the other processes on the socket, and serves its own
 // process directly.
 type manager struct {
-	st    *State
+	st    *embedded
 	store *store
 	lock  *transport.LockFile
 	ln    *net.UnixListener
@@ -54,7 +54,7 @@ type manager struct {
 // startManager makes this process the owner: it rebuilds the state from the
 // snapshot and journal, starts its term, and binds the socket. The caller
 // holds lf.
-func startManager(st *State, lf *transport.LockFile) (*manager, error) {
+func startManager(st *embedded, lf *transport.LockFile) (*manager, error) {
 	start := time.Now()
 	m := &manager{
 		st:    st,

@@ -128,7 +128,7 @@ func TestCompaction(t *testing.T) {
 	// The journal file is preallocated; what matters is what it holds.
 	st = openIn(t, dir)
 	defer st.Close()
-	used := st.role.Load().backend.(*manager).store.log.size()
+	used := st.embedded.role.Load().backend.(*manager).store.log.size()
 	t.Logf("live %d, snapshot %d, journal file %d, records %d", live, snap.Size(), journal.Size(), used)
 	if used > 3*live || snap.Size() > int64(2*live) {
 		t.Errorf("journal holds %d bytes and snapshot %d for %d live bytes", used, snap.Size(), live)

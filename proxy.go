@@ -14,7 +14,7 @@ import (
 // share it: each request carries an id, and the reader hands each answer to
 // the goroutine waiting for it.
 type proxy struct {
-	st       *State
+	st       *embedded
 	conn     *transport.Conn
 	ownerPID int64
 
@@ -26,7 +26,7 @@ type proxy struct {
 }
 
 // dialProxy connects to the owner's socket and joins the state.
-func dialProxy(ctx context.Context, st *State) (*proxy, error) {
+func dialProxy(ctx context.Context, st *embedded) (*proxy, error) {
 	nc, err := transport.Dial(ctx, st.sockPath)
 	if err != nil {
 		return nil, err
@@ -54,7 +54,7 @@ func (p *proxy) close() {
 	<-p.done
 }
 
-func (p *proxy) readLoop(st *State) {
+func (p *proxy) readLoop(st *embedded) {
 	defer close(p.done)
 	defer close(p.lostC)
 	var resp transport.Response

@@ -55,18 +55,8 @@ package sharedstate
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/binary"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"regexp"
-	"strconv"
-	"sync"
-	"sync/atomic"
-	"syscall"
-	"time"
 
 	"github.com/sharedstate/sharedstate/transport"
 )
@@ -76,43 +66,9 @@ import (
 type State struct {
 	name     string
 	cfg      config
-	lockPath string
-	sockPath string
-	basePath string // dir/name: the journal and snapshot add a suffix
-	clientID uint64 // this process, as the owner knows it
-	seq      atomic.Uint64
-	acks     ackTracker
-
-	role    atomic.Pointer[role] // nil while no owner is reachable
-	mu      sync.Mutex
-	ready   chan struct{} // closed when role is set again, or on Close
-	lastErr error         // why the latest election failed
-	closed  bool
-
-	ctx    context.Context // ends on Close
-	cancel context.CancelFunc
-	done   chan struct{} // closed when the supervisor has stopped
+	engine   Engine
+	embedded *embedded // the engine, if it is Open's; else nil
 }
-
-// role is how this process reaches the state: as its owner or as a proxy.
-type role struct{ backend }
-
-type backend interface {
-	// do performs req. It returns errOwnerLost if the backend stopped
-	// serving before it answered.
-	do(ctx context.Context, req *transport.Request) (transport.Response, error)
-	// lost is closed when the backend can no longer serve.
-	lost() <-chan struct{}
-	close()
-}
-
-// Errors between State.do and its backends.
-var (
-	// errOwnerLost: the connection to the owner broke before it answered.
-	errOwnerLost = errors.New("connection to the owner lost")
-	// errNotSent: the request was not sent, as the connection is ending.
-	errNotSent = errors.New("connection to the owner ending")
-)
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$`)
 
@@ -122,325 +78,54 @@ var validName = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$`)
 // if ctx ends before an owner is reachable, and ErrVersionMismatch or
 // ErrUnauthorized at once if the owner refuses this process.
 func Open(ctx context.Context, name string, opts ...Option) (*State, error) {
-	if !validName.MatchString(name) {
-		return nil, fmt.Errorf("%w: %q: use 1 to 64 letters, digits, '.', '_' or '-', not starting with '.'", ErrInvalidName, name)
+	if err := checkName(name); err != nil {
+		return nil, err
 	}
 	cfg := newConfig(opts)
-	dir, err := stateDir(cfg.dir)
+	e, err := openEmbedded(ctx, name, cfg)
 	if err != nil {
 		return nil, err
 	}
-	s := &State{
-		name:     name,
-		cfg:      cfg,
-		lockPath: filepath.Join(dir, name+".lock"),
-		sockPath: filepath.Join(dir, name+".sock"),
-		basePath: filepath.Join(dir, name),
-		clientID: randomID(),
-		acks:     ackTracker{next: 1, done: make(map[uint64]struct{})},
-		ready:    make(chan struct{}),
-		done:     make(chan struct{}),
-	}
-	if len(s.sockPath) >= 108 {
-		return nil, fmt.Errorf("sharedstate: socket path %s is longer than a Unix socket allows; choose a shorter directory", s.sockPath)
-	}
-	b, err := s.elect(ctx)
-	if err != nil {
+	return &State{name: name, cfg: cfg, engine: e, embedded: e}, nil
+}
+
+// NewState returns the state called name kept by engine e, such as the
+// Redis engine of the redisstate module. Options that concern the
+// embedded engine (WithDir, WithDurability and the like) have no effect.
+// Close closes e.
+func NewState(name string, e Engine, opts ...Option) (*State, error) {
+	if err := checkName(name); err != nil {
 		return nil, err
 	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.setRole(b)
-	go s.supervise(b)
-	return s, nil
+	return &State{name: name, cfg: newConfig(opts), engine: e}, nil
 }
 
-// stateDir returns the directory for sockets and lock files, creating it if
-// needed, after checking that no other user can tamper with it.
-func stateDir(dir string) (string, error) {
-	private := dir == ""
-	if private {
-		base := os.Getenv("XDG_RUNTIME_DIR")
-		if !filepath.IsAbs(base) {
-			base = os.TempDir()
-		}
-		dir = filepath.Join(base, "sharedstate-"+strconv.Itoa(os.Getuid()))
+func checkName(name string) error {
+	if !validName.MatchString(name) {
+		return fmt.Errorf("%w: %q: use 1 to 64 letters, digits, '.', '_' or '-', not starting with '.'", ErrInvalidName, name)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("sharedstate: %w", err)
-	}
-	fi, err := os.Lstat(dir)
-	if err != nil {
-		return "", fmt.Errorf("sharedstate: %w", err)
-	}
-	owner := int(fi.Sys().(*syscall.Stat_t).Uid)
-	switch mode := fi.Mode(); {
-	case !fi.IsDir():
-		return "", fmt.Errorf("sharedstate: %s is not a directory", dir)
-	case owner != os.Getuid():
-		return "", fmt.Errorf("%w: directory %s belongs to uid %d, not %d", ErrUnauthorized, dir, owner, os.Getuid())
-	case private && mode.Perm()&0o077 != 0, mode.Perm()&0o022 != 0:
-		return "", fmt.Errorf("%w: directory %s has mode %v; it must not be open to other users (chmod 700)", ErrUnauthorized, dir, mode.Perm())
-	}
-	return dir, nil
-}
-
-func randomID() uint64 {
-	var b [8]byte
-	rand.Read(b[:])
-	return binary.LittleEndian.Uint64(b[:]) | 1 // never 0
+	return nil
 }
 
 // Close leaves the state. If this process is the owner, another process takes
-// over. Calls in progress return ErrClosed.
-func (s *State) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
-	}
-	s.closed = true
-	if s.role.Load() == nil { // else ready is already closed
-		close(s.ready)
-	}
-	s.mu.Unlock()
-	s.cancel()
-	<-s.done
-	return nil
-}
+// over. Calls in progress and later return ErrClosed.
+func (s *State) Close() error { return s.engine.Close() }
 
 // Name returns the state's name.
 func (s *State) Name() string { return s.name }
 
-// IsOwner reports whether this process currently owns the state.
-func (s *State) IsOwner() bool {
-	r := s.role.Load()
-	if r == nil {
-		return false
-	}
-	_, ok := r.backend.(*manager)
-	return ok
-}
+// IsOwner reports whether this process currently owns the state. It is
+// always false with an engine other than Open's.
+func (s *State) IsOwner() bool { return s.embedded != nil && s.embedded.isOwner() }
 
-// setRole publishes b (nil: no owner reachable) to callers.
-func (s *State) setRole(b backend) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if b == nil {
-		s.role.Store(nil)
-		if !s.closed {
-			s.ready = make(chan struct{})
-		}
-		return
-	}
-	s.role.Store(&role{b})
-	s.lastErr = nil
-	if !s.closed {
-		close(s.ready)
-	}
-}
-
-// supervise replaces the backend whenever it is lost, until Close.
-func (s *State) supervise(b backend) {
-	defer close(s.done)
-	for {
-		select {
-		case <-s.ctx.Done():
-			s.setRole(nil)
-			b.close()
-			return
-		case <-b.lost():
-		}
-		s.setRole(nil)
-		b.close()
-		s.cfg.logger.Info("sharedstate: owner lost; electing a new one", "state", s.name)
-		start := time.Now()
-		for {
-			var err error
-			if b, err = s.elect(s.ctx); err == nil {
-				break
-			}
-			if s.ctx.Err() != nil {
-				return
-			}
-			s.mu.Lock()
-			s.lastErr = err
-			s.mu.Unlock()
-			s.cfg.logger.Warn("sharedstate: cannot reach an owner", "state", s.name, "err", err)
-			select {
-			case <-time.After(100 * time.Millisecond):
-			case <-s.ctx.Done():
-				return
-			}
-		}
-		s.setRole(b)
-		if _, owner := b.(*manager); owner {
-			s.cfg.logger.Info("sharedstate: took over as owner", "state", s.name, "pid", os.Getpid(), "after", time.Since(start))
-		}
-	}
-}
-
-// elect becomes the owner if the lock file is free, else connects to the
-// owner, retrying while an owner is starting or dying. It returns early only
-// for errors that retrying cannot fix.
-func (s *State) elect(ctx context.Context) (backend, error) {
-	backoff := 500 * time.Microsecond
-	for {
-		lf, err := transport.TryLock(s.lockPath)
-		if err != nil {
-			return nil, fmt.Errorf("sharedstate: %w", err)
-		}
-		if lf != nil {
-			m, err := startManager(s, lf)
-			if err != nil {
-				lf.Release()
-				return nil, fmt.Errorf("sharedstate: becoming owner: %w", err)
-			}
-			return m, nil
-		}
-		p, err := dialProxy(ctx, s)
-		if err == nil {
-			return p, nil
-		}
-		if errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrVersionMismatch) {
-			return nil, err
-		}
-		// No socket yet, or a dead owner's: the holder is starting, or
-		// exiting and its lock will be free in a moment.
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: %w (last attempt: %v)", ErrUnavailable, ctx.Err(), err)
-		}
-		backoff = min(2*backoff, 50*time.Millisecond)
-	}
-}
-
-// do performs one operation through the current backend, waiting for one
-// while none is reachable.
-//
-// A request whose owner went away unanswered is sent again, with the same
-// id, to the next owner, which answers a write it has already applied from
-// the result it saved: each write is applied exactly once.
+// do performs req on the engine, and turns a status other than StatusOK
+// into an error.
 func (s *State) do(ctx context.Context, req *transport.Request) (transport.Response, error) {
-	req.ID = s.seq.Add(1)
-	if isDeduplicated(req) {
-		defer s.acks.finish(req.ID)
-	} else {
-		s.acks.finish(req.ID) // nothing to save for it at the owner
+	resp, err := s.engine.Do(ctx, req)
+	if err != nil {
+		return resp, err
 	}
-	for {
-		r := s.role.Load()
-		if r == nil {
-			var err error
-			if r, err = s.waitRole(ctx); err != nil {
-				return transport.Response{}, s.unresolved(req, err)
-			}
-		}
-		req.Ack = s.acks.low()
-		resp, err := r.do(ctx, req)
-		if errors.Is(err, errNotSent) || errors.Is(err, errOwnerLost) ||
-			err == nil && resp.Status == transport.StatusShuttingDown {
-			s.awaitChange(ctx, r)
-			if ctx.Err() != nil {
-				return transport.Response{}, s.unresolved(req, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err()))
-			}
-			continue
-		}
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-			return resp, s.unresolved(req, err)
-		}
-		if err != nil {
-			return resp, err
-		}
-		return resp, statusError(resp.Status, resp.Msg)
-	}
-}
-
-// unresolved explains an error for a request that may have been applied.
-func (s *State) unresolved(req *transport.Request, err error) error {
-	if !req.Op.Mutates() {
-		return err
-	}
-	return fmt.Errorf("%w; the %v may or may not have been applied", err, req.Op)
-}
-
-// ackTracker finds the lowest request id of this process not yet finished,
-// which each request reports to the owner as its Ack.
-type ackTracker struct {
-	mu   sync.Mutex
-	next uint64              // every id below next is finished
-	done map[uint64]struct{} // finished ids above next
-}
-
-func (a *ackTracker) finish(id uint64) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if id != a.next {
-		a.done[id] = struct{}{}
-		return
-	}
-	a.next++
-	for {
-		if _, ok := a.done[a.next]; !ok {
-			return
-		}
-		delete(a.done, a.next)
-		a.next++
-	}
-}
-
-func (a *ackTracker) low() uint64 {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.next
-}
-
-// awaitChange waits until r is no longer the current role, or ctx ends or
-// the State closes (the next waitRole reports those).
-func (s *State) awaitChange(ctx context.Context, r *role) {
-	select {
-	case <-r.lost():
-	case <-ctx.Done():
-		return
-	case <-s.ctx.Done():
-		return
-	}
-	// The supervisor replaces r a moment after it is lost.
-	for s.role.Load() == r && ctx.Err() == nil {
-		time.Sleep(100 * time.Microsecond)
-	}
-}
-
-func (s *State) waitRole(ctx context.Context) (*role, error) {
-	for {
-		s.mu.Lock()
-		r, ready, closed, lastErr := s.role.Load(), s.ready, s.closed, s.lastErr
-		s.mu.Unlock()
-		switch {
-		case closed:
-			return nil, ErrClosed
-		case r != nil:
-			return r, nil
-		}
-		select {
-		case <-ready:
-		case <-ctx.Done():
-			if lastErr != nil {
-				return nil, fmt.Errorf("%w: %w (last attempt: %v)", ErrUnavailable, ctx.Err(), lastErr)
-			}
-			return nil, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
-		}
-	}
-}
-
-func (s *State) transportConfig() transport.Config {
-	return transport.Config{
-		UID:      os.Getuid(),
-		PID:      os.Getpid(),
-		Secret:   s.cfg.secret,
-		MaxFrame: s.cfg.maxFrame,
-		Timeout:  s.cfg.handshakeTimeout,
-	}
+	return resp, statusError(resp.Status, resp.Msg)
 }
 
 // Counter is a shared int64 with the methods of sync/atomic.Int64. Its zero

@@ -269,7 +269,7 @@ func (s *store) exec(sess *session, req *transport.Request, now int64) (resp tra
 		}
 	case transport.OpRange:
 		resp.Entries, resp.Found = s.page(req.Name, req.Key, int(req.Limit))
-	case transport.OpLock, transport.OpTryLock, transport.OpUnlock:
+	case transport.OpLock, transport.OpTryLock, transport.OpUnlock, transport.OpLockHeld:
 		return s.applyLock(sess, req, resp)
 	default:
 		return fail(resp, transport.StatusBadRequest, "unknown op "+req.Op.String())

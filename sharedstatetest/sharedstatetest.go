@@ -310,9 +310,11 @@ func testMutex(t *testing.T, st *sharedstate.State) {
 	if first == 0 {
 		t.Error("fencing token 0")
 	}
+	expect(t, "Held while held", true)(mu.Held(ctx))
 	other := st.Mutex("conformance.mutex")
 	expect(t, "TryLock of a held lock", false)(other.TryLock(ctx))
 	check(t, mu.Unlock(ctx))
+	expect(t, "Held after Unlock", false)(mu.Held(ctx))
 	if err := mu.Unlock(ctx); !errors.Is(err, sharedstate.ErrNotLocked) {
 		t.Errorf("second Unlock: err = %v, want ErrNotLocked", err)
 	}
@@ -320,6 +322,8 @@ func testMutex(t *testing.T, st *sharedstate.State) {
 	if other.Token() <= first {
 		t.Errorf("token %d after %d: not increasing", other.Token(), first)
 	}
+	// An old token no longer validates, though the process holds the lock.
+	expect(t, "Held with a superseded token", false)(mu.Held(ctx))
 	check(t, other.Unlock(ctx))
 	// A different name is a different lock.
 	check(t, st.Mutex("conformance.mutex2").Lock(ctx))

@@ -89,6 +89,7 @@ const (
 	OpLock                           // Name → Version=fencing token, answered when granted
 	OpTryLock                        // Name → Found=acquired, Version=fencing token
 	OpUnlock                         // Name, Version=fencing token
+	OpLockHeld                       // Name, Version=fencing token → Found=still held with it
 	opEnd
 )
 
@@ -99,6 +100,7 @@ var opNames = [...]string{
 	OpCompareAndSwap: "CompareAndSwap", OpCompareAndDelete: "CompareAndDelete",
 	OpStoreIfVersion: "StoreIfVersion", OpLen: "Len", OpClear: "Clear",
 	OpRange: "Range", OpLock: "Lock", OpTryLock: "TryLock", OpUnlock: "Unlock",
+	OpLockHeld: "LockHeld",
 }
 
 func (o Op) String() string {
@@ -111,7 +113,7 @@ func (o Op) String() string {
 // Mutates reports whether the operation may change the state.
 func (o Op) Mutates() bool {
 	switch o {
-	case OpGet, OpLoad, OpLen, OpRange:
+	case OpGet, OpLoad, OpLen, OpRange, OpLockHeld:
 		return false
 	}
 	return true

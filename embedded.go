@@ -1,0 +1,375 @@
+package sharedstate
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/sharedstate/sharedstate/transport"
+)
+
+// embedded is the engine of Open: the state lives in the memory of one of
+// the processes using it, its owner, and the others reach it over a Unix
+// socket. It elects an owner, follows takeovers, and resends what a dead
+// owner left unanswered.
+type embedded struct {
+	name     string
+	cfg      config
+	lockPath string
+	sockPath string
+	basePath string // dir/name: the journal and snapshot add a suffix
+	clientID uint64 // this process, as the owner knows it
+	seq      atomic.Uint64
+	acks     ackTracker
+
+	role    atomic.Pointer[role] // nil while no owner is reachable
+	mu      sync.Mutex
+	ready   chan struct{} // closed when role is set again, or on Close
+	lastErr error         // why the latest election failed
+	closed  bool
+
+	ctx    context.Context // ends on Close
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the supervisor has stopped
+}
+
+// role is how this process reaches the state: as its owner or as a proxy.
+type role struct{ backend }
+
+type backend interface {
+	// do performs req. It returns errOwnerLost if the backend stopped
+	// serving before it answered.
+	do(ctx context.Context, req *transport.Request) (transport.Response, error)
+	// lost is closed when the backend can no longer serve.
+	lost() <-chan struct{}
+	close()
+}
+
+// Errors between embedded.Do and its backends.
+var (
+	// errOwnerLost: the connection to the owner broke before it answered.
+	errOwnerLost = errors.New("connection to the owner lost")
+	// errNotSent: the request was not sent, as the connection is ending.
+	errNotSent = errors.New("connection to the owner ending")
+)
+
+// openEmbedded joins the state called name in the directory of cfg, as its
+// owner or as a proxy.
+func openEmbedded(ctx context.Context, name string, cfg config) (*embedded, error) {
+	dir, err := stateDir(cfg.dir)
+	if err != nil {
+		return nil, err
+	}
+	s := &embedded{
+		name:     name,
+		cfg:      cfg,
+		lockPath: filepath.Join(dir, name+".lock"),
+		sockPath: filepath.Join(dir, name+".sock"),
+		basePath: filepath.Join(dir, name),
+		clientID: randomID(),
+		acks:     ackTracker{next: 1, done: make(map[uint64]struct{})},
+		ready:    make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	if len(s.sockPath) >= 108 {
+		return nil, fmt.Errorf("sharedstate: socket path %s is longer than a Unix socket allows; choose a shorter directory", s.sockPath)
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	b, err := s.elect(ctx)
+	if err != nil {
+		s.cancel()
+		return nil, err
+	}
+	s.setRole(b)
+	go s.supervise(b)
+	return s, nil
+}
+
+func stateDir(dir string) (string, error) {
+	private := dir == ""
+	if private {
+		base := os.Getenv("XDG_RUNTIME_DIR")
+		if !filepath.IsAbs(base) {
+			base = os.TempDir()
+		}
+		dir = filepath.Join(base, "sharedstate-"+strconv.Itoa(os.Getuid()))
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("sharedstate: %w", err)
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return "", fmt.Errorf("sharedstate: %w", err)
+	}
+	owner := int(fi.Sys().(*syscall.Stat_t).Uid)
+	switch mode := fi.Mode(); {
+	case !fi.IsDir():
+		return "", fmt.Errorf("sharedstate: %s is not a directory", dir)
+	case owner != os.Getuid():
+		return "", fmt.Errorf("%w: directory %s belongs to uid %d, not %d", ErrUnauthorized, dir, owner, os.Getuid())
+	case private && mode.Perm()&0o077 != 0, mode.Perm()&0o022 != 0:
+		return "", fmt.Errorf("%w: directory %s has mode %v; it must not be open to other users (chmod 700)", ErrUnauthorized, dir, mode.Perm())
+	}
+	return dir, nil
+}
+
+func randomID() uint64 {
+	var b [8]byte
+	rand.Read(b[:])
+	return binary.LittleEndian.Uint64(b[:]) | 1 // never 0
+}
+
+// Close leaves the state. If this process is the owner, another process takes
+// over.
+func (s *embedded) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	if s.role.Load() == nil { // else ready is already closed
+		close(s.ready)
+	}
+	s.mu.Unlock()
+	s.cancel()
+	<-s.done
+	return nil
+}
+
+// isOwner reports whether this process currently owns the state.
+func (s *embedded) isOwner() bool {
+	r := s.role.Load()
+	if r == nil {
+		return false
+	}
+	_, ok := r.backend.(*manager)
+	return ok
+}
+
+func (s *embedded) setRole(b backend) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if b == nil {
+		s.role.Store(nil)
+		if !s.closed {
+			s.ready = make(chan struct{})
+		}
+		return
+	}
+	s.role.Store(&role{b})
+	s.lastErr = nil
+	if !s.closed {
+		close(s.ready)
+	}
+}
+
+// supervise replaces the backend whenever it is lost, until Close.
+func (s *embedded) supervise(b backend) {
+	defer close(s.done)
+	for {
+		select {
+		case <-s.ctx.Done():
+			s.setRole(nil)
+			b.close()
+			return
+		case <-b.lost():
+		}
+		s.setRole(nil)
+		b.close()
+		s.cfg.logger.Info("sharedstate: owner lost; electing a new one", "state", s.name)
+		start := time.Now()
+		for {
+			var err error
+			if b, err = s.elect(s.ctx); err == nil {
+				break
+			}
+			if s.ctx.Err() != nil {
+				return
+			}
+			s.mu.Lock()
+			s.lastErr = err
+			s.mu.Unlock()
+			s.cfg.logger.Warn("sharedstate: cannot reach an owner", "state", s.name, "err", err)
+			select {
+			case <-time.After(100 * time.Millisecond):
+			case <-s.ctx.Done():
+				return
+			}
+		}
+		s.setRole(b)
+		if _, owner := b.(*manager); owner {
+			s.cfg.logger.Info("sharedstate: took over as owner", "state", s.name, "pid", os.Getpid(), "after", time.Since(start))
+		}
+	}
+}
+
+// elect becomes the owner if the lock file is free, else connects to the
+// owner, retrying while an owner is starting or dying. It returns early only
+// for errors that retrying cannot fix.
+func (s *embedded) elect(ctx context.Context) (backend, error) {
+	backoff := 500 * time.Microsecond
+	for {
+		lf, err := transport.TryLock(s.lockPath)
+		if err != nil {
+			return nil, fmt.Errorf("sharedstate: %w", err)
+		}
+		if lf != nil {
+			m, err := startManager(s, lf)
+			if err != nil {
+				lf.Release()
+				return nil, fmt.Errorf("sharedstate: becoming owner: %w", err)
+			}
+			return m, nil
+		}
+		p, err := dialProxy(ctx, s)
+		if err == nil {
+			return p, nil
+		}
+		if errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrVersionMismatch) {
+			return nil, err
+		}
+		// No socket yet, or a dead owner's: the holder is starting, or
+		// exiting and its lock will be free in a moment.
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %w (last attempt: %v)", ErrUnavailable, ctx.Err(), err)
+		}
+		backoff = min(2*backoff, 50*time.Millisecond)
+	}
+}
+
+// do performs one operation through the current backend, waiting for one
+// while none is reachable.
+//
+// A request whose owner went away unanswered is sent again, with the same
+// id, to the next owner, which answers a write it has already applied from
+// the result it saved: each write is applied exactly once.
+func (s *embedded) Do(ctx context.Context, req *transport.Request) (transport.Response, error) {
+	req.ID = s.seq.Add(1)
+	if isDeduplicated(req) {
+		defer s.acks.finish(req.ID)
+	} else {
+		s.acks.finish(req.ID) // nothing to save for it at the owner
+	}
+	for {
+		r := s.role.Load()
+		if r == nil {
+			var err error
+			if r, err = s.waitRole(ctx); err != nil {
+				return transport.Response{}, s.unresolved(req, err)
+			}
+		}
+		req.Ack = s.acks.low()
+		resp, err := r.do(ctx, req)
+		if errors.Is(err, errNotSent) || errors.Is(err, errOwnerLost) ||
+			err == nil && resp.Status == transport.StatusShuttingDown {
+			s.awaitChange(ctx, r)
+			if ctx.Err() != nil {
+				return transport.Response{}, s.unresolved(req, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err()))
+			}
+			continue
+		}
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return resp, s.unresolved(req, err)
+		}
+		return resp, err
+	}
+}
+
+// unresolved explains an error for a request that may have been applied.
+func (s *embedded) unresolved(req *transport.Request, err error) error {
+	if !req.Op.Mutates() {
+		return err
+	}
+	return fmt.Errorf("%w; the %v may or may not have been applied", err, req.Op)
+}
+
+// ackTracker finds the lowest request id of this process not yet finished,
+// which each request reports to the owner as its Ack.
+type ackTracker struct {
+	mu   sync.Mutex
+	next uint64              // every id below next is finished
+	done map[uint64]struct{} // finished ids above next
+}
+
+func (a *ackTracker) finish(id uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if id != a.next {
+		a.done[id] = struct{}{}
+		return
+	}
+	a.next++
+	for {
+		if _, ok := a.done[a.next]; !ok {
+			return
+		}
+		delete(a.done, a.next)
+		a.next++
+	}
+}
+
+func (a *ackTracker) low() uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.next
+}
+
+// awaitChange waits until r is no longer the current role, or ctx ends or
+// the State closes (the next waitRole reports those).
+func (s *embedded) awaitChange(ctx context.Context, r *role) {
+	select {
+	case <-r.lost():
+	case <-ctx.Done():
+		return
+	case <-s.ctx.Done():
+		return
+	}
+	// The supervisor replaces r a moment after it is lost.
+	for s.role.Load() == r && ctx.Err() == nil {
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+func (s *embedded) waitRole(ctx context.Context) (*role, error) {
+	for {
+		s.mu.Lock()
+		r, ready, closed, lastErr := s.role.Load(), s.ready, s.closed, s.lastErr
+		s.mu.Unlock()
+		switch {
+		case closed:
+			return nil, ErrClosed
+		case r != nil:
+			return r, nil
+		}
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			if lastErr != nil {
+				return nil, fmt.Errorf("%w: %w (last attempt: %v)", ErrUnavailable, ctx.Err(), lastErr)
+			}
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+		}
+	}
+}
+
+func (s *embedded) transportConfig() transport.Config {
+	return transport.Config{
+		UID:      os.Getuid(),
+		PID:      os.Getpid(),
+		Secret:   s.cfg.secret,
+		MaxFrame: s.cfg.maxFrame,
+		Timeout:  s.cfg.handshakeTimeout,
+	}
+}

@@ -1,0 +1,27 @@
+package sharedstate
+
+import (
+	"context"
+
+	"github.com/sharedstate/sharedstate/transport"
+)
+
+// Engine keeps a state and performs operations on it: the narrow interface
+// between the public API (Counter, Map, Mutex) and where the data lives, as
+// database/sql/driver is to database/sql. Open uses the embedded engine
+// (the owner and proxies); NewState runs the same API on another engine,
+// such as Redis. The package sharedstatetest checks an engine's behaviour.
+//
+// The operations are those of the wire protocol: see transport.Op for each
+// one's fields. Values are opaque bytes (canonical msgpack, written by Map),
+// so that every engine stores the same bytes.
+type Engine interface {
+	// Do performs req and returns its answer. It is called from many
+	// goroutines at once. An error means the outcome is unknown (ctx ended,
+	// engine unreachable); a refusal is a Response with its Status set.
+	// OpLock blocks until the lock is granted or ctx ends; if it ends, the
+	// request must leave the queue without holding the lock.
+	Do(ctx context.Context, req *transport.Request) (transport.Response, error)
+	// Close releases the engine. Calls made after it return ErrClosed.
+	Close() error
+}
