@@ -29,6 +29,7 @@ type FrameReader struct {
 	r   *bufio.Reader
 	max int
 	buf []byte
+	hdr [headerSize]byte // here rather than on Next's stack, where it would escape
 }
 
 // NewFrameReader returns a FrameReader that refuses frames larger than max.
@@ -39,11 +40,10 @@ func NewFrameReader(r io.Reader, max int) *FrameReader {
 // Next returns the body of the next frame. The body is valid until the next
 // call to Next. A body of zero bytes is malformed: every message has a kind.
 func (fr *FrameReader) Next() ([]byte, error) {
-	var hdr [headerSize]byte
-	if _, err := io.ReadFull(fr.r, hdr[:]); err != nil {
+	if _, err := io.ReadFull(fr.r, fr.hdr[:]); err != nil {
 		return nil, err
 	}
-	n := binary.BigEndian.Uint32(hdr[:])
+	n := binary.BigEndian.Uint32(fr.hdr[:])
 	switch {
 	case n == 0:
 		return nil, fmt.Errorf("%w: empty frame", ErrMalformed)

@@ -26,8 +26,19 @@ type Config struct {
 	Secret []byte
 	// MaxFrame caps the frames of the connection once it is established.
 	MaxFrame int
-	// Timeout bounds a handshake that ctx does not bound.
+	// Timeout bounds a handshake that ctx does not bound; 0 means
+	// DefaultHandshakeTimeout.
 	Timeout time.Duration
+}
+
+// DefaultHandshakeTimeout bounds a handshake when Config.Timeout is 0.
+const DefaultHandshakeTimeout = 5 * time.Second
+
+func (c Config) timeout() time.Duration {
+	if c.Timeout <= 0 {
+		return DefaultHandshakeTimeout
+	}
+	return c.Timeout
 }
 
 // Accept runs the owner's side of the handshake on a freshly accepted
@@ -62,7 +73,7 @@ func accept(nc *net.UnixConn, cfg Config) (*Conn, *Join, error) {
 		hello.Nonce = make([]byte, 32)
 		rand.Read(hello.Nonce)
 	}
-	nc.SetDeadline(time.Now().Add(cfg.Timeout))
+	nc.SetDeadline(time.Now().Add(cfg.timeout()))
 	if _, err := nc.Write(hello.AppendFrame(nil)); err != nil {
 		return nil, nil, err
 	}
@@ -113,7 +124,7 @@ func connect(ctx context.Context, nc *net.UnixConn, clientID uint64, cfg Config)
 		return nil, nil, &Refuse{Status: StatusUnauthorized,
 			Msg: fmt.Sprintf("the socket is served by pid %d as uid %d, not uid %d", cred.PID, cred.UID, cfg.UID)}
 	}
-	deadline := time.Now().Add(cfg.Timeout)
+	deadline := time.Now().Add(cfg.timeout())
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}

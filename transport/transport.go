@@ -7,9 +7,11 @@
 //     message Kind; frames larger than a hard cap are refused before any of
 //     the body is read, and a body is buffered only as its bytes arrive;
 //   - messages: fixed structs (Hello, Join, Refuse, Request, Response, Cancel)
-//     with a hand-written binary codec. Decoding never allocates more than the
-//     frame holds and has no recursion, so a hostile frame costs at most its
-//     own size; values travel as opaque bytes and are never decoded here;
+//     with a hand-written binary codec. Decoding allocates in proportion to
+//     the frame (a count is checked against the bytes left before anything
+//     is allocated for it) and has no recursion, so a hostile frame costs a
+//     small multiple of its size; values travel as opaque bytes and are never
+//     decoded here;
 //   - Conn: one connection multiplexed by request id, whose writes are batched
 //     into as few write(2) calls as the load allows (auto-pipelining);
 //   - the handshake: peer credentials (SO_PEERCRED), protocol version and an
