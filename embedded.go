@@ -30,6 +30,7 @@ type embedded struct {
 	clientID uint64 // this process, as the owner knows it
 	seq      atomic.Uint64
 	acks     ackTracker
+	subs     subscriptions
 
 	role    atomic.Pointer[role] // nil while no owner is reachable
 	mu      sync.Mutex
@@ -206,6 +207,7 @@ func (s *embedded) supervise(b backend) {
 				return
 			}
 		}
+		s.resubscribe(b)
 		s.setRole(b)
 		if _, owner := b.(*manager); owner {
 			s.cfg.logger.Info("sharedstate: took over as owner", "state", s.name, "pid", os.Getpid(), "after", time.Since(start))

@@ -25,3 +25,13 @@ type Engine interface {
 	// Close releases the engine. Calls made after it return ErrClosed.
 	Close() error
 }
+
+// Subscriber is implemented by engines that carry messages between
+// processes: State.Subscribe needs it, while State.Publish is an operation
+// like the others (transport.OpPublish).
+type Subscriber interface {
+	// Subscribe calls fn with each message published on channel from now
+	// on, until ctx ends or the engine closes, and returns a channel closed
+	// after the last call. fn must not block.
+	Subscribe(ctx context.Context, channel string, fn func(msg []byte)) (<-chan struct{}, error)
+}

@@ -44,6 +44,8 @@ type manager struct {
 	conns   map[*net.UnixConn]*transport.Conn // open client connections; nil until joined
 	closing atomic.Bool                       // set under mu; requests now get StatusShuttingDown
 
+	channels channels // pub/sub subscriptions
+
 	quit     chan struct{}
 	lostC    chan struct{} // closed if the listener or the journal fails
 	loseOnce sync.Once
@@ -139,6 +141,9 @@ func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
 
 // do serves this process's own requests without a socket.
 func (m *manager) do(ctx context.Context, req *transport.Request) (transport.Response, error) {
+	if isMessageOp(req.Op) {
+		return m.channels.serve(m.local, req, m.pushLocal), nil
+	}
 	if req.Op != transport.OpLock {
 		resp, _ := m.store.apply(m.local, req)
 		return resp, m.durable(ctx, req)
@@ -193,6 +198,9 @@ func (m *manager) forgetWait(id uint64) {
 	delete(m.waits, id)
 	m.waitMu.Unlock()
 }
+
+// pushLocal hands a published message to this process's subscribers.
+func (m *manager) pushLocal(ev *transport.Event) { m.st.subs.deliver(ev.Channel, ev.Data) }
 
 // deliverLocal answers a parked Lock of this process.
 func (m *manager) deliverLocal(resp transport.Response) {
@@ -294,6 +302,7 @@ func (m *manager) serve(nc *net.UnixConn) {
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, syscall.ECONNRESET) {
 		log.Warn("sharedstate: closed a connection", "state", m.st.name, "pid", join.PID, "reason", err)
 	}
+	m.channels.drop(sess)
 	m.store.drop(sess, !m.closing.Load())
 	conn.Close()
 }
@@ -313,6 +322,15 @@ func (m *manager) serveRequests(conn *transport.Conn, sess *session) error {
 			}
 			if m.closing.Load() {
 				m.reply(conn, &transport.Response{ID: req.ID, Status: transport.StatusShuttingDown, Msg: "the owner is closing"})
+				continue
+			}
+			if isMessageOp(req.Op) {
+				resp := m.channels.serve(sess, &req, func(ev *transport.Event) {
+					if conn.Buffered() < maxBacklog { // else the client is not reading: drop
+						conn.Send(ev)
+					}
+				})
+				m.reply(conn, &resp)
 				continue
 			}
 			resp, parked := m.store.apply(sess, &req)

@@ -58,8 +58,15 @@ func (p *proxy) readLoop(st *embedded) {
 	defer close(p.done)
 	defer close(p.lostC)
 	var resp transport.Response
+	var ev transport.Event
 	for {
 		body, err := p.conn.Recv()
+		if err == nil && transport.KindOf(body) == transport.KindEvent {
+			if err = ev.Decode(body); err == nil {
+				st.subs.deliver(ev.Channel, ev.Data)
+				continue
+			}
+		}
 		if err == nil && transport.KindOf(body) != transport.KindResponse {
 			err = fmt.Errorf("%w: unexpected message kind %d", transport.ErrMalformed, transport.KindOf(body))
 		}

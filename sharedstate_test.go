@@ -530,3 +530,46 @@ func init() {
 		select {}
 	}
 }
+
+// TestPubSubAcrossTakeover: a subscription keeps receiving after the owner
+// it subscribed through has gone.
+func TestPubSubAcrossTakeover(t *testing.T) {
+	dir := t.TempDir()
+	ctx := testContext(t)
+	owner := open(t, dir, "app")
+	sub := open(t, dir, "app")
+	pub := open(t, dir, "app")
+	msgs, err := sub.Subscribe(ctx, "cache")
+	if err != nil {
+		t.Fatal(err)
+	}
+	receive := func(want string) {
+		t.Helper()
+		select {
+		case got := <-msgs:
+			if string(got) != want {
+				t.Fatalf("received %q, want %q", got, want)
+			}
+		case <-time.After(time.Minute):
+			t.Fatalf("%q not received", want)
+		}
+	}
+	if n, err := pub.Publish(ctx, "cache", []byte("one")); err != nil || n != 1 {
+		t.Fatalf("Publish = %d, %v; want 1 subscriber", n, err)
+	}
+	receive("one")
+	owner.Close()
+	// The publisher's retry may reach the new owner before the subscriber
+	// has told it of its subscription: publish until it has.
+	for {
+		n, err := pub.Publish(ctx, "cache", []byte("two"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 1 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	receive("two")
+}

@@ -36,6 +36,7 @@ func Run(t *testing.T, newState func(t *testing.T) *sharedstate.State) {
 		{"Mutex", testMutex},
 		{"MutexWait", testMutexWait},
 		{"MutexWrap", testMutexWrap},
+		{"PubSub", testPubSub},
 		{"Closed", testClosed},
 	}
 	for _, tt := range tests {
@@ -408,5 +409,33 @@ func testClosed(t *testing.T, st *sharedstate.State) {
 	}
 	if err := sharedstate.NewMap[int](st, "conformance.closed").Store(ctx, "k", 1); !errors.Is(err, sharedstate.ErrClosed) {
 		t.Errorf("Store after Close: err = %v, want ErrClosed", err)
+	}
+}
+
+func testPubSub(t *testing.T, st *sharedstate.State) {
+	ctx := ctxFor(t)
+	subCtx, cancel := context.WithCancel(ctx)
+	msgs, err := st.Subscribe(subCtx, "conformance.news")
+	check(t, err)
+	other, err := st.Subscribe(subCtx, "conformance.other")
+	check(t, err)
+	n, err := st.Publish(ctx, "conformance.news", []byte("hello"))
+	check(t, err)
+	if n < 1 {
+		t.Errorf("Publish reached %d processes, want at least this one", n)
+	}
+	select {
+	case msg := <-msgs:
+		equal(t, "message", string(msg), "hello")
+	case <-ctx.Done():
+		t.Fatal("no message received")
+	}
+	select {
+	case msg := <-other:
+		t.Errorf("message %q on another channel", msg)
+	default:
+	}
+	cancel()
+	for range msgs { // closed once the subscription's context ends
 	}
 }

@@ -92,6 +92,13 @@ func (c *Conn) WaitDrained(limit int) {
 	c.mu.Unlock()
 }
 
+// Buffered returns the number of bytes queued for writing.
+func (c *Conn) Buffered() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.out)
+}
+
 // Close stops the connection. Frames still queued are dropped.
 func (c *Conn) Close() error {
 	c.stop(ErrConnClosed)

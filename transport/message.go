@@ -11,7 +11,8 @@ type Kind uint8
 
 // Message kinds. The handshake is Hello (owner), Join (client), then Welcome
 // or Refuse (owner); after it, clients send Request and Cancel and the owner
-// answers each request with exactly one Response.
+// answers each request with exactly one Response, and pushes an Event for
+// each message published on a channel the client subscribed to.
 const (
 	KindHello Kind = iota + 1
 	KindJoin
@@ -20,6 +21,7 @@ const (
 	KindRequest
 	KindResponse
 	KindCancel
+	KindEvent
 )
 
 // Status is the outcome of a request or a handshake.
@@ -90,6 +92,9 @@ const (
 	OpTryLock                        // Name → Found=acquired, Version=fencing token
 	OpUnlock                         // Name, Version=fencing token
 	OpLockHeld                       // Name, Version=fencing token → Found=still held with it
+	OpPublish                        // Name=channel, Value=message → Int=processes subscribed
+	OpSubscribe                      // Name=channel: push its messages to this client as Events
+	OpUnsubscribe                    // Name=channel
 	opEnd
 )
 
@@ -100,7 +105,8 @@ var opNames = [...]string{
 	OpCompareAndSwap: "CompareAndSwap", OpCompareAndDelete: "CompareAndDelete",
 	OpStoreIfVersion: "StoreIfVersion", OpLen: "Len", OpClear: "Clear",
 	OpRange: "Range", OpLock: "Lock", OpTryLock: "TryLock", OpUnlock: "Unlock",
-	OpLockHeld: "LockHeld",
+	OpLockHeld: "LockHeld", OpPublish: "Publish", OpSubscribe: "Subscribe",
+	OpUnsubscribe: "Unsubscribe",
 }
 
 func (o Op) String() string {
@@ -110,10 +116,11 @@ func (o Op) String() string {
 	return fmt.Sprintf("op(%d)", uint8(o))
 }
 
-// Mutates reports whether the operation may change the state.
+// Mutates reports whether the operation may change the state. Messages
+// (publish and subscribe) are not state.
 func (o Op) Mutates() bool {
 	switch o {
-	case OpGet, OpLoad, OpLen, OpRange, OpLockHeld:
+	case OpGet, OpLoad, OpLen, OpRange, OpLockHeld, OpPublish, OpSubscribe, OpUnsubscribe:
 		return false
 	}
 	return true
@@ -182,6 +189,12 @@ type Entry struct {
 // answered.
 type Cancel struct {
 	ID uint64
+}
+
+// Event carries a message published on a channel to a subscribed client.
+type Event struct {
+	Channel string
+	Data    []byte
 }
 
 // Message is implemented by every message type.
@@ -353,6 +366,21 @@ func (m *Response) Decode(body []byte) error {
 			m.Entries[i] = Entry{Key: d.String(), Value: d.Bytes(), Version: d.Uvarint()}
 		}
 	}
+	return d.Finish()
+}
+
+func (m *Event) AppendFrame(b []byte) []byte {
+	b, start := beginFrame(b, KindEvent)
+	b = AppendString(b, m.Channel)
+	b = AppendBytes(b, m.Data)
+	return endFrame(b, start)
+}
+
+func (m *Event) Decode(body []byte) error {
+	d := Decoder{b: body}
+	d.kind(KindEvent)
+	m.Channel = d.String()
+	m.Data = d.Bytes()
 	return d.Finish()
 }
 

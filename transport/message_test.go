@@ -55,12 +55,14 @@ func sampleMessages() []Message {
 		&Response{},
 		&Cancel{ID: 12345},
 		&Cancel{ID: math.MaxUint64},
+		&Event{Channel: "cache", Data: []byte("drop everything")},
+		&Event{},
 	}
 }
 
 // zeroMessages returns a zero value of every message type.
 func zeroMessages() []Message {
-	return []Message{new(Hello), new(Join), new(Welcome), new(Refuse), new(Request), new(Response), new(Cancel)}
+	return []Message{new(Hello), new(Join), new(Welcome), new(Refuse), new(Request), new(Response), new(Cancel), new(Event)}
 }
 
 // kindOfType returns the Kind that m's type is encoded with.
@@ -80,6 +82,8 @@ func kindOfType(m Message) Kind {
 		return KindResponse
 	case *Cancel:
 		return KindCancel
+	case *Event:
+		return KindEvent
 	}
 	panic(fmt.Sprintf("unknown message type %T", m))
 }
@@ -192,7 +196,7 @@ func TestDecodeWrongKind(t *testing.T) {
 		}
 		// The same fields under another kind byte are refused as well.
 		b := bytes.Clone(body)
-		for _, k := range []Kind{0, KindCancel + 1, 0xff, kindOfType(m)%KindCancel + 1} {
+		for _, k := range []Kind{0, KindEvent + 1, 0xff, kindOfType(m)%KindEvent + 1} {
 			b[0] = byte(k)
 			if err := newLike(m).Decode(b); !errors.Is(err, ErrMalformed) {
 				t.Errorf("%T with kind byte %d: Decode returned %v, want ErrMalformed", m, k, err)

@@ -1,0 +1,210 @@
+package sharedstate
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/sharedstate/sharedstate/transport"
+)
+
+// subscriptionBuffer is how many messages a subscription holds for a reader
+// that is behind; later ones are dropped until it catches up.
+const subscriptionBuffer = 256
+
+// Publish sends msg to every process subscribed to channel, the publisher
+// included, and returns how many processes that is.
+//
+// Delivery is at most once and best effort: a subscriber that does not keep
+// up loses messages beyond its buffer, and messages published while the
+// owner is being replaced may reach only some subscribers, or reach one
+// twice if the publisher's retry crosses the takeover. Use it for signals
+// such as "drop your cache", and keep what must not be lost in a Map.
+func (s *State) Publish(ctx context.Context, channel string, msg []byte) (int, error) {
+	resp, err := s.do(ctx, &transport.Request{Op: transport.OpPublish, Name: channel, Value: msg})
+	if err != nil {
+		return 0, fmt.Errorf("sharedstate: publish on %q: %w", channel, err)
+	}
+	return int(resp.Int), nil
+}
+
+// Subscribe returns the messages published on channel from now on, until ctx
+// ends or the State closes, when the channel is closed. See Publish for what
+// delivery guarantees.
+func (s *State) Subscribe(ctx context.Context, channel string) (<-chan []byte, error) {
+	sub, ok := s.engine.(Subscriber)
+	if !ok {
+		return nil, fmt.Errorf("sharedstate: subscribe to %q: the engine does not carry messages", channel)
+	}
+	if channel == "" {
+		return nil, fmt.Errorf("sharedstate: subscribe: empty channel name")
+	}
+	c := make(chan []byte, subscriptionBuffer)
+	done, err := sub.Subscribe(ctx, channel, func(msg []byte) {
+		select {
+		case c <- msg:
+		default: // the reader is behind: drop, as documented
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sharedstate: subscribe to %q: %w", channel, err)
+	}
+	go func() {
+		<-done // no more sends after it
+		close(c)
+	}()
+	return c, nil
+}
+
+// subscriptions are a process's subscriptions to channels. They outlive the
+// process's connection to any one owner: each new owner is told of them.
+type subscriptions struct {
+	mu        sync.Mutex
+	byChannel map[string]map[*func([]byte)]struct{}
+}
+
+func (s *subscriptions) add(channel string, fn *func([]byte)) (first bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.byChannel == nil {
+		s.byChannel = make(map[string]map[*func([]byte)]struct{})
+	}
+	fns := s.byChannel[channel]
+	if fns == nil {
+		fns = make(map[*func([]byte)]struct{})
+		s.byChannel[channel] = fns
+	}
+	fns[fn] = struct{}{}
+	return len(fns) == 1
+}
+
+func (s *subscriptions) remove(channel string, fn *func([]byte)) (last bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fns := s.byChannel[channel]
+	delete(fns, fn)
+	if len(fns) == 0 {
+		delete(s.byChannel, channel)
+		return true
+	}
+	return false
+}
+
+func (s *subscriptions) channels() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.byChannel))
+	for ch := range s.byChannel {
+		out = append(out, ch)
+	}
+	return out
+}
+
+// deliver hands a message to this process's subscribers of channel.
+func (s *subscriptions) deliver(channel string, msg []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for fn := range s.byChannel[channel] {
+		(*fn)(msg)
+	}
+}
+
+// Subscribe registers fn for the messages on channel until ctx ends, and
+// returns a channel closed once fn will not be called again.
+func (s *embedded) Subscribe(ctx context.Context, channel string, fn func([]byte)) (<-chan struct{}, error) {
+	key := &fn
+	if s.subs.add(channel, key) {
+		if _, err := s.Do(ctx, &transport.Request{Op: transport.OpSubscribe, Name: channel}); err != nil {
+			s.subs.remove(channel, key)
+			return nil, err
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case <-ctx.Done():
+		case <-s.ctx.Done():
+			s.subs.remove(channel, key)
+			return
+		}
+		if s.subs.remove(channel, key) {
+			// Best effort: a new owner learns only the channels still wanted.
+			ctx, cancel := context.WithTimeout(s.ctx, time.Second)
+			defer cancel()
+			s.Do(ctx, &transport.Request{Op: transport.OpUnsubscribe, Name: channel})
+		}
+	}()
+	return done, nil
+}
+
+// resubscribe tells a new owner (through backend b) of this process's
+// subscriptions.
+func (s *embedded) resubscribe(b backend) {
+	for _, ch := range s.subs.channels() {
+		ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+		req := &transport.Request{ID: s.seq.Add(1), Op: transport.OpSubscribe, Name: ch}
+		s.acks.finish(req.ID)
+		if _, err := b.do(ctx, req); err != nil {
+			s.cfg.logger.Warn("sharedstate: cannot resubscribe after a takeover", "state", s.name, "channel", ch, "err", err)
+		}
+		cancel()
+	}
+}
+
+// channels is the owner's registry of which sessions subscribe to what.
+type channels struct {
+	mu   sync.Mutex
+	subs map[string]map[*session]func(*transport.Event)
+}
+
+// serve performs a Publish, Subscribe or Unsubscribe for sess, whose
+// messages push sends.
+func (c *channels) serve(sess *session, req *transport.Request, push func(*transport.Event)) transport.Response {
+	resp := transport.Response{ID: req.ID}
+	if req.Name == "" {
+		resp.Status, resp.Msg = transport.StatusBadRequest, "empty channel name"
+		return resp
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch req.Op {
+	case transport.OpSubscribe:
+		if c.subs == nil {
+			c.subs = make(map[string]map[*session]func(*transport.Event))
+		}
+		if c.subs[req.Name] == nil {
+			c.subs[req.Name] = make(map[*session]func(*transport.Event))
+		}
+		c.subs[req.Name][sess] = push
+	case transport.OpUnsubscribe:
+		delete(c.subs[req.Name], sess)
+		if len(c.subs[req.Name]) == 0 {
+			delete(c.subs, req.Name)
+		}
+	case transport.OpPublish:
+		ev := &transport.Event{Channel: req.Name, Data: req.Value}
+		for _, push := range c.subs[req.Name] {
+			push(ev)
+		}
+		resp.Int = int64(len(c.subs[req.Name]))
+	}
+	return resp
+}
+
+// drop forgets a session's subscriptions.
+func (c *channels) drop(sess *session) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for ch, subs := range c.subs {
+		delete(subs, sess)
+		if len(subs) == 0 {
+			delete(c.subs, ch)
+		}
+	}
+}
+
+func isMessageOp(op transport.Op) bool {
+	return op == transport.OpPublish || op == transport.OpSubscribe || op == transport.OpUnsubscribe
+}
