@@ -225,6 +225,13 @@ func (s *embedded) elect(ctx context.Context) (backend, error) {
 		if err != nil {
 			return nil, fmt.Errorf("sharedstate: %w", err)
 		}
+		if lf != nil && s.cfg.observer {
+			// No owner: read the state as its files hold it, holding the
+			// lock meanwhile so that no owner starts changing them.
+			b, err := openOffline(s)
+			lf.Release()
+			return b, err
+		}
 		if lf != nil {
 			m, err := startManager(s, lf)
 			if err != nil {

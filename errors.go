@@ -27,6 +27,9 @@ var (
 	ErrInvalidName = errors.New("sharedstate: invalid name")
 	// ErrNotLocked: Unlock of a Mutex this process does not hold.
 	ErrNotLocked = errors.New("sharedstate: not locked")
+	// ErrReadOnly: a write through an observer while no owner runs (see
+	// WithObserver).
+	ErrReadOnly = errors.New("sharedstate: read-only")
 )
 
 // statusError turns a status from the owner into one of the errors above.
@@ -47,6 +50,8 @@ func statusError(s transport.Status, msg string) error {
 		sentinel = ErrUnavailable
 	case transport.StatusJournalFull:
 		sentinel = ErrJournalFull
+	case transport.StatusReadOnly:
+		sentinel = ErrReadOnly
 	default:
 		return fmt.Errorf("sharedstate: %v: %s", s, msg)
 	}

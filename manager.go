@@ -32,6 +32,7 @@ const sweepInterval = 250 * time.Millisecond
 // process directly.
 type manager struct {
 	st    *embedded
+	since time.Time // when this process became the owner
 	store *store
 	lock  *transport.LockFile
 	ln    *net.UnixListener
@@ -60,6 +61,7 @@ func startManager(st *embedded, lf *transport.LockFile) (*manager, error) {
 	start := time.Now()
 	m := &manager{
 		st:    st,
+		since: start,
 		lock:  lf,
 		waits: make(map[uint64]chan transport.Response),
 		conns: make(map[*net.UnixConn]*transport.Conn),
@@ -146,6 +148,7 @@ func (m *manager) do(ctx context.Context, req *transport.Request) (transport.Res
 	}
 	if req.Op != transport.OpLock {
 		resp, _ := m.store.apply(m.local, req)
+		m.addStats(req, &resp)
 		return resp, m.durable(ctx, req)
 	}
 	ch := make(chan transport.Response, 1)
@@ -197,6 +200,22 @@ func (m *manager) forgetWait(id uint64) {
 	m.waitMu.Lock()
 	delete(m.waits, id)
 	m.waitMu.Unlock()
+}
+
+// addStats adds what the owner knows beyond the store to a Stats answer.
+func (m *manager) addStats(req *transport.Request, resp *transport.Response) {
+	if req.Op != transport.OpStats || resp.Status != transport.StatusOK {
+		return
+	}
+	m.mu.Lock()
+	clients := len(m.conns)
+	m.mu.Unlock()
+	resp.Entries = append(resp.Entries,
+		transport.Entry{Key: "owner_pid", Version: uint64(os.Getpid())},
+		transport.Entry{Key: "owner_since", Version: uint64(m.since.UnixNano())},
+		transport.Entry{Key: "clients", Version: uint64(clients)},
+		transport.Entry{Key: "durability", Version: uint64(m.st.cfg.durability)},
+	)
 }
 
 // pushLocal hands a published message to this process's subscribers.
@@ -334,6 +353,7 @@ func (m *manager) serveRequests(conn *transport.Conn, sess *session) error {
 				continue
 			}
 			resp, parked := m.store.apply(sess, &req)
+			m.addStats(&req, &resp)
 			switch {
 			case parked:
 			case m.store.syncs() && req.Op.Mutates():

@@ -18,6 +18,7 @@ type config struct {
 	handshakeTimeout time.Duration
 	durability       Durability
 	lockGrace        time.Duration
+	observer         bool
 }
 
 func newConfig(opts []Option) config {
@@ -64,6 +65,12 @@ func WithDurability(d Durability) Option { return func(c *config) { c.durability
 // default is 2 seconds. Locks of a holder whose process died are released
 // at once, and the previous owner's own locks at once on takeover.
 func WithLockGrace(d time.Duration) Option { return func(c *config) { c.lockGrace = d } }
+
+// WithObserver opens the state without ever becoming its owner, as tools
+// such as the sharedstate inspector do. If an owner runs, the observer is a
+// client like any other. If none does, Open reads the state from its journal
+// and serves reads from that copy, and writes fail with ErrReadOnly.
+func WithObserver() Option { return func(c *config) { c.observer = true } }
 
 // A WriteOption modifies a single write to a Map.
 type WriteOption func(*writeOptions)

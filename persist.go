@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"container/heap"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -66,7 +67,7 @@ const (
 	recGrant                    // a lock granted: client, time, request id, name, token
 	recRelease                  // a lock taken from a gone holder: time, name
 	recOwner                    // a new owner's term begins: client, time
-	snapMeta                    // rev, clock, owner of the latest term
+	snapMeta                    // rev, clock, owner of the latest term, terms
 	snapCounter                 // name, value
 	snapEntry                   // map, key, value, version, expiry (0: none)
 	snapLock                    // name, holder, holder's request, token
@@ -173,6 +174,7 @@ func (s *store) replay(records [][]byte) error {
 			}
 			s.tick(now)
 			s.owner = client
+			s.terms++
 		default:
 			return fmt.Errorf("record %d: unknown type %d", i, rec[0])
 		}
@@ -255,7 +257,8 @@ func (s *store) snapshotRecords(w *recordWriter) {
 	b := []byte{snapMeta}
 	b = binary.AppendUvarint(b, s.rev)
 	b = binary.AppendVarint(b, s.clock)
-	w.record(binary.AppendUvarint(b, s.owner))
+	b = binary.AppendUvarint(b, s.owner)
+	w.record(binary.AppendUvarint(b, s.terms))
 	for name, v := range s.counters {
 		b = transport.AppendString(append(b[:0], snapCounter), name)
 		w.record(binary.AppendVarint(b, v))
@@ -355,7 +358,7 @@ func (s *store) loadSnapshotRecords(records [][]byte) error {
 		d := transport.NewDecoder(rec[1:])
 		switch rec[0] {
 		case snapMeta:
-			s.rev, s.clock, s.owner = d.Uvarint(), d.Varint(), d.Uvarint()
+			s.rev, s.clock, s.owner, s.terms = d.Uvarint(), d.Varint(), d.Uvarint(), d.Uvarint()
 		case snapCounter:
 			name := d.String()
 			s.counters[name] = d.Varint()
@@ -452,6 +455,7 @@ func (s *store) beginTerm(owner uint64, grace time.Duration) {
 	now := s.tick(s.now().UnixNano())
 	prev := s.owner
 	s.owner = owner
+	s.terms++
 	s.journal(ownerRecord(s.scratch[:0], now, owner))
 	s.startGrace(prev, owner, grace)
 	delete(s.clients, prev) // that process is gone, and its answers with it
@@ -478,3 +482,64 @@ func (s *store) close() {
 		s.log = nil
 	}
 }
+
+// readStore loads the state from its snapshot and journal at base without
+// changing them.
+func readStore(base string) (*store, error) {
+	s := newStore()
+	gen, err := s.loadSnapshot(base + ".snapshot")
+	if err != nil {
+		return nil, err
+	}
+	path := base + ".journal"
+	data, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return s, nil
+	case err != nil:
+		return nil, err
+	case len(data) < headerLen:
+		return s, nil // an owner died before writing the header
+	case !bytes.Equal(data[:4], journalMagic[:]):
+		return nil, fmt.Errorf("sharedstate: %s is not a journal of this version", path)
+	case binary.LittleEndian.Uint64(data[8:]) != gen:
+		return s, nil // a journal the snapshot already holds
+	}
+	records, _, err := scanRecords(data, headerLen)
+	if err == nil {
+		err = s.replay(records)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sharedstate: journal %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// offline serves an observer's reads from a copy of the state read from its
+// files, while no owner runs.
+type offline struct {
+	store *store
+	sess  *session
+	never chan struct{} // lost: never closed, as the copy cannot fail
+}
+
+func openOffline(st *embedded) (*offline, error) {
+	s, err := readStore(st.basePath)
+	if err != nil {
+		return nil, err
+	}
+	st.cfg.logger.Info("sharedstate: no owner; reading the state from its journal", "state", st.name)
+	return &offline{store: s, sess: s.newSession(st.clientID, os.Getpid(), func(transport.Response) {}), never: make(chan struct{})}, nil
+}
+
+func (o *offline) do(ctx context.Context, req *transport.Request) (transport.Response, error) {
+	if req.Op.Mutates() || isMessageOp(req.Op) || req.Op == transport.OpLockHeld {
+		return transport.Response{ID: req.ID, Status: transport.StatusReadOnly,
+			Msg: "no owner is running, and an observer reads the state from its journal"}, nil
+	}
+	resp, _ := o.store.apply(o.sess, req)
+	return resp, nil
+}
+
+func (o *offline) lost() <-chan struct{} { return o.never }
+func (o *offline) close()                {}

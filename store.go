@@ -39,8 +39,10 @@ type store struct {
 	// client acknowledges them (Request.Ack).
 	clients map[uint64]*clientTable
 	// owner is the client id of the process owning the state in the
-	// latest term the journal records.
+	// latest term the journal records; terms counts the terms.
 	owner uint64
+	terms uint64
+	ops   uint64 // operations applied in this process's term
 
 	log     *journal // nil: memory only, or replaying
 	persist persistence
@@ -107,6 +109,7 @@ func (s *store) apply(sess *session, req *transport.Request) (resp transport.Res
 	}
 	now := s.tick(s.now().UnixNano())
 	s.expire(now)
+	s.ops++
 	if saved, ok := s.duplicate(sess, req); ok {
 		return saved, false
 	}
@@ -269,6 +272,10 @@ func (s *store) exec(sess *session, req *transport.Request, now int64) (resp tra
 		}
 	case transport.OpRange:
 		resp.Entries, resp.Found = s.page(req.Name, req.Key, int(req.Limit))
+	case transport.OpList:
+		resp.Entries, resp.Found = s.list(req.Int, req.Key, int(req.Limit))
+	case transport.OpStats:
+		resp.Entries = s.stats()
 	case transport.OpLock, transport.OpTryLock, transport.OpUnlock, transport.OpLockHeld:
 		return s.applyLock(sess, req, resp)
 	default:
@@ -351,6 +358,71 @@ func (s *store) page(mapName, start string, limit int) ([]transport.Entry, bool)
 		out = append(out, transport.Entry{Key: k, Value: e.value, Version: e.version})
 	}
 	return out, false
+}
+
+// Kinds of names, for OpList.
+const (
+	listCounters = 1
+	listMaps     = 2
+	listLocks    = 3
+)
+
+// list returns up to limit names of one kind after start, in order, each
+// with a size (a counter's value, a map's length, a lock's holder: 0 if
+// free), and whether more follow.
+func (s *store) list(kind int64, start string, limit int) ([]transport.Entry, bool) {
+	var names []string
+	size := map[string]uint64{}
+	switch kind {
+	case listCounters:
+		for name, v := range s.counters {
+			names, size[name] = append(names, name), uint64(v)
+		}
+	case listMaps:
+		for name, m := range s.maps {
+			names, size[name] = append(names, name), uint64(len(m))
+		}
+	case listLocks:
+		for name, l := range s.locks {
+			names, size[name] = append(names, name), l.holder
+		}
+	}
+	names = slices.DeleteFunc(names, func(n string) bool { return n <= start })
+	slices.Sort(names)
+	more := limit > 0 && len(names) > limit
+	if more {
+		names = names[:limit]
+	}
+	out := make([]transport.Entry, len(names))
+	for i, n := range names {
+		out[i] = transport.Entry{Key: n, Version: size[n]}
+	}
+	return out, more
+}
+
+// stats describes the store, as entries of a Stats response.
+func (s *store) stats() []transport.Entry {
+	entries, bytes := 0, 0
+	for name, m := range s.maps {
+		entries += len(m)
+		for k, e := range m {
+			bytes += len(name) + len(k) + len(e.value)
+		}
+	}
+	journal := 0
+	if s.log != nil {
+		journal = s.log.size()
+	}
+	return []transport.Entry{
+		{Key: "counters", Version: uint64(len(s.counters))},
+		{Key: "maps", Version: uint64(len(s.maps))},
+		{Key: "entries", Version: uint64(entries)},
+		{Key: "bytes", Version: uint64(bytes)},
+		{Key: "locks", Version: uint64(len(s.locks))},
+		{Key: "ops", Version: s.ops},
+		{Key: "terms", Version: s.terms},
+		{Key: "journal_bytes", Version: uint64(journal)},
+	}
 }
 
 // expire removes every entry whose time has come. Running it before each

@@ -38,6 +38,7 @@ const (
 	StatusVersionMismatch        // the peers speak different protocol versions
 	StatusShuttingDown           // the owner is closing; retry with the next one
 	StatusJournalFull            // the owner cannot journal the write: disk full
+	StatusReadOnly               // a write to a state opened read-only
 	statusEnd
 )
 
@@ -61,6 +62,8 @@ func (s Status) String() string {
 		return "shutting down"
 	case StatusJournalFull:
 		return "journal full"
+	case StatusReadOnly:
+		return "read-only"
 	}
 	return fmt.Sprintf("status(%d)", uint8(s))
 }
@@ -95,6 +98,8 @@ const (
 	OpPublish                        // Name=channel, Value=message → Int=processes subscribed
 	OpSubscribe                      // Name=channel: push its messages to this client as Events
 	OpUnsubscribe                    // Name=channel
+	OpList                           // Int=kind (1 counters, 2 maps, 3 locks), Key=exclusive start, Limit → Entries (Key=name, Version=size), Found=more
+	OpStats                          // → Entries (Key=statistic, Version=value)
 	opEnd
 )
 
@@ -106,7 +111,7 @@ var opNames = [...]string{
 	OpStoreIfVersion: "StoreIfVersion", OpLen: "Len", OpClear: "Clear",
 	OpRange: "Range", OpLock: "Lock", OpTryLock: "TryLock", OpUnlock: "Unlock",
 	OpLockHeld: "LockHeld", OpPublish: "Publish", OpSubscribe: "Subscribe",
-	OpUnsubscribe: "Unsubscribe",
+	OpUnsubscribe: "Unsubscribe", OpList: "List", OpStats: "Stats",
 }
 
 func (o Op) String() string {
@@ -120,7 +125,7 @@ func (o Op) String() string {
 // (publish and subscribe) are not state.
 func (o Op) Mutates() bool {
 	switch o {
-	case OpGet, OpLoad, OpLen, OpRange, OpLockHeld, OpPublish, OpSubscribe, OpUnsubscribe:
+	case OpGet, OpLoad, OpLen, OpRange, OpLockHeld, OpPublish, OpSubscribe, OpUnsubscribe, OpList, OpStats:
 		return false
 	}
 	return true

@@ -1,0 +1,85 @@
+package sharedstate_test
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/sharedstate/sharedstate"
+)
+
+func TestStatsAndNames(t *testing.T) {
+	dir := t.TempDir()
+	ctx := testContext(t)
+	owner := open(t, dir, "app")
+	proxy := open(t, dir, "app")
+	proxy.Counter("b").Store(ctx, 7)
+	proxy.Counter("a").Add(ctx, 1)
+	m := sharedstate.NewMap[string](proxy, "m")
+	m.Store(ctx, "k1", "v")
+	m.Store(ctx, "k2", "v")
+	proxy.Mutex("l").Lock(ctx)
+
+	st, err := proxy.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.OwnerPID != os.Getpid() || st.Clients != 1 || st.Counters != 2 || st.Maps != 1 ||
+		st.Entries != 2 || st.Locks != 1 || st.Terms != 1 || st.Ops < 6 || st.JournalBytes == 0 || st.OwnerSince.IsZero() {
+		t.Errorf("Stats = %+v", st)
+	}
+	names := func(kind sharedstate.Kind) map[string]int64 {
+		got := map[string]int64{}
+		if err := owner.Names(ctx, kind, func(name string, size int64) bool { got[name] = size; return true }); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got := names(sharedstate.KindCounter); len(got) != 2 || got["a"] != 1 || got["b"] != 7 {
+		t.Errorf("counters: %v", got)
+	}
+	if got := names(sharedstate.KindMap); len(got) != 1 || got["m"] != 2 {
+		t.Errorf("maps: %v", got)
+	}
+	if got := names(sharedstate.KindLock); len(got) != 1 || got["l"] == 0 {
+		t.Errorf("locks: %v", got)
+	}
+}
+
+func TestObserver(t *testing.T) {
+	dir := t.TempDir()
+	ctx := testContext(t)
+	st := open(t, dir, "app")
+	st.Counter("c").Store(ctx, 42)
+
+	// With an owner running, an observer is a client like any other.
+	obs := open(t, dir, "app", sharedstate.WithObserver())
+	if obs.IsOwner() {
+		t.Fatal("an observer became the owner")
+	}
+	if err := obs.Counter("c").Store(ctx, 43); err != nil {
+		t.Fatal(err)
+	}
+	obs.Close()
+	st.Close()
+
+	// With none, it reads the files and changes nothing.
+	journal := filepath.Join(dir, "app.journal")
+	before, _ := os.ReadFile(journal)
+	obs = open(t, dir, "app", sharedstate.WithObserver())
+	if obs.IsOwner() {
+		t.Fatal("an observer became the owner")
+	}
+	if n, err := obs.Counter("c").Load(ctx); err != nil || n != 43 {
+		t.Errorf("observer Load = %d, %v; want 43", n, err)
+	}
+	if _, err := obs.Counter("c").Add(ctx, 1); !errors.Is(err, sharedstate.ErrReadOnly) {
+		t.Errorf("observer Add without an owner: %v, want ErrReadOnly", err)
+	}
+	obs.Close()
+	if after, _ := os.ReadFile(journal); !bytes.Equal(before, after) {
+		t.Error("an observer changed the journal")
+	}
+}
