@@ -67,6 +67,7 @@ const (
 	recGrant                    // a lock granted: client, time, request id, name, token
 	recRelease                  // a lock taken from a gone holder: time, name
 	recOwner                    // a new owner's term begins: client, time
+	recExpire                   // entries expired with no operation: time
 	snapMeta                    // rev, clock, owner of the latest term, terms
 	snapCounter                 // name, value
 	snapEntry                   // map, key, value, version, expiry (0: none)
@@ -97,6 +98,11 @@ func releaseRecord(b []byte, now int64, name string) []byte {
 	b = append(b, recRelease)
 	b = binary.AppendVarint(b, now)
 	return transport.AppendString(b, name)
+}
+
+func expireRecord(b []byte, now int64) []byte {
+	b = append(b, recExpire)
+	return binary.AppendVarint(b, now)
 }
 
 func ownerRecord(b []byte, now int64, client uint64) []byte {
@@ -144,7 +150,9 @@ func (s *store) replay(records [][]byte) error {
 			if err := req.Decode(frame); err != nil {
 				return fmt.Errorf("record %d: %w", i, err)
 			}
-			now = s.tick(now)
+			if now != 0 {
+				now = s.tick(now)
+			}
 			s.expire(now)
 			sess := sessionOf(client)
 			if _, dup := s.duplicate(sess, &req); dup {
@@ -167,6 +175,12 @@ func (s *store) replay(records [][]byte) error {
 			}
 			s.expire(s.tick(now))
 			s.release(name, s.lockNamed(name))
+		case recExpire:
+			now := d.Varint()
+			if err := d.Finish(); err != nil {
+				return fmt.Errorf("record %d: %w", i, err)
+			}
+			s.expire(s.tick(now))
 		case recOwner:
 			client, now := d.Uvarint(), d.Varint()
 			if err := d.Finish(); err != nil {

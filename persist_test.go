@@ -300,3 +300,34 @@ func TestRetryAppliedOnce(t *testing.T) {
 		t.Errorf("%d answers saved after acks, want 1", n)
 	}
 }
+
+// TestReplayExpiresAsLive: entries the owner's sweeper expired, with no
+// operation recording the time, are gone during replay too, before the
+// operations that followed.
+func TestReplayExpiresAsLive(t *testing.T) {
+	dir := t.TempDir()
+	st := openIn(t, dir)
+	ctx := context.Background()
+	m := NewMap[string](st, "m")
+	m.Store(ctx, "k", "old", WithTTL(time.Millisecond))
+	// Wait for the sweeper, not an operation, to expire it.
+	mgr := st.embedded.role.Load().backend.(*manager)
+	for {
+		mgr.store.mu.Lock()
+		n := len(mgr.store.expiries)
+		mgr.store.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, loaded, _ := m.LoadOrStore(ctx, "k", "new"); loaded {
+		t.Fatal("expired entry loaded")
+	}
+	st.Close()
+	st = openIn(t, dir)
+	defer st.Close()
+	if v, _, _ := NewMap[string](st, "m").Load(ctx, "k"); v != "new" {
+		t.Errorf("after replay k = %q, want new", v)
+	}
+}

@@ -40,7 +40,7 @@ func TestMain(m *testing.M) {
 // workerRoles maps a role name to the function a worker process runs.
 var workerRoles = map[string]func() int{}
 
-func testContext(t *testing.T) context.Context {
+func testContext(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
@@ -53,7 +53,7 @@ func quietLogger(w io.Writer) sharedstate.Option {
 }
 
 // open opens name in dir, failing the test on error, and closes it at cleanup.
-func open(t *testing.T, dir, name string, opts ...sharedstate.Option) *sharedstate.State {
+func open(t testing.TB, dir, name string, opts ...sharedstate.Option) *sharedstate.State {
 	t.Helper()
 	opts = append([]sharedstate.Option{sharedstate.WithDir(dir), quietLogger(io.Discard)}, opts...)
 	st, err := sharedstate.Open(testContext(t), name, opts...)

@@ -107,7 +107,7 @@ func (s *store) apply(sess *session, req *transport.Request) (resp transport.Res
 	if s.broken != nil {
 		return fail(resp, transport.StatusShuttingDown, "the owner cannot journal: "+s.broken.Error())
 	}
-	now := s.tick(s.now().UnixNano())
+	now := s.timeFor(req)
 	s.expire(now)
 	s.ops++
 	if saved, ok := s.duplicate(sess, req); ok {
@@ -189,6 +189,17 @@ func (t *clientTable) acknowledge(ack uint64) {
 			delete(t.results, id)
 		}
 	}
+}
+
+// timeFor returns the time to apply req at. Reading the clock costs as much
+// as the rest of a counter's Add on some machines, so it is read only when
+// time matters: an entry may expire, or req sets a TTL. Otherwise the time is
+// 0, which the journal records too, so that replay sees the same.
+func (s *store) timeFor(req *transport.Request) int64 {
+	if len(s.expiries) == 0 && req.TTL == 0 {
+		return 0
+	}
+	return s.tick(s.now().UnixNano())
 }
 
 // tick advances the store's clock to now, or keeps it if now is earlier: a
@@ -442,7 +453,12 @@ func (s *store) sweep() {
 		return
 	}
 	now := s.tick(s.now().UnixNano())
-	s.expire(now)
+	if len(s.expiries) > 0 && s.expiries[0].at <= now {
+		// Journaled, as operations after it may record no time (timeFor)
+		// and replay must expire the same entries before them.
+		s.journal(expireRecord(s.scratch[:0], now))
+		s.expire(now)
+	}
 	s.expireGrace(now)
 }
 

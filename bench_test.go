@@ -1,0 +1,42 @@
+package sharedstate_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/sharedstate/sharedstate"
+)
+
+// Go benchmarks of single operations; the comparison with Redis and the
+// other peers lives in the bench module.
+
+func BenchmarkOwnerAdd(b *testing.B) {
+	st := open(b, b.TempDir(), "app")
+	c := st.Counter("c")
+	ctx := context.Background()
+	for b.Loop() {
+		c.Add(ctx, 1)
+	}
+}
+
+func BenchmarkOwnerLoad(b *testing.B) {
+	st := open(b, b.TempDir(), "app")
+	m := sharedstate.NewMap[int64](st, "m")
+	ctx := context.Background()
+	m.Store(ctx, "k", 1)
+	for b.Loop() {
+		m.Load(ctx, "k")
+	}
+}
+
+func BenchmarkProxyAdd(b *testing.B) {
+	dir := b.TempDir()
+	open(b, dir, "app")
+	c := open(b, dir, "app").Counter("c")
+	ctx := context.Background()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			c.Add(ctx, 1)
+		}
+	})
+}
