@@ -40,3 +40,12 @@ func BenchmarkProxyAdd(b *testing.B) {
 		}
 	})
 }
+
+func BenchmarkOwnerCounterLoad(b *testing.B) {
+	st := open(b, b.TempDir(), "app")
+	c := st.Counter("c")
+	ctx := context.Background()
+	for b.Loop() {
+		c.Load(ctx)
+	}
+}

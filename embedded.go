@@ -28,7 +28,6 @@ type embedded struct {
 	sockPath string
 	basePath string // dir/name: the journal and snapshot add a suffix
 	clientID uint64 // this process, as the owner knows it
-	seq      atomic.Uint64
 	acks     ackTracker
 	subs     subscriptions
 
@@ -77,7 +76,7 @@ func openEmbedded(ctx context.Context, name string, cfg config) (*embedded, erro
 		sockPath: filepath.Join(dir, name+".sock"),
 		basePath: filepath.Join(dir, name),
 		clientID: randomID(),
-		acks:     ackTracker{next: 1, done: make(map[uint64]struct{})},
+		acks:     ackTracker{inflight: make(map[uint64]struct{})},
 		ready:    make(chan struct{}),
 		done:     make(chan struct{}),
 	}
@@ -265,11 +264,11 @@ func (s *embedded) elect(ctx context.Context) (backend, error) {
 // id, to the next owner, which answers a write it has already applied from
 // the result it saved: each write is applied exactly once.
 func (s *embedded) Do(ctx context.Context, req *transport.Request) (transport.Response, error) {
-	req.ID = s.seq.Add(1)
 	if isDeduplicated(req) {
+		req.ID = s.acks.begin()
 		defer s.acks.finish(req.ID)
 	} else {
-		s.acks.finish(req.ID) // nothing to save for it at the owner
+		req.ID = s.acks.next()
 	}
 	for {
 		r := s.role.Load()
@@ -279,7 +278,6 @@ func (s *embedded) Do(ctx context.Context, req *transport.Request) (transport.Re
 				return transport.Response{}, s.unresolved(req, err)
 			}
 		}
-		req.Ack = s.acks.low()
 		resp, err := r.do(ctx, req)
 		if errors.Is(err, errNotSent) || errors.Is(err, errOwnerLost) ||
 			err == nil && resp.Status == transport.StatusShuttingDown {
@@ -304,35 +302,44 @@ func (s *embedded) unresolved(req *transport.Request, err error) error {
 	return fmt.Errorf("%w; the %v may or may not have been applied", err, req.Op)
 }
 
-// ackTracker finds the lowest request id of this process not yet finished,
-// which each request reports to the owner as its Ack.
+// ackTracker numbers this process's requests and finds the lowest-numbered
+// write still in flight: every request reports it to the owner as its Ack,
+// and the owner drops the saved answers below it. Only writes are tracked:
+// nothing is saved for other requests.
 type ackTracker struct {
-	mu   sync.Mutex
-	next uint64              // every id below next is finished
-	done map[uint64]struct{} // finished ids above next
+	mu       sync.Mutex
+	seq      atomic.Uint64       // the last id given out
+	inflight map[uint64]struct{} // writes not yet finished
+}
+
+// next numbers a request that is not a write.
+func (a *ackTracker) next() uint64 { return a.seq.Add(1) }
+
+// begin numbers a write, in flight until finish. Numbering under the lock
+// keeps low from passing a write not yet recorded as in flight.
+func (a *ackTracker) begin() uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	id := a.seq.Add(1)
+	a.inflight[id] = struct{}{}
+	return id
 }
 
 func (a *ackTracker) finish(id uint64) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	if id != a.next {
-		a.done[id] = struct{}{}
-		return
-	}
-	a.next++
-	for {
-		if _, ok := a.done[a.next]; !ok {
-			return
-		}
-		delete(a.done, a.next)
-		a.next++
-	}
+	delete(a.inflight, id)
+	a.mu.Unlock()
 }
 
+// low returns an id such that every write numbered below it has finished.
 func (a *ackTracker) low() uint64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.next
+	low := a.seq.Load() + 1
+	for id := range a.inflight {
+		low = min(low, id)
+	}
+	return low
 }
 
 // awaitChange waits until r is no longer the current role, or ctx ends or

@@ -20,7 +20,8 @@ type Engine interface {
 	// goroutines at once. An error means the outcome is unknown (ctx ended,
 	// engine unreachable); a refusal is a Response with its Status set.
 	// OpLock blocks until the lock is granted or ctx ends; if it ends, the
-	// request must leave the queue without holding the lock.
+	// request must leave the queue without holding the lock. Do must not
+	// keep req once it returns.
 	Do(ctx context.Context, req *transport.Request) (transport.Response, error)
 	// Close releases the engine. Calls made after it return ErrClosed.
 	Close() error

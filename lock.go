@@ -41,7 +41,7 @@ func (s *State) Mutex(name string) *Mutex {
 // Lock waits until the lock is free and takes it. If ctx ends first, Lock
 // leaves the queue and returns the context's error, holding nothing.
 func (m *Mutex) Lock(ctx context.Context) error {
-	resp, err := m.st.do(ctx, &transport.Request{Op: transport.OpLock, Name: m.name})
+	resp, err := m.st.do(ctx, transport.Request{Op: transport.OpLock, Name: m.name})
 	if err != nil {
 		return fmt.Errorf("sharedstate: lock %q: %w", m.name, err)
 	}
@@ -51,7 +51,7 @@ func (m *Mutex) Lock(ctx context.Context) error {
 
 // TryLock takes the lock if it is free, without waiting for it.
 func (m *Mutex) TryLock(ctx context.Context) (bool, error) {
-	resp, err := m.st.do(ctx, &transport.Request{Op: transport.OpTryLock, Name: m.name})
+	resp, err := m.st.do(ctx, transport.Request{Op: transport.OpTryLock, Name: m.name})
 	if err != nil {
 		return false, fmt.Errorf("sharedstate: trylock %q: %w", m.name, err)
 	}
@@ -67,7 +67,7 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 	m.mu.Lock()
 	token := m.token
 	m.mu.Unlock()
-	if _, err := m.st.do(ctx, &transport.Request{Op: transport.OpUnlock, Name: m.name, Version: token}); err != nil {
+	if _, err := m.st.do(ctx, transport.Request{Op: transport.OpUnlock, Name: m.name, Version: token}); err != nil {
 		return fmt.Errorf("sharedstate: unlock %q: %w", m.name, err)
 	}
 	return nil
@@ -78,7 +78,7 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 // lease that ran out, with an engine that uses leases, or a takeover grace
 // it missed) checks this before acting on what the lock guards.
 func (m *Mutex) Held(ctx context.Context) (bool, error) {
-	resp, err := m.st.do(ctx, &transport.Request{Op: transport.OpLockHeld, Name: m.name, Version: m.Token()})
+	resp, err := m.st.do(ctx, transport.Request{Op: transport.OpLockHeld, Name: m.name, Version: m.Token()})
 	if err != nil {
 		return false, fmt.Errorf("sharedstate: lock %q: held: %w", m.name, err)
 	}

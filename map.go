@@ -31,7 +31,7 @@ func (m *Map[V]) do(ctx context.Context, req transport.Request) (transport.Respo
 		return transport.Response{}, fmt.Errorf("sharedstate: map %q: %v %q: %w: %d bytes of key and values; the frame limit is %d",
 			m.name, req.Op, req.Key, ErrTooLarge, size, m.st.cfg.maxFrame)
 	}
-	resp, err := m.st.do(ctx, &req)
+	resp, err := m.st.do(ctx, req)
 	if err != nil {
 		err = fmt.Errorf("sharedstate: map %q: %v %q: %w", m.name, req.Op, req.Key, err)
 	}

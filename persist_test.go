@@ -253,15 +253,18 @@ func TestJournalFull(t *testing.T) {
 }
 
 func TestAckTracker(t *testing.T) {
-	a := ackTracker{next: 1, done: make(map[uint64]struct{})}
-	for _, step := range []struct{ finish, low uint64 }{{2, 1}, {4, 1}, {1, 3}, {3, 5}, {5, 6}} {
-		a.finish(step.finish)
-		if got := a.low(); got != step.low {
-			t.Fatalf("after finishing %d: low %d, want %d", step.finish, got, step.low)
-		}
+	a := ackTracker{inflight: make(map[uint64]struct{})}
+	w1, r2, w3 := a.begin(), a.next(), a.begin()
+	if got := a.low(); got != w1 {
+		t.Fatalf("low = %d with write %d in flight", got, w1)
 	}
-	if len(a.done) != 0 {
-		t.Errorf("%d ids kept", len(a.done))
+	a.finish(w1)
+	if got := a.low(); got != w3 {
+		t.Fatalf("low = %d after %d finished, want %d: read %d does not count", got, w1, w3, r2)
+	}
+	a.finish(w3)
+	if got := a.low(); got != w3+1 {
+		t.Fatalf("low = %d with nothing in flight, want %d", got, w3+1)
 	}
 }
 

@@ -107,6 +107,7 @@ func (p *proxy) do(ctx context.Context, req *transport.Request) (transport.Respo
 	}
 	p.pending[req.ID] = ch
 	p.mu.Unlock()
+	req.Ack = p.st.acks.low()
 	if err := p.conn.Send(req); err != nil {
 		p.forget(req.ID)
 		if errors.Is(err, transport.ErrFrameTooLarge) {

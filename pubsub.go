@@ -22,7 +22,7 @@ const subscriptionBuffer = 256
 // twice if the publisher's retry crosses the takeover. Use it for signals
 // such as "drop your cache", and keep what must not be lost in a Map.
 func (s *State) Publish(ctx context.Context, channel string, msg []byte) (int, error) {
-	resp, err := s.do(ctx, &transport.Request{Op: transport.OpPublish, Name: channel, Value: msg})
+	resp, err := s.do(ctx, transport.Request{Op: transport.OpPublish, Name: channel, Value: msg})
 	if err != nil {
 		return 0, fmt.Errorf("sharedstate: publish on %q: %w", channel, err)
 	}
@@ -144,8 +144,7 @@ func (s *embedded) Subscribe(ctx context.Context, channel string, fn func([]byte
 func (s *embedded) resubscribe(b backend) {
 	for _, ch := range s.subs.channels() {
 		ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
-		req := &transport.Request{ID: s.seq.Add(1), Op: transport.OpSubscribe, Name: ch}
-		s.acks.finish(req.ID)
+		req := &transport.Request{ID: s.acks.next(), Op: transport.OpSubscribe, Name: ch}
 		if _, err := b.do(ctx, req); err != nil {
 			s.cfg.logger.Warn("sharedstate: cannot resubscribe after a takeover", "state", s.name, "channel", ch, "err", err)
 		}

@@ -57,6 +57,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"sync"
 
 	"github.com/sharedstate/sharedstate/transport"
 )
@@ -119,14 +120,24 @@ func (s *State) Name() string { return s.name }
 func (s *State) IsOwner() bool { return s.embedded != nil && s.embedded.isOwner() }
 
 // do performs req on the engine, and turns a status other than StatusOK
-// into an error.
-func (s *State) do(ctx context.Context, req *transport.Request) (transport.Response, error) {
-	resp, err := s.engine.Do(ctx, req)
+// into an error. Requests come from a pool: taking req by value keeps the
+// caller's copy off the heap, which an operation owner-local is fast enough
+// to notice.
+func (s *State) do(ctx context.Context, req transport.Request) (transport.Response, error) {
+	r := requests.Get().(*transport.Request)
+	*r = req
+	resp, err := s.engine.Do(ctx, r)
+	*r = transport.Request{} // drop references to values
+	requests.Put(r)
 	if err != nil {
 		return resp, err
 	}
 	return resp, statusError(resp.Status, resp.Msg)
 }
+
+// requests reuses the requests that State.do hands to engines, which do not
+// keep them (see Engine).
+var requests = sync.Pool{New: func() any { return new(transport.Request) }}
 
 // Counter is a shared int64 with the methods of sync/atomic.Int64. Its zero
 // value is 0.
@@ -142,7 +153,7 @@ func (s *State) Counter(name string) *Counter {
 
 func (c *Counter) do(ctx context.Context, req transport.Request) (transport.Response, error) {
 	req.Name = c.name
-	resp, err := c.st.do(ctx, &req)
+	resp, err := c.st.do(ctx, req)
 	if err != nil {
 		err = fmt.Errorf("sharedstate: counter %q: %v: %w", c.name, req.Op, err)
 	}

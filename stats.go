@@ -26,7 +26,7 @@ type Stats struct {
 
 // Stats returns statistics from the state's owner.
 func (s *State) Stats(ctx context.Context) (Stats, error) {
-	resp, err := s.do(ctx, &transport.Request{Op: transport.OpStats, Name: "stats"})
+	resp, err := s.do(ctx, transport.Request{Op: transport.OpStats, Name: "stats"})
 	if err != nil {
 		return Stats{}, fmt.Errorf("sharedstate: stats: %w", err)
 	}
@@ -78,7 +78,7 @@ const (
 func (s *State) Names(ctx context.Context, kind Kind, fn func(name string, size int64) bool) error {
 	after := ""
 	for {
-		resp, err := s.do(ctx, &transport.Request{Op: transport.OpList, Name: "names", Int: int64(kind), Key: after, Limit: rangePage})
+		resp, err := s.do(ctx, transport.Request{Op: transport.OpList, Name: "names", Int: int64(kind), Key: after, Limit: rangePage})
 		if err != nil {
 			return fmt.Errorf("sharedstate: names: %w", err)
 		}
