@@ -1,6 +1,6 @@
 // Package sharedstate gives the worker processes of one app on one host
-// shared state (counters, typed maps with TTLs, and locks) with no server to
-// install.
+// shared state (counters, typed maps with TTLs, locks, and messages) with no
+// server to install.
 //
 // Every worker opens the same named state at startup:
 //
@@ -13,19 +13,24 @@
 // # How it works
 //
 // The first process to take the state's lock file (an flock on a file that is
-// never deleted) becomes its owner: it keeps the state in memory and serves
-// it on a Unix socket beside the lock file. The other processes connect to
-// that socket and forward each call to the owner. The owner's own calls
-// never touch the socket.
+// never deleted) becomes its owner: it keeps the state in memory, journals
+// every change, and serves the state on a Unix socket beside the lock file.
+// The other processes connect to that socket and forward each call to the
+// owner, many goroutines sharing one connection. The owner's own calls never
+// touch the socket.
 //
-//	worker 1 (owner) ──── state in memory, lock file held, socket bound
+//	worker 1 (owner) ──── state in memory + journal, lock file held, socket bound
 //	   ▲    ▲
 //	   │    └── worker 3 (proxy): one connection, calls multiplexed over it
 //	   └─────── worker 2 (proxy)
 //
-// When the owner exits, the kernel releases its lock; the next worker to take
-// it becomes the owner and the rest reconnect to it. Calls made meanwhile
-// wait for the new owner until their context ends.
+// When the owner dies, the kernel releases its lock; a surviving worker takes
+// it, replays the snapshot and journal, binds the socket, and the rest
+// reconnect. Calls made meanwhile wait for the new owner until their context
+// ends, and calls the dead owner left unanswered are sent again: the new
+// owner answers a write it has already applied from the saved result, so
+// every write happens exactly once. When every worker has exited, the next
+// one to start finds the state in its journal.
 //
 // # API
 //
@@ -34,14 +39,25 @@
 // process boundary. Map values are typed (NewMap[V]) and encoded with
 // msgpack; the owner stores them as opaque bytes. Map.Update is the
 // read-modify-write that get-then-set cannot be: a compare-and-swap on the
-// entry's version, retried on conflict. Mutex is a lock across processes with
-// fencing tokens, and Mutex.Wrap serialises an http.Handler across workers.
+// entry's version, retried on conflict. Entries may expire (WithTTL). Mutex
+// is a lock across processes with fencing tokens, and Mutex.Wrap serialises
+// an http.Handler across workers. Publish and Subscribe carry messages to
+// every worker, such as "drop your cache". Stats and Names describe a state.
+//
+// Errors wrap the sentinel values of this package (ErrUnavailable,
+// ErrClosed, ErrTooLarge...): test them with errors.Is.
 //
 // # Guarantees
 //
 // Each operation is atomic and operations on a key are linearizable: every
-// process sees them in one order. A lock is held by at most one process,
-// and is released at once when its holder's process dies.
+// process sees them in one order, across takeovers too. An acknowledged write
+// survives what the Durability option says: by default the death of any
+// process (the journal is in the kernel's page cache), with DurabilityDisk a
+// machine crash, with DurabilityMemory nothing beyond the owner. A lock is
+// held by at most one process; it is released at once when its holder's
+// process dies, kept by a holder through a takeover, and released if its
+// holder does not reconnect to a new owner within WithLockGrace. Fencing
+// tokens increase across owners. Messages are delivered at most once.
 //
 // # Security
 //
@@ -49,8 +65,16 @@
 // 0600; the owner checks each peer's user id with SO_PEERCRED and refuses any
 // other, and WithSecret adds a challenge on a shared secret. Frames have a
 // hard size cap and are decoded without trusting their contents, so a
-// malformed one costs only the connection that sent it. State names are
-// restricted to characters that cannot escape the directory.
+// malformed one costs only the connection that sent it; stored values are
+// checked before msgpack decodes them. State names are restricted to
+// characters that cannot escape the directory.
+//
+// # Engines
+//
+// Open runs the state in the workers themselves. NewState runs the same API
+// on another Engine, such as Redis (module
+// github.com/sharedstate/sharedstate/redisstate) when an app outgrows one
+// host. The package sharedstatetest is the suite every engine passes.
 package sharedstate
 
 import (
