@@ -107,7 +107,7 @@ func (m *manager) close() {
 	m.mu.Lock()
 	for _, conn := range m.conns {
 		if conn != nil {
-			conn.Send(&transport.Response{Status: transport.StatusShuttingDown})
+			conn.Queue(&transport.Response{Status: transport.StatusShuttingDown})
 		}
 	}
 	m.mu.Unlock()
@@ -308,13 +308,14 @@ func (m *manager) serve(nc *net.UnixConn) {
 
 	m.mu.Lock()
 	if m.closing.Load() {
-		conn.Send(&transport.Response{Status: transport.StatusShuttingDown})
+		conn.Queue(&transport.Response{Status: transport.StatusShuttingDown})
 	}
 	m.conns[nc] = conn
 	m.mu.Unlock()
 
 	sess := m.store.newSession(join.ClientID, int(join.PID), func(resp transport.Response) {
-		m.store.whenDurable(func() { conn.Send(&resp) })
+		// With the store locked: queue, never block on a slow reader.
+		m.store.whenDurable(func() { conn.Queue(&resp) })
 	})
 	m.store.claim(join.ClientID)
 	err = m.serveRequests(conn, sess)
@@ -340,16 +341,16 @@ func (m *manager) serveRequests(conn *transport.Conn, sess *session) error {
 				return err
 			}
 			if m.closing.Load() {
-				m.reply(conn, &transport.Response{ID: req.ID, Status: transport.StatusShuttingDown, Msg: "the owner is closing"})
+				m.reply(conn.Send, &transport.Response{ID: req.ID, Status: transport.StatusShuttingDown, Msg: "the owner is closing"})
 				continue
 			}
 			if isMessageOp(req.Op) {
 				resp := m.channels.serve(sess, &req, func(ev *transport.Event) {
 					if conn.Buffered() < maxBacklog { // else the client is not reading: drop
-						conn.Send(ev)
+						conn.Queue(ev)
 					}
 				})
-				m.reply(conn, &resp)
+				m.reply(conn.Send, &resp)
 				continue
 			}
 			resp, parked := m.store.apply(sess, &req)
@@ -357,9 +358,9 @@ func (m *manager) serveRequests(conn *transport.Conn, sess *session) error {
 			switch {
 			case parked:
 			case m.store.syncs() && req.Op.Mutates():
-				m.store.whenDurable(func() { m.reply(conn, &resp) })
+				m.store.whenDurable(func() { m.reply(conn.Queue, &resp) })
 			default:
-				if err := m.reply(conn, &resp); err != nil {
+				if err := m.reply(conn.Send, &resp); err != nil {
 					return err
 				}
 			}
@@ -368,7 +369,7 @@ func (m *manager) serveRequests(conn *transport.Conn, sess *session) error {
 				return err
 			}
 			if m.store.cancel(sess, cancel.ID) {
-				m.reply(conn, &transport.Response{ID: cancel.ID, Status: transport.StatusCanceled})
+				m.reply(conn.Send, &transport.Response{ID: cancel.ID, Status: transport.StatusCanceled})
 			}
 		default:
 			return fmt.Errorf("%w: unexpected message kind %d", transport.ErrMalformed, transport.KindOf(body))
@@ -379,10 +380,10 @@ func (m *manager) serveRequests(conn *transport.Conn, sess *session) error {
 
 // reply sends resp. An answer too large for a frame (a Range page or value
 // near the cap) is replaced by an error, so the client is not left waiting.
-func (m *manager) reply(conn *transport.Conn, resp *transport.Response) error {
-	err := conn.Send(resp)
+func (m *manager) reply(send func(transport.Message) error, resp *transport.Response) error {
+	err := send(resp)
 	if errors.Is(err, transport.ErrFrameTooLarge) {
-		err = conn.Send(&transport.Response{ID: resp.ID, Status: transport.StatusTooLarge, Msg: err.Error()})
+		err = send(&transport.Response{ID: resp.ID, Status: transport.StatusTooLarge, Msg: err.Error()})
 	}
 	return err
 }

@@ -11,12 +11,15 @@ import (
 // writes failed.
 var ErrConnClosed = errors.New("connection closed")
 
-// Conn carries frames both ways over one stream. Send may be called from any
-// number of goroutines; Recv from one at a time.
+// Conn carries frames both ways over one stream. Send and Queue may be
+// called from any number of goroutines; Recv from one at a time.
 //
-// Send only appends the frame to an output buffer; a writer goroutine hands
-// everything buffered to the kernel in one write. Under load many frames
-// share a system call, without any caller waiting for a batch to fill.
+// Frames are appended to an output buffer, and whoever writes hands
+// everything buffered to the kernel in one write: under load many frames
+// share a system call, without any caller waiting for a batch to fill. When
+// no write is in progress, Send writes at once from the calling goroutine,
+// sparing the hand-off to the writer goroutine that a lone request would
+// otherwise wait for; Queue never writes itself, and so never blocks.
 type Conn struct {
 	nc       net.Conn
 	fr       *FrameReader
@@ -24,8 +27,9 @@ type Conn struct {
 
 	mu      sync.Mutex
 	drained sync.Cond // signaled after each write and on close
-	out     []byte    // frames not yet handed to the writer
-	spare   []byte    // the writer's previous buffer, reused
+	out     []byte    // frames not yet handed to the kernel
+	spare   []byte    // a previous write's buffer, reused
+	writing bool      // a write is in progress: it or the writer takes out
 	err     error     // set once: why the connection stopped
 
 	wake       chan struct{} // capacity 1: frames are waiting
@@ -50,31 +54,81 @@ func newConn(nc net.Conn, fr *FrameReader, maxFrame int) *Conn {
 	return c
 }
 
-// Send queues m for writing. It fails with ErrFrameTooLarge, leaving the
-// connection usable, if m does not fit in a frame, and with ErrConnClosed once
-// the connection has stopped.
+// Send writes m, or queues it if a write is in progress. It fails with
+// ErrFrameTooLarge, leaving the connection usable, if m does not fit in a
+// frame, and with ErrConnClosed once the connection has stopped. Send may
+// block while the peer is not reading; use Queue where that must not happen.
 func (c *Conn) Send(m Message) error {
 	c.mu.Lock()
-	if c.err != nil {
+	if err := c.appendLocked(m); err != nil {
 		c.mu.Unlock()
+		return err
+	}
+	if c.writing {
+		c.mu.Unlock()
+		return nil
+	}
+	c.writeLocked()
+	c.mu.Unlock()
+	return nil
+}
+
+// Queue appends m for the writer goroutine to write. It never blocks.
+func (c *Conn) Queue(m Message) error {
+	c.mu.Lock()
+	err := c.appendLocked(m)
+	idle := err == nil && !c.writing
+	c.mu.Unlock()
+	if idle {
+		c.wakeWriter()
+	}
+	return err
+}
+
+func (c *Conn) appendLocked(m Message) error {
+	if c.err != nil {
 		return ErrConnClosed
 	}
 	start := len(c.out)
 	c.out = m.AppendFrame(c.out)
 	if size := len(c.out) - start - headerSize; size > c.maxFrame {
 		c.out = c.out[:start]
-		c.mu.Unlock()
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, size, c.maxFrame)
 	}
-	first := start == 0
-	c.mu.Unlock()
-	if first {
-		select {
-		case c.wake <- struct{}{}:
-		default:
-		}
-	}
 	return nil
+}
+
+// writeLocked hands the buffered frames to the kernel in one write, with
+// c.mu held on entry and exit but not during the write. Frames appended
+// meanwhile are left to the writer goroutine.
+func (c *Conn) writeLocked() {
+	c.writing = true
+	buf := c.out
+	c.out, c.spare = c.spare[:0], nil
+	c.mu.Unlock()
+
+	_, err := c.nc.Write(buf)
+
+	c.mu.Lock()
+	c.writing = false
+	if cap(buf) <= keepBuffer {
+		c.spare = buf[:0]
+	}
+	c.drained.Broadcast()
+	if err != nil {
+		c.failLocked(err)
+		return
+	}
+	if len(c.out) > 0 {
+		c.wakeWriter()
+	}
+}
+
+func (c *Conn) wakeWriter() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
 }
 
 // Recv returns the body of the next frame, valid until the next Recv.
@@ -109,15 +163,22 @@ func (c *Conn) Close() error {
 
 func (c *Conn) stop(err error) {
 	c.mu.Lock()
-	if c.err == nil {
-		c.err = err
-		c.drained.Broadcast()
-		select {
-		case c.wake <- struct{}{}:
-		default:
-		}
-	}
+	c.failLocked(err)
 	c.mu.Unlock()
+}
+
+// failLocked records why the connection stopped, and wakes whoever waits.
+// Closing nc unblocks the reader, which reports the failure.
+func (c *Conn) failLocked(err error) {
+	if c.err != nil {
+		return
+	}
+	c.err = err
+	c.drained.Broadcast()
+	c.wakeWriter()
+	if err != ErrConnClosed {
+		c.nc.Close()
+	}
 }
 
 func (c *Conn) writeLoop() {
@@ -128,29 +189,9 @@ func (c *Conn) writeLoop() {
 			c.mu.Unlock()
 			return
 		}
-		buf := c.out
-		c.out, c.spare = c.spare[:0], nil
+		if !c.writing && len(c.out) > 0 {
+			c.writeLocked()
+		}
 		c.mu.Unlock()
-
-		_, err := c.nc.Write(buf)
-
-		c.mu.Lock()
-		if cap(buf) <= keepBuffer {
-			c.spare = buf[:0]
-		}
-		c.drained.Broadcast()
-		pending := len(c.out) > 0
-		c.mu.Unlock()
-		if err != nil {
-			c.stop(err)
-			c.nc.Close() // unblocks the reader, which reports the failure
-			return
-		}
-		if pending {
-			select {
-			case c.wake <- struct{}{}:
-			default:
-			}
-		}
 	}
 }

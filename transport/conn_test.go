@@ -186,12 +186,23 @@ func TestConnTooLarge(t *testing.T) {
 			}
 
 			// The refused frame must leave nothing behind, and the
-			// connection must carry on.
-			for _, m := range []Message{&Cancel{ID: 1}, atMax, &Cancel{ID: 2}} {
-				if err := c.Send(m); err != nil {
-					t.Fatalf("Send %T after a refused one: %v", m, err)
+			// connection must carry on. Send may write at once, and a pipe
+			// has no buffer: send while reading.
+			sent := make(chan error, 1)
+			go func() {
+				for _, m := range []Message{&Cancel{ID: 1}, atMax, &Cancel{ID: 2}} {
+					if err := c.Send(m); err != nil {
+						sent <- fmt.Errorf("Send %T after a refused one: %w", m, err)
+						return
+					}
 				}
-			}
+				sent <- nil
+			}()
+			defer func() {
+				if err := <-sent; err != nil {
+					t.Error(err)
+				}
+			}()
 			for _, want := range []Message{&Cancel{ID: 1}, atMax, &Cancel{ID: 2}} {
 				body, err := fr.Next()
 				if err != nil {
@@ -306,7 +317,7 @@ func TestConnNoLeak(t *testing.T) {
 	for _, p := range pairs {
 		a, b := p.make(t)
 		c1, c2 := NewConn(a, DefaultMaxFrame), NewConn(b, DefaultMaxFrame)
-		if err := c1.Send(&Cancel{ID: 1}); err != nil {
+		if err := c1.Queue(&Cancel{ID: 1}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := c2.Recv(); err != nil {
@@ -327,7 +338,7 @@ func TestConnWaitDrained(t *testing.T) {
 	defer b.Close()
 	const n = 100
 	for i := range n {
-		if err := c.Send(&Cancel{ID: uint64(i)}); err != nil {
+		if err := c.Queue(&Cancel{ID: uint64(i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -372,7 +383,7 @@ func TestConnBatches(t *testing.T) {
 	// holds the writer while the rest are queued behind it.
 	const n = 50
 	for i := range n {
-		if err := c.Send(&Cancel{ID: uint64(i)}); err != nil {
+		if err := c.Queue(&Cancel{ID: uint64(i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -423,5 +434,32 @@ func TestConnRecvFrameCap(t *testing.T) {
 	go b.Write(binary.BigEndian.AppendUint32(nil, 17))
 	if _, err := c.Recv(); !errors.Is(err, ErrFrameTooLarge) {
 		t.Errorf("Recv of a 17-byte frame with cap 16: %v, want ErrFrameTooLarge", err)
+	}
+}
+
+// TestConnSendWritesInline checks that Send on an idle connection writes
+// from the calling goroutine: no hand-off to the writer, the point of Send.
+func TestConnSendWritesInline(t *testing.T) {
+	for _, p := range pairs {
+		t.Run(p.name, func(t *testing.T) {
+			a, b := p.make(t)
+			w := &recordingConn{Conn: a}
+			c := NewConn(w, DefaultMaxFrame)
+			defer c.Close()
+			received := make(chan error, 1)
+			go func() {
+				_, err := NewFrameReader(b, DefaultMaxFrame).Next()
+				received <- err
+			}()
+			if err := c.Send(&Cancel{ID: 1}); err != nil {
+				t.Fatal(err)
+			}
+			if writes := w.writes(); writes != 1 {
+				t.Errorf("%d writes done when Send returned, want 1", writes)
+			}
+			if err := <-received; err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
