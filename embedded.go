@@ -253,7 +253,9 @@ func (s *embedded) elect(ctx context.Context) (backend, error) {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("%w: %w (last attempt: %v)", ErrUnavailable, ctx.Err(), err)
 		}
-		backoff = min(2*backoff, 50*time.Millisecond)
+		// Capped low: a takeover is over in milliseconds, and every
+		// survivor should notice at once.
+		backoff = min(2*backoff, 5*time.Millisecond)
 	}
 }
 

@@ -54,8 +54,8 @@ type manager struct {
 	serving  sync.WaitGroup // the serve goroutines
 }
 
-// startManager makes this process the owner: it rebuilds the state from the
-// snapshot and journal, starts its term, and binds the socket. The caller
+// startManager makes this process the owner: it binds the socket, rebuilds
+// the state from the snapshot and journal, and starts its term. The caller
 // holds lf.
 func startManager(st *embedded, lf *transport.LockFile) (*manager, error) {
 	start := time.Now()
@@ -68,19 +68,22 @@ func startManager(st *embedded, lf *transport.LockFile) (*manager, error) {
 		quit:  make(chan struct{}),
 		lostC: make(chan struct{}),
 	}
+	// Bound first: clients connect while the state is replayed, and their
+	// handshakes complete as soon as it is ready, instead of retrying.
+	var err error
+	if m.ln, err = transport.Listen(st.sockPath); err != nil {
+		return nil, err
+	}
 	store, replayed, err := recoverStore(st.basePath, st.cfg, func(err error) {
 		st.cfg.logger.Error("sharedstate: journal failed; giving up ownership", "state", st.name, "err", err)
 		m.lose()
 	})
 	if err != nil {
+		m.ln.Close()
 		return nil, err
 	}
 	m.store = store
 	store.beginTerm(st.clientID, st.cfg.lockGrace)
-	if m.ln, err = transport.Listen(st.sockPath); err != nil {
-		store.close()
-		return nil, err
-	}
 	m.local = store.newSession(st.clientID, os.Getpid(), m.deliverLocal)
 	m.local.saveResults = false
 	m.wg.Add(2)
