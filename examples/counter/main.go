@@ -24,7 +24,6 @@
 package main
 
 import (
-	"bufio"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -34,45 +33,32 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/sharedstate/sharedstate"
+	"github.com/sharedstate/sharedstate/internal/prefork"
 )
 
-// The parent tells a process it starts that it is a worker, and what to
-// serve, through its environment: flags would not survive the test binary,
-// which parses its own.
+// The parent tells its workers which state to open through their
+// environment: flags would not survive the test binary, which parses its own.
 const (
-	roleEnv    = "COUNTER_DEMO_ROLE" // roleWorker in a worker
-	addrEnv    = "COUNTER_DEMO_ADDR"
-	dirEnv     = "COUNTER_DEMO_DIR"
-	stateEnv   = "COUNTER_DEMO_STATE"
-	verboseEnv = "COUNTER_DEMO_VERBOSE"
-
-	roleWorker = "worker"
+	dirEnv   = "COUNTER_DEMO_DIR"
+	stateEnv = "COUNTER_DEMO_STATE"
 )
-
-// readyLine is what a worker prints on its standard output once it serves.
-const readyLine = "ready"
 
 // counterName is the shared counter the endpoints work on.
 const counterName = "count"
 
 func main() {
-	if os.Getenv(roleEnv) == roleWorker {
-		os.Exit(workerMain())
+	if prefork.IsWorker() {
+		os.Exit(prefork.RunWorker(serveWorker))
 	}
 	cfg, err := parseFlags(os.Args[1:], os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -133,10 +119,6 @@ func parseFlags(args []string, output io.Writer) (config, error) {
 // the workers. It returns an error if the count is not what the requests
 // that were acknowledged imply.
 func run(ctx context.Context, cfg config, out io.Writer) error {
-	exe, err := os.Executable()
-	if err != nil {
-		return err
-	}
 	// A directory of its own, so that runs never share state (or a stale
 	// owner) with each other.
 	dir, err := os.MkdirTemp("", "counter-demo-")
@@ -145,34 +127,16 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	}
 	defer os.RemoveAll(dir)
 
-	// Reserve a port by joining its SO_REUSEPORT group before the workers
-	// do, so that no other program can take it in the meantime. This
-	// listener must be gone before any client connects: the kernel would
-	// queue its share of the connections on it, and nobody accepts them.
-	lc := net.ListenConfig{Control: reusePort}
-	reserved, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	defer reserved.Close()
-	addr := reserved.Addr().String()
-	base := "http://" + addr
-
-	f, err := startFleet(ctx, exe, cfg.workers, []string{
-		roleEnv + "=" + roleWorker,
-		addrEnv + "=" + addr,
-		dirEnv + "=" + dir,
-		stateEnv + "=" + cfg.state,
-		verboseEnv + "=" + strconv.FormatBool(cfg.verbose),
+	f, err := prefork.Start(ctx, prefork.Config{
+		Workers: cfg.workers,
+		Env:     []string{dirEnv + "=" + dir, stateEnv + "=" + cfg.state},
+		Verbose: cfg.verbose,
 	})
 	if err != nil {
 		return err
 	}
-	defer f.stop() // on early returns; the normal path stops it below
-	if err := f.awaitReady(ctx, 30*time.Second); err != nil {
-		return err
-	}
-	reserved.Close()
+	defer f.Stop() // on early returns; the normal path stops it below
+	base := "http://" + f.Addr
 	fmt.Fprintf(out, "%d workers serving %s (state %q in %s)\n", cfg.workers, base, cfg.state, dir)
 
 	tr := &http.Transport{MaxIdleConns: cfg.concurrency, MaxIdleConnsPerHost: cfg.concurrency}
@@ -194,7 +158,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	if cfg.killOwner {
 		midway = func(started int) {
 			kill.after = started
-			kill.pid, kill.err = f.killOwner(ctx, base)
+			kill.pid, kill.err = killOwner(ctx, f, base)
 		}
 	}
 	res := sendLoad(ctx, client, base+"/increment", cfg.requests, cfg.concurrency, midway)
@@ -211,7 +175,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	}
 
 	tr.CloseIdleConnections() // so that the workers' Shutdown has none to wait for
-	stopErr := f.stop()
+	stopErr := f.Stop()
 
 	// The summary.
 	if cfg.killOwner {
@@ -270,19 +234,6 @@ func check(cfg config, acked int, count int64) (string, error) {
 		err := fmt.Errorf("count %d > %d requests sent", count, n)
 		return "MISMATCH: " + err.Error(), err
 	}
-}
-
-// reusePort sets SO_REUSEPORT on a socket before it binds, so that every
-// worker can listen on the same port and the kernel spreads connections
-// between them.
-func reusePort(network, address string, c syscall.RawConn) error {
-	var err error
-	if cerr := c.Control(func(fd uintptr) {
-		err = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
-	}); cerr != nil {
-		return cerr
-	}
-	return err
 }
 
 // Replies of the endpoints, as JSON.
@@ -395,115 +346,16 @@ func call(ctx context.Context, client *http.Client, method, url string, v any) e
 	return json.Unmarshal(body, v)
 }
 
-// fleet is the worker processes of one run.
-type fleet struct {
-	cancel  context.CancelFunc // asks every worker to stop
-	workers []*worker
-}
-
-// worker is one worker process.
-type worker struct {
-	cmd    *exec.Cmd
-	ready  chan error    // receives nil once the worker serves, or why it never will
-	done   chan struct{} // closed once the process has exited and been waited for
-	killed atomic.Bool   // the demo killed it on purpose
-}
-
-// startFleet starts n copies of exe as workers, with env added to this
-// process's environment.
-func startFleet(ctx context.Context, exe string, n int, env []string) (*fleet, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	f := &fleet{cancel: cancel}
-	for range n {
-		w, err := startWorker(ctx, exe, env)
-		if err != nil {
-			f.stop()
-			return nil, err
-		}
-		f.workers = append(f.workers, w)
-	}
-	return f, nil
-}
-
-func startWorker(ctx context.Context, exe string, env []string) (*worker, error) {
-	cmd := exec.CommandContext(ctx, exe)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stderr = os.Stderr
-	// Stop with SIGTERM, so the worker closes its server and its State, and
-	// kill it only if that takes too long.
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 10 * time.Second
-	// Should this process die without stopping its workers, they stop too.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	w := &worker{cmd: cmd, ready: make(chan error, 1), done: make(chan struct{})}
-	go func() {
-		defer close(w.done)
-		r := bufio.NewReader(stdout)
-		line, _ := r.ReadString('\n')
-		ok := line == readyLine+"\n"
-		if ok {
-			w.ready <- nil
-		} else {
-			io.WriteString(os.Stderr, line)
-		}
-		// Nothing more is expected, but a full pipe would block the worker.
-		io.Copy(os.Stderr, r)
-		err := cmd.Wait()
-		if !ok {
-			w.ready <- fmt.Errorf("worker pid %d exited before it was ready: %v", cmd.Process.Pid, err)
-		}
-	}()
-	return w, nil
-}
-
-// awaitReady waits until every worker serves.
-func (f *fleet) awaitReady(ctx context.Context, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	for _, w := range f.workers {
-		select {
-		case err := <-w.ready:
-			if err != nil {
-				return err
-			}
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for worker pid %d to be ready: %w", w.cmd.Process.Pid, ctx.Err())
-		}
-	}
-	return nil
-}
-
-// stop asks every worker to stop and waits until they have. It returns an
-// error if any that was not killed on purpose failed to exit cleanly.
-func (f *fleet) stop() error {
-	f.cancel()
-	var errs []error
-	for _, w := range f.workers {
-		<-w.done
-		if ps := w.cmd.ProcessState; !w.killed.Load() && (ps == nil || !ps.Success()) {
-			errs = append(errs, fmt.Errorf("worker pid %d: %v", w.cmd.Process.Pid, ps))
-		}
-	}
-	return errors.Join(errs...)
-}
-
 // killOwner finds the worker that owns the state and SIGKILLs it, returning
 // its pid.
-func (f *fleet) killOwner(ctx context.Context, base string) (int, error) {
+func killOwner(ctx context.Context, f *prefork.Fleet, base string) (int, error) {
 	// A worker can tell only whether it is the owner itself, and the kernel
 	// picks the worker for each connection: ask over new connections until
 	// the owner answers.
 	tr := &http.Transport{DisableKeepAlives: true}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	for range 100 * len(f.workers) {
+	for range 100 * len(f.Workers) {
 		var r roleReply
 		if err := call(ctx, client, http.MethodGet, base+"/role", &r); err != nil {
 			return 0, err
@@ -511,74 +363,28 @@ func (f *fleet) killOwner(ctx context.Context, base string) (int, error) {
 		if r.Role != "owner" {
 			continue
 		}
-		i := slices.IndexFunc(f.workers, func(w *worker) bool { return w.cmd.Process.Pid == r.PID })
+		i := slices.IndexFunc(f.Workers, func(w *prefork.Worker) bool { return w.Pid() == r.PID })
 		if i < 0 {
 			return 0, fmt.Errorf("the owner, pid %d, is not one of the workers", r.PID)
 		}
-		w := f.workers[i]
-		w.killed.Store(true)
-		return r.PID, w.cmd.Process.Kill()
+		return r.PID, f.Workers[i].Kill()
 	}
 	return 0, errors.New("no worker answered that it is the owner")
 }
 
-// workerMain is the whole life of a worker process; it returns the exit
-// status.
-func workerMain() int {
-	level := slog.LevelWarn
-	if verbose, _ := strconv.ParseBool(os.Getenv(verboseEnv)); verbose {
-		level = slog.LevelInfo
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("worker", os.Getpid())
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	err := serveWorker(ctx, log, os.Getenv(addrEnv), os.Getenv(dirEnv), os.Getenv(stateEnv), os.Stdout)
-	if err != nil {
-		log.Error("worker failed", "err", err)
-		return 1
-	}
-	return 0
-}
-
-// serveWorker opens the state, serves HTTP on addr until ctx ends, and then
-// shuts down. It writes readyLine to ready once it accepts connections.
-func serveWorker(ctx context.Context, log *slog.Logger, addr, dir, name string, ready io.Writer) error {
+// serveWorker is the life of a worker: it opens the state, serves HTTP
+// until ctx ends, and then leaves the state, once the requests in progress
+// that use it have finished.
+func serveWorker(ctx context.Context, log *slog.Logger) error {
 	openCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	st, err := sharedstate.Open(openCtx, name, sharedstate.WithDir(dir), sharedstate.WithLogger(log))
+	st, err := sharedstate.Open(openCtx, os.Getenv(stateEnv),
+		sharedstate.WithDir(os.Getenv(dirEnv)), sharedstate.WithLogger(log))
 	cancel()
 	if err != nil {
 		return err
 	}
 	defer st.Close() // on early returns; the normal path closes it below
-
-	lc := net.ListenConfig{Control: reusePort}
-	ln, err := lc.Listen(ctx, "tcp", addr)
-	if err != nil {
-		return err
-	}
-	srv := &http.Server{
-		Handler:           newHandler(st, log),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	// The kernel queues connections from the moment of Listen, so the
-	// worker is ready even if Serve has not reached Accept yet.
-	if _, err := fmt.Fprintln(ready, readyLine); err != nil {
-		srv.Close()
-		return err
-	}
-
-	select {
-	case err := <-served:
-		return err
-	case <-ctx.Done():
-	}
-	// Finish the requests in progress before leaving the state they use.
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
+	if err := prefork.Serve(ctx, log, newHandler(st, log)); err != nil {
 		return err
 	}
 	return st.Close()

@@ -8,14 +8,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sharedstate/sharedstate/internal/prefork"
 )
 
 // The demo starts its workers by running its own executable again, which
 // under go test is this test binary: run with the worker environment, it
 // plays a worker instead of running the tests.
 func TestMain(m *testing.M) {
-	if os.Getenv(roleEnv) == roleWorker {
-		os.Exit(workerMain())
+	if prefork.IsWorker() {
+		os.Exit(prefork.RunWorker(serveWorker))
 	}
 	os.Exit(m.Run())
 }

@@ -1,0 +1,45 @@
+package main
+
+import (
+	"context"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sharedstate/sharedstate/internal/prefork"
+)
+
+// The demo starts its workers by running its own executable again, which
+// under go test is this test binary: run as a worker, it plays one instead of
+// running the tests.
+func TestMain(m *testing.M) {
+	if prefork.IsWorker() {
+		os.Exit(prefork.RunWorker(serveWorker))
+	}
+	os.Exit(m.Run())
+}
+
+var servedBy = regexp.MustCompile(`(?m)^  pid \d+ served `)
+
+func TestPrefork(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute) // a bound for a hung run
+	defer cancel()
+	var out strings.Builder
+	err := run(ctx, 3, 30, &out)
+	t.Logf("output:\n%s", out.String())
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	for _, want := range []string{"visits: 30 in all, 30 of them yours\n", "workers stopped cleanly\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	// 30 connections between 3 workers: all on one is as likely as 29
+	// tosses of a three-sided coin agreeing.
+	if n := len(servedBy.FindAllString(out.String(), -1)); n < 2 {
+		t.Errorf("%d worker(s) served the visits, want them spread over several", n)
+	}
+}
