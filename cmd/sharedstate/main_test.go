@@ -1,0 +1,535 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sharedstate/sharedstate"
+)
+
+const stateName = "app"
+
+type session struct {
+	User  string
+	Hits  int
+	Roles []string
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func init() { statsSample = 100 * time.Millisecond }
+
+// openOwner opens the state in a new directory, as its owner.
+func openOwner(t *testing.T) (string, *sharedstate.State) {
+	t.Helper()
+	dir := t.TempDir()
+	return dir, openIn(t, dir)
+}
+
+func openIn(t *testing.T, dir string) *sharedstate.State {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := sharedstate.Open(ctx, stateName, sharedstate.WithDir(dir),
+		sharedstate.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if !st.IsOwner() {
+		t.Fatal("the test's process is not the owner")
+	}
+	return st
+}
+
+// fill puts counters, a map and locks into st.
+func fill(t *testing.T, st *sharedstate.State) {
+	t.Helper()
+	ctx := context.Background()
+	must(t, st.Counter("hits").Store(ctx, 42))
+	_, err := st.Counter("errors").Add(ctx, -3)
+	must(t, err)
+	sessions := sharedstate.NewMap[session](st, "sessions")
+	must(t, sessions.Store(ctx, "alice", session{User: "alice", Hits: 3, Roles: []string{"admin"}}))
+	must(t, sessions.Store(ctx, "bob", session{User: "bob", Hits: 1}, sharedstate.WithTTL(time.Hour)))
+	must(t, st.Mutex("cron").Lock(ctx))
+	free := st.Mutex("deploy")
+	must(t, free.Lock(ctx))
+	must(t, free.Unlock(ctx))
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// inspect runs the inspector on the state in dir.
+func inspect(t *testing.T, dir string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	return cliCtx(t, context.Background(), dir, args...)
+}
+
+func cliCtx(t *testing.T, ctx context.Context, dir string, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(ctx, append([]string{"-dir", dir, "-state", stateName}, args...), &out, &errb)
+	return out.String(), errb.String(), code
+}
+
+// cliOK runs the inspector and fails the test unless it succeeds.
+func cliOK(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	out, errs, code := inspect(t, dir, args...)
+	if code != 0 {
+		t.Fatalf("sharedstate %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out, errs)
+	}
+	return out
+}
+
+// rows splits a table into the fields of its lines.
+func rows(out string) [][]string {
+	var r [][]string
+	for line := range strings.Lines(out) {
+		r = append(r, strings.Fields(line))
+	}
+	return r
+}
+
+func TestLs(t *testing.T) {
+	dir, st := openOwner(t)
+	fill(t, st)
+
+	want := [][]string{
+		{"KIND", "NAME", "VALUE"},
+		{"counter", "errors", "-3"},
+		{"counter", "hits", "42"},
+		{"map", "sessions", "2", "entries"},
+		{"lock", "cron", "held"},
+		{"lock", "deploy", "free"},
+	}
+	if got := rows(cliOK(t, dir, "ls")); !reflect.DeepEqual(got, want) {
+		t.Errorf("ls:\n got %q\nwant %q", got, want)
+	}
+
+	var items []map[string]any
+	if err := json.Unmarshal([]byte(cliOK(t, dir, "-json", "ls")), &items); err != nil {
+		t.Fatal(err)
+	}
+	wantJSON := []map[string]any{
+		{"kind": "counter", "name": "errors", "value": -3.0},
+		{"kind": "counter", "name": "hits", "value": 42.0},
+		{"kind": "map", "name": "sessions", "len": 2.0},
+		{"kind": "lock", "name": "cron", "held": true},
+		{"kind": "lock", "name": "deploy", "held": false},
+	}
+	if !reflect.DeepEqual(items, wantJSON) {
+		t.Errorf("ls -json:\n got %v\nwant %v", items, wantJSON)
+	}
+}
+
+func TestGet(t *testing.T) {
+	dir, st := openOwner(t)
+	fill(t, st)
+
+	if got := cliOK(t, dir, "get", "hits"); got != "42\n" {
+		t.Errorf("get hits = %q, want 42", got)
+	}
+	if got, want := cliOK(t, dir, "get", "sessions", "alice"), `{"Hits":3,"Roles":["admin"],"User":"alice"}`+"\n"; got != want {
+		t.Errorf("get sessions alice = %q, want %q", got, want)
+	}
+	want := [][]string{
+		{"KEY", "VALUE"},
+		{"alice", `{"Hits":3,"Roles":["admin"],"User":"alice"}`},
+		{"bob", `{"Hits":1,"Roles":null,"User":"bob"}`},
+	}
+	if got := rows(cliOK(t, dir, "get", "sessions")); !reflect.DeepEqual(got, want) {
+		t.Errorf("get sessions:\n got %q\nwant %q", got, want)
+	}
+
+	var e struct {
+		Map, Key string
+		Value    session
+	}
+	if err := json.Unmarshal([]byte(cliOK(t, dir, "-json", "get", "sessions", "alice")), &e); err != nil {
+		t.Fatal(err)
+	}
+	if e.Map != "sessions" || e.Key != "alice" || e.Value.User != "alice" || e.Value.Hits != 3 {
+		t.Errorf("get -json sessions alice = %+v", e)
+	}
+
+	_, errs, code := inspect(t, dir, "get", "sessions", "nobody")
+	if code != 1 || !strings.Contains(errs, `no key "nobody"`) {
+		t.Errorf("get of a missing key: exit %d, stderr %q; want 1 and a message", code, errs)
+	}
+}
+
+func TestSetAddDel(t *testing.T) {
+	dir, st := openOwner(t)
+	fill(t, st)
+	ctx := context.Background()
+	sessions := sharedstate.NewMap[session](st, "sessions")
+
+	if got := cliOK(t, dir, "set", "sessions", "carol", `{"User":"carol","Hits":7,"Roles":["a","b"]}`); got != "OK\n" {
+		t.Errorf("set: %q", got)
+	}
+	v, ok, err := sessions.Load(ctx, "carol")
+	must(t, err)
+	if want := (session{User: "carol", Hits: 7, Roles: []string{"a", "b"}}); !ok || !reflect.DeepEqual(v, want) {
+		t.Errorf("after set, the library loads %+v, %v; want %+v", v, ok, want)
+	}
+
+	// Integers stay integers, so a typed map reads them.
+	cliOK(t, dir, "set", "limits", "max", "1000")
+	n, _, err := sharedstate.NewMap[int](st, "limits").Load(ctx, "max")
+	must(t, err)
+	if n != 1000 {
+		t.Errorf("limits[max] = %d, want 1000", n)
+	}
+
+	cliOK(t, dir, "-ttl", "1h", "set", "sessions", "dave", `{"User":"dave"}`)
+	if _, ok, _ := sessions.Load(ctx, "dave"); !ok {
+		t.Error("set with -ttl stored nothing")
+	}
+
+	cliOK(t, dir, "set", "hits", "-100")
+	if n, _ := st.Counter("hits").Load(ctx); n != -100 {
+		t.Errorf("after set hits -100, hits = %d", n)
+	}
+	if got := cliOK(t, dir, "add", "hits", "5"); got != "-95\n" {
+		t.Errorf("add hits 5 = %q, want -95", got)
+	}
+
+	if got := cliOK(t, dir, "del", "sessions", "carol"); got != "OK\n" {
+		t.Errorf("del = %q", got)
+	}
+	if _, ok, _ := sessions.Load(ctx, "carol"); ok {
+		t.Error("carol is still there after del")
+	}
+	if got := cliOK(t, dir, "del", "sessions", "carol"); got != "(not found)\n" {
+		t.Errorf("del again = %q", got)
+	}
+	var d struct{ Deleted bool }
+	must(t, json.Unmarshal([]byte(cliOK(t, dir, "-json", "del", "sessions", "dave")), &d))
+	if !d.Deleted {
+		t.Error("del -json of dave: deleted false")
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	dir, st := openOwner(t)
+	fill(t, st)
+	for _, args := range [][]string{
+		{"bogus"},
+		{"get"},
+		{"get", "a", "b", "c"},
+		{"set", "hits", "many"},
+		{"set", "m", "k", "not json"},
+		{"set", "m", "k", `{"a":1} x`},
+		{"-ttl", "1s", "set", "hits", "1"},
+		{"-nosuchflag", "ls"},
+	} {
+		if _, errs, code := inspect(t, dir, args...); code != 2 || errs == "" {
+			t.Errorf("sharedstate %s: exit %d, stderr %q; want 2 and a message", strings.Join(args, " "), code, errs)
+		}
+	}
+	var out, errs bytes.Buffer
+	if code := run(context.Background(), []string{"ls"}, &out, &errs); code != 2 || !strings.Contains(errs.String(), "-state") {
+		t.Errorf("without -state: exit %d, stderr %q", code, errs.String())
+	}
+	if code := run(context.Background(), []string{"help"}, &out, &errs); code != 0 {
+		t.Errorf("help: exit %d", code)
+	}
+}
+
+func TestNoSuchState(t *testing.T) {
+	dir, _ := openOwner(t)
+	var out, errs bytes.Buffer
+	code := run(context.Background(), []string{"-dir", dir, "-state", "other", "ls"}, &out, &errs)
+	if code != 1 || !strings.Contains(errs.String(), `no state "other"`) {
+		t.Errorf("ls of a missing state: exit %d, stderr %q", code, errs.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "other.lock")); err == nil {
+		t.Error("the inspector created a lock file for a missing state")
+	}
+}
+
+func TestStats(t *testing.T) {
+	dir, st := openOwner(t)
+	fill(t, st)
+
+	var s statsJSON
+	must(t, json.Unmarshal([]byte(cliOK(t, dir, "-json", "stats")), &s))
+	if !s.Live || s.OwnerPID != os.Getpid() || s.OwnerSince == nil || s.UptimeSeconds == nil {
+		t.Errorf("stats: owner fields %+v", s)
+	}
+	if s.Counters != 2 || s.Maps != 1 || s.Entries != 2 || s.Locks != 2 || s.Bytes <= 0 {
+		t.Errorf("stats: counts %+v", s)
+	}
+	if s.Clients == nil || *s.Clients < 1 {
+		t.Errorf("stats: clients %v, want the inspector at least", s.Clients)
+	}
+	if s.Ops == nil || *s.Ops == 0 || s.OpsPerSec == nil || *s.OpsPerSec < 0 {
+		t.Errorf("stats: ops %v, ops/s %v", s.Ops, s.OpsPerSec)
+	}
+	if s.Terms != 1 || s.Takeovers != 0 || s.Durability != "process" || s.JournalBytes == nil || *s.JournalBytes == 0 {
+		t.Errorf("stats: terms %d takeovers %d durability %q journal %v", s.Terms, s.Takeovers, s.Durability, s.JournalBytes)
+	}
+
+	out := cliOK(t, dir, "stats")
+	for _, want := range []string{"owner pid", "uptime", "clients", "ops/s", "journal", "durability"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("stats lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// readFiles returns the contents of the state's files but its socket.
+func readFiles(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
+	files := map[string][]byte{}
+	ents, err := os.ReadDir(dir)
+	must(t, err)
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		must(t, err)
+		files[e.Name()] = b
+	}
+	return files
+}
+
+func TestDumpLiveAndOffline(t *testing.T) {
+	dir, st := openOwner(t)
+	fill(t, st)
+	ctx := context.Background()
+	must(t, sharedstate.NewMap[map[int]string](st, "odd").Store(ctx, "ints", map[int]string{1: "one"}))
+	must(t, sharedstate.NewMap[float64](st, "odd").Store(ctx, "nan", math.NaN()))
+
+	var live dumpJSON
+	must(t, json.Unmarshal([]byte(cliOK(t, dir, "dump")), &live))
+	want := dumpJSON{
+		State:    stateName,
+		Source:   "owner",
+		Counters: map[string]int64{"hits": 42, "errors": -3},
+		Maps: map[string]map[string]any{
+			"sessions": {
+				"alice": map[string]any{"User": "alice", "Hits": 3.0, "Roles": []any{"admin"}},
+				"bob":   map[string]any{"User": "bob", "Hits": 1.0, "Roles": nil},
+			},
+			"odd": {"ints": map[string]any{"1": "one"}, "nan": "NaN"},
+		},
+		Locks: map[string]bool{"cron": true, "deploy": false},
+	}
+	if !reflect.DeepEqual(live, want) {
+		t.Fatalf("live dump:\n got %+v\nwant %+v", live, want)
+	}
+
+	must(t, st.Close())
+	before := readFiles(t, dir)
+
+	var offline dumpJSON
+	out, errs, code := inspect(t, dir, "dump")
+	if code != 0 {
+		t.Fatalf("offline dump: exit %d: %s", code, errs)
+	}
+	must(t, json.Unmarshal([]byte(out), &offline))
+	if offline.Source != "journal" {
+		t.Errorf("offline dump: source %q", offline.Source)
+	}
+	if !reflect.DeepEqual(offline.Counters, live.Counters) || !reflect.DeepEqual(offline.Maps, live.Maps) {
+		t.Errorf("offline dump differs from the live one:\n got %+v\nwant %+v", offline, live)
+	}
+	// The owner's locks went with it.
+	if !reflect.DeepEqual(offline.Locks, map[string]bool{"cron": false, "deploy": false}) {
+		t.Errorf("offline locks: %v", offline.Locks)
+	}
+
+	// Offline, reads work and writes are refused.
+	if got := cliOK(t, dir, "get", "hits"); got != "42\n" {
+		t.Errorf("offline get hits = %q", got)
+	}
+	if got := rows(cliOK(t, dir, "ls")); len(got) != 7 {
+		t.Errorf("offline ls: %q", got)
+	}
+	if out := cliOK(t, dir, "stats"); !strings.Contains(out, "none: read from the journal") {
+		t.Errorf("offline stats:\n%s", out)
+	}
+	for _, args := range [][]string{{"set", "hits", "1"}, {"del", "sessions", "alice"}, {"pub", "c", "m"}, {"watch", "sessions"}, {"sub", "c"}} {
+		_, errs, code := inspect(t, dir, args...)
+		if code != 1 || !strings.Contains(errs, "no process owns") {
+			t.Errorf("offline %s: exit %d, stderr %q", args[0], code, errs)
+		}
+	}
+
+	after := readFiles(t, dir)
+	if !reflect.DeepEqual(before, after) {
+		t.Error("the offline inspector changed the state's files")
+	}
+	if len(before[stateName+".journal"]) == 0 {
+		t.Error("no journal to compare")
+	}
+}
+
+// waitFor polls cond until it holds, doing act between tries.
+func waitFor(t *testing.T, what string, act func(i int), cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for i := 0; !cond(); i++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		act(i)
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestPubSub(t *testing.T) {
+	dir, st := openOwner(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	var out, errs syncBuffer
+	done := make(chan int)
+	go func() {
+		done <- run(ctx, []string{"-dir", dir, "-state", stateName, "sub", "news"}, &out, &errs)
+	}()
+	waitFor(t, "the message", func(int) {
+		cliOK(t, dir, "pub", "news", "drop caches")
+	}, func() bool { return strings.Contains(out.String(), "drop caches\n") })
+
+	// The owner's own messages reach the inspector too.
+	_, err := st.Publish(context.Background(), "news", []byte("from the app"))
+	must(t, err)
+	waitFor(t, "the app's message", func(int) {}, func() bool { return strings.Contains(out.String(), "from the app\n") })
+
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("sub: exit %d after interrupt; stderr %s", code, errs.String())
+	}
+
+	var p publishedJSON
+	must(t, json.Unmarshal([]byte(cliOK(t, dir, "-json", "pub", "news", "x")), &p))
+	if p.Receivers != 0 {
+		t.Errorf("pub with no subscriber left: %d receivers", p.Receivers)
+	}
+}
+
+func TestWatch(t *testing.T) {
+	dir, st := openOwner(t)
+	fill(t, st)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sessions := sharedstate.NewMap[session](st, "sessions")
+
+	var out, errs syncBuffer
+	done := make(chan int)
+	go func() {
+		done <- run(ctx, []string{"-dir", dir, "-state", stateName, "-interval", "20ms", "watch", "sessions"}, &out, &errs)
+	}()
+	bg := context.Background()
+	// Changes made before watch's first poll go unseen: repeat until one is.
+	waitFor(t, "a change", func(i int) {
+		must(t, sessions.Store(bg, "alice", session{User: "alice", Hits: 100 + i}))
+	}, func() bool { return strings.Contains(out.String(), "changed sessions[alice] = {") })
+	must(t, sessions.Store(bg, "carol", session{User: "carol"}))
+	waitFor(t, "an addition", func(int) {}, func() bool {
+		return strings.Contains(out.String(), `added   sessions[carol] = {"Hits":0,"Roles":null,"User":"carol"}`)
+	})
+	must(t, sessions.Delete(bg, "bob"))
+	waitFor(t, "a removal", func(int) {}, func() bool {
+		return strings.Contains(out.String(), `removed sessions[bob] (was {"Hits":1,"Roles":null,"User":"bob"})`)
+	})
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("watch: exit %d after interrupt; stderr %s", code, errs.String())
+	}
+}
+
+func TestWatchCounterJSON(t *testing.T) {
+	dir, st := openOwner(t)
+	fill(t, st)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	var out, errs syncBuffer
+	done := make(chan int)
+	go func() {
+		done <- run(ctx, []string{"-dir", dir, "-state", stateName, "-json", "-interval", "20ms", "watch", "hits"}, &out, &errs)
+	}()
+	waitFor(t, "a change", func(int) {
+		_, err := st.Counter("hits").Add(context.Background(), 1)
+		must(t, err)
+	}, func() bool { return strings.Contains(out.String(), "\n") })
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("watch: exit %d after interrupt; stderr %s", code, errs.String())
+	}
+	line, _, _ := strings.Cut(out.String(), "\n")
+	var ev struct {
+		Event, Counter string
+		Value, Old     int64
+	}
+	must(t, json.Unmarshal([]byte(line), &ev))
+	if ev.Event != "changed" || ev.Counter != "hits" || ev.Value <= ev.Old || ev.Old < 42 {
+		t.Errorf("watch event %+v", ev)
+	}
+}
+
+// TestDecodeRaw checks the fallback decoder against Map[any] on the values
+// both can decode.
+func TestDecodeRaw(t *testing.T) {
+	_, st := openOwner(t)
+	ctx := context.Background()
+	when := time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC)
+	values := map[string]any{
+		"int": 7, "neg": -70000, "big": uint64(math.MaxUint64), "min": int64(math.MinInt64),
+		"float": 1.5, "f32": float32(0.25), "str": strings.Repeat("x", 300), "bytes": []byte{0, 1, 2},
+		"nil": nil, "bool": true, "time": when, "time0": time.Unix(1, 0),
+		"slice": []any{1, "a", []int{2}}, "map": map[string]any{"a": 1, "b": map[string]int{"c": 2}},
+		"struct": session{User: "u", Roles: []string{"r"}},
+	}
+	m, raw := sharedstate.NewMap[any](st, "v"), sharedstate.NewMap[rawValue](st, "v")
+	for k, v := range values {
+		must(t, m.Store(ctx, k, v))
+		want, _, err := m.Load(ctx, k)
+		must(t, err)
+		b, _, err := raw.Load(ctx, k)
+		must(t, err)
+		if got := decodeRaw(b); jsonText(got) != jsonText(want) {
+			t.Errorf("%s: decodeRaw = %s, Map[any] = %s", k, jsonText(got), jsonText(want))
+		}
+	}
+	if got := jsonText(decodeRaw([]byte{0x92, 0x01})); !strings.Contains(got, "$error") {
+		t.Errorf("truncated value: %s", got)
+	}
+}
