@@ -4,8 +4,9 @@
 # installs and starts itself; see scripts/redis.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/redis.sh
 
-modules=(.)
+modules=(. redisstate bench adapters/fiberstorage examples/fiber-prefork)
 for m in "${modules[@]}"; do
 	echo "== go test $m"
 	(cd "$m" && go vet ./... && go test -race -count=1 -timeout 10m ./...)

@@ -1,0 +1,346 @@
+package redisstate
+
+import "github.com/redis/go-redis/v9"
+
+// The operations that read and write more than one key, or decide on what
+// they read, run as Lua scripts: Redis runs each one alone, so each is
+// atomic. A script touches only keys of its own state, and the state's
+// prefix carries a hash tag, so that on Redis Cluster they share one slot.
+
+// lib holds the functions every script may use.
+const lib = `
+-- now returns the server's clock in milliseconds.
+local function now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- nextid increments the counter at key and returns its new value as a
+-- string. A missing counter (a new state, or a Redis that lost its data)
+-- starts from the server's clock in microseconds, so that versions and
+-- fencing tokens keep increasing across a loss of data.
+local function nextid(key)
+  if redis.call('EXISTS', key) == 0 then
+    local t = redis.call('TIME')
+    redis.call('SET', key, t[1] .. string.format('%06d', tonumber(t[2])))
+  end
+  redis.call('INCR', key)
+  return redis.call('GET', key)
+end
+
+-- reply is the answer of every write: found (0 or 1), value, version and
+-- int, numbers as decimal strings so that no precision is lost in Lua.
+local function reply(found, value, version, int)
+  return {found and 1 or 0, value or '', version or '0', int or '0'}
+end
+
+-- get returns the map entry at the Redis key e as {value, version}, or nil.
+local function get(e)
+  local v = redis.call('HMGET', e, 'v', 'n')
+  if v[1] then
+    return v
+  end
+end
+
+-- forget drops from a map's index the entries that expired, up to limit of
+-- them, and reports whether there may be more. The map's expiries list the
+-- keys with a TTL by expiry time: Redis drops the entry itself.
+local function forget(index, expiries, prefix, limit)
+  local gone = redis.call('ZRANGEBYSCORE', expiries, '-inf', '(' .. now(), 'LIMIT', 0, limit)
+  if #gone > 0 then
+    redis.call('ZREM', index, unpack(gone))
+    redis.call('ZREM', expiries, unpack(gone))
+    for i, k in ipairs(gone) do
+      gone[i] = prefix .. k
+    end
+    redis.call('DEL', unpack(gone))
+  end
+  return #gone == limit
+end
+`
+
+// mapLib holds the functions of the scripts that write one map entry. They
+// get KEYS = {entry, index, expiries, versions} (the entry's Redis key, the
+// map's index of keys, its expiries, and the state's version counter) and
+// ARGV = {key, prefix, ...} (the entry's key in the map, and the prefix that
+// turns a key of the map into its entry's Redis key). Each first forgets
+// some expired entries, so that a map's index does not grow with them.
+const mapLib = `
+local entry, index, expiries, versions = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local key, prefix = ARGV[1], ARGV[2]
+forget(index, expiries, prefix, 100)
+
+-- put stores value with a new version, expiring after ttl milliseconds
+-- (never if 0), and returns the version.
+local function put(value, ttl)
+  local version = nextid(versions)
+  redis.call('HSET', entry, 'v', value, 'n', version)
+  redis.call('ZADD', index, 0, key)
+  ttl = tonumber(ttl)
+  if ttl > 0 then
+    local at = now() + ttl
+    redis.call('PEXPIREAT', entry, at)
+    redis.call('ZADD', expiries, at, key)
+  else
+    redis.call('PERSIST', entry)
+    redis.call('ZREM', expiries, key)
+  end
+  return version
+end
+
+local function remove()
+  redis.call('DEL', entry)
+  redis.call('ZREM', index, key)
+  redis.call('ZREM', expiries, key)
+end
+`
+
+// once makes the body of a write script apply at most once per request.
+// The caller appends to KEYS the request's result key, then the result keys
+// of earlier requests whose answers it has received, and to ARGV how long
+// to keep a result (ms) and how many such earlier keys there are. A request
+// sent again, because its answer was lost, finds its result saved and gets
+// it instead of being applied twice.
+func once(body string) string {
+	return `
+local function apply()
+` + body + `
+end
+local keep, acked = ARGV[#ARGV - 1], tonumber(ARGV[#ARGV])
+local result = KEYS[#KEYS - acked]
+local saved = redis.call('GET', result)
+if saved then
+  return cmsgpack.unpack(saved)
+end
+local r = apply()
+redis.call('SET', result, cmsgpack.pack(r), 'PX', keep)
+if acked > 0 then
+  redis.call('DEL', unpack(KEYS, #KEYS - acked + 1))
+end
+return r
+`
+}
+
+// Writes to counters. KEYS = {counter}.
+var (
+	// ARGV = {delta} → int: the new value.
+	scriptAdd = redis.NewScript(lib + once(`
+redis.call('INCRBY', KEYS[1], ARGV[1])
+return reply(false, nil, nil, redis.call('GET', KEYS[1]))`))
+
+	// ARGV = {value}.
+	scriptSet = redis.NewScript(lib + once(`
+redis.call('SET', KEYS[1], ARGV[1])
+return reply()`))
+
+	// ARGV = {value} → int: the old value.
+	scriptSwap = redis.NewScript(lib + once(`
+return reply(false, nil, nil, redis.call('SET', KEYS[1], ARGV[1], 'GET') or '0')`))
+
+	// ARGV = {old, new} → found: swapped. Values are compared as the decimal
+	// strings that Redis and strconv both write canonically.
+	scriptCAS = redis.NewScript(lib + once(`
+if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then
+  return reply(false)
+end
+redis.call('SET', KEYS[1], ARGV[2])
+return reply(true)`))
+)
+
+// Writes to map entries: see mapLib for KEYS and the first two ARGV.
+var (
+	// ARGV = {key, prefix, value, ttl} → version.
+	scriptStore = redis.NewScript(lib + once(mapLib+`
+return reply(false, nil, put(ARGV[3], ARGV[4]))`))
+
+	// ARGV = {key, prefix, value, ttl} → found: loaded; value and version:
+	// the entry's if loaded, else the version stored.
+	scriptLoadOrStore = redis.NewScript(lib + once(mapLib+`
+local e = get(entry)
+if e then
+  return reply(true, e[1], e[2])
+end
+return reply(false, nil, put(ARGV[3], ARGV[4]))`))
+
+	// ARGV = {key, prefix} → found: deleted; value: the one deleted.
+	scriptLoadAndDelete = redis.NewScript(lib + once(mapLib+`
+local e = get(entry)
+if not e then
+  return reply(false)
+end
+remove()
+return reply(true, e[1])`))
+
+	// ARGV = {key, prefix}.
+	scriptDelete = redis.NewScript(lib + once(mapLib+`
+remove()
+return reply()`))
+
+	// ARGV = {key, prefix, value, ttl} → found: loaded; value: the previous
+	// one; version: the one stored.
+	scriptSwapEntry = redis.NewScript(lib + once(mapLib+`
+local e = get(entry)
+local version = put(ARGV[3], ARGV[4])
+if e then
+  return reply(true, e[1], version)
+end
+return reply(false, nil, version)`))
+
+	// ARGV = {key, prefix, value, ttl, old} → found: swapped; version.
+	scriptCompareAndSwap = redis.NewScript(lib + once(mapLib+`
+local e = get(entry)
+if not e or e[1] ~= ARGV[5] then
+  return reply(false)
+end
+return reply(true, nil, put(ARGV[3], ARGV[4]))`))
+
+	// ARGV = {key, prefix, old} → found: deleted.
+	scriptCompareAndDelete = redis.NewScript(lib + once(mapLib+`
+local e = get(entry)
+if not e or e[1] ~= ARGV[3] then
+  return reply(false)
+end
+remove()
+return reply(true)`))
+
+	// ARGV = {key, prefix, value, ttl, version (0: absent)} → found: stored;
+	// version: the new one if stored, else the current entry's, with its
+	// value, so that the caller's next attempt needs no Load.
+	scriptStoreIfVersion = redis.NewScript(lib + once(mapLib+`
+local e = get(entry)
+if (e and e[2] or '0') == ARGV[5] then
+  return reply(true, nil, put(ARGV[3], ARGV[4]))
+end
+if e then
+  return reply(false, e[1], e[2])
+end
+return reply(false)`))
+)
+
+// Whole maps. KEYS = {index, expiries}, ARGV = {prefix, ...}.
+var (
+	// → the number of entries.
+	scriptLen = redis.NewScript(lib + `
+while forget(KEYS[1], KEYS[2], ARGV[1], 1000) do end
+return redis.call('ZCARD', KEYS[1])`)
+
+	// ARGV = {prefix}: deletes every entry, a thousand at a time.
+	scriptClear = redis.NewScript(lib + once(`
+local index, prefix = KEYS[1], ARGV[1]
+repeat
+  local keys = redis.call('ZRANGE', index, 0, 999)
+  if #keys > 0 then
+    redis.call('ZREM', index, unpack(keys))
+    for i, k in ipairs(keys) do
+      keys[i] = prefix .. k
+    end
+    redis.call('DEL', unpack(keys))
+  end
+until #keys < 1000
+redis.call('DEL', KEYS[2])
+return reply()`))
+
+	// ARGV = {prefix, start, limit, budget} → {entries, more}: the entries
+	// {key, value, version} with keys after start (exclusive), in key
+	// order, up to limit of them (no limit if 0) and, beyond the first one,
+	// budget bytes of keys and values; more is 1 if entries remain. An
+	// indexed key whose entry is gone without expiring (evicted by a
+	// maxmemory policy) is dropped from the index.
+	scriptRange = redis.NewScript(lib + `
+local index, expiries, prefix = KEYS[1], KEYS[2], ARGV[1]
+local limit, budget = tonumber(ARGV[3]), tonumber(ARGV[4])
+while forget(index, expiries, prefix, 1000) do end
+local out, size, from = {}, 0, '(' .. ARGV[2]
+while true do
+  local keys = redis.call('ZRANGEBYLEX', index, from, '+', 'LIMIT', 0, 100)
+  if #keys == 0 then
+    return {out, 0}
+  end
+  for _, k in ipairs(keys) do
+    local e = get(prefix .. k)
+    if e then
+      if (limit > 0 and #out == limit) or (#out > 0 and size + #k + #e[1] > budget) then
+        return {out, 1}
+      end
+      size = size + #k + #e[1]
+      out[#out + 1] = {k, e[1], e[2]}
+    else
+      redis.call('ZREM', index, k)
+    end
+    from = '(' .. k
+  end
+end`)
+)
+
+// Locks. A held lock is a hash {token, client, owner} that expires when its
+// lease ends unless its holder renews it; the lock's tokens counter gives
+// the fencing tokens. Waiters queue in a sorted set by arrival, and a second
+// sorted set holds the time by which each must ask again or lose its place,
+// so that a waiter whose process died does not block the queue.
+var (
+	// KEYS = {lock, tokens, queue, waiting}, ARGV = {owner, client, lease,
+	// wait} → found: acquired; version: the fencing token. The lock goes
+	// to owner if it is free and owner is first in the queue, or the queue
+	// is empty. Otherwise, if wait (ms) is not 0, owner joins the queue or
+	// keeps its place there for wait more milliseconds.
+	scriptAcquire = redis.NewScript(lib + once(`
+local lock, tokens, queue, waiting = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local owner, wait = ARGV[1], tonumber(ARGV[4])
+local t = now()
+local gone = redis.call('ZRANGEBYSCORE', waiting, '-inf', '(' .. t)
+if #gone > 0 then
+  redis.call('ZREM', queue, unpack(gone))
+  redis.call('ZREMRANGEBYSCORE', waiting, '-inf', '(' .. t)
+end
+if redis.call('EXISTS', lock) == 0 then
+  local first = redis.call('ZRANGE', queue, 0, 0)[1]
+  if not first or first == owner then
+    local token = nextid(tokens)
+    redis.call('HSET', lock, 'token', token, 'client', ARGV[2], 'owner', owner)
+    redis.call('PEXPIRE', lock, ARGV[3])
+    redis.call('ZREM', queue, owner)
+    redis.call('ZREM', waiting, owner)
+    return reply(true, nil, token)
+  end
+end
+if wait > 0 then
+  if not redis.call('ZSCORE', queue, owner) then
+    local last = redis.call('ZRANGE', queue, -1, -1, 'WITHSCORES')
+    redis.call('ZADD', queue, (tonumber(last[2]) or 0) + 1, owner)
+  end
+  redis.call('ZADD', waiting, t + wait, owner)
+end
+return reply(false)`))
+
+	// KEYS = {lock}, ARGV = {token, client, channel, name} → found:
+	// released. It tells the waiters on channel that the lock is free.
+	scriptRelease = redis.NewScript(lib + once(`
+local held = redis.call('HMGET', KEYS[1], 'token', 'client')
+if held[1] ~= ARGV[1] or held[2] ~= ARGV[2] then
+  return reply(false)
+end
+redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return reply(true)`))
+
+	// KEYS = {lock}, ARGV = {token, client, lease} → 1 if the lease was
+	// renewed, 0 if the lock is no longer held with token.
+	scriptRenew = redis.NewScript(`
+local held = redis.call('HMGET', KEYS[1], 'token', 'client')
+if held[1] == ARGV[1] and held[2] == ARGV[2] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
+return 0`)
+
+	// KEYS = {lock, queue, waiting}, ARGV = {owner, channel, name}: owner
+	// gives up, leaving the queue, and releasing the lock if its last
+	// attempt got it without hearing so. The next waiter is told.
+	scriptWithdraw = redis.NewScript(`
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+end
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 0`)
+)

@@ -1,0 +1,180 @@
+package redisstate
+
+import (
+	"bufio"
+	"bytes"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// server is a redis-server that a test runs on a Unix socket in a temporary
+// directory, without persistence unless args ask for it.
+type server struct {
+	t    testing.TB
+	path string // of redis-server
+	dir  string
+	sock string
+	args []string
+	cmd  *exec.Cmd
+}
+
+// startServer starts a redis-server, stopped when the test ends. Without
+// redis-server the test is skipped, or fails in CI (env CI set), where
+// scripts/redis.sh has installed it.
+func startServer(t testing.TB, args ...string) *server {
+	t.Helper()
+	path, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("redis-server is not installed: scripts/test.sh installs it with scripts/redis.sh")
+		}
+		t.Skip("redis-server is not installed (bash scripts/redis.sh installs it)")
+	}
+	// Not t.TempDir: its path can be too long for a Unix socket.
+	dir, err := os.MkdirTemp("", "redisstate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &server{t: t, path: path, dir: dir, sock: filepath.Join(dir, "redis.sock"), args: args}
+	t.Cleanup(func() {
+		s.kill()
+		os.RemoveAll(dir)
+	})
+	s.start()
+	return s
+}
+
+// start starts the server and waits until it answers.
+func (s *server) start() {
+	s.t.Helper()
+	args := append([]string{
+		"--port", "0", "--unixsocket", s.sock, "--unixsocketperm", "700",
+		"--save", "", "--appendonly", "no", "--dir", s.dir,
+		"--logfile", filepath.Join(s.dir, "redis.log"),
+	}, s.args...)
+	s.cmd = exec.Command(s.path, args...)
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !s.answers() {
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
+			s.t.Fatalf("redis-server does not answer on %s; its log:\n%s", s.sock, log)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// answers reports whether the server answers PING (and not, say, LOADING).
+func (s *server) answers() bool {
+	c, err := net.DialTimeout("unix", s.sock, time.Second)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		return false
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return err == nil && strings.HasPrefix(line, "+PONG")
+}
+
+// kill stops the server at once, as a crash would.
+func (s *server) kill() {
+	if s.cmd != nil {
+		s.cmd.Process.Kill()
+		s.cmd.Wait()
+		s.cmd = nil
+	}
+}
+
+func (s *server) options() *redis.Options {
+	return &redis.Options{Network: "unix", Addr: s.sock}
+}
+
+// client returns a plain client, to look at the keys.
+func (s *server) client() *redis.Client {
+	c := redis.NewClient(s.options())
+	s.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// lossyProxy forwards connections to a server, and can lose one reply: the
+// proxy closes the connection that carried the next script call, once
+// Redis has answered it and before the answer reaches the client, as a
+// network failure might.
+type lossyProxy struct {
+	sock string
+	arm  atomic.Bool
+}
+
+func startLossyProxy(t testing.TB, srv *server) *lossyProxy {
+	t.Helper()
+	p := &lossyProxy{sock: filepath.Join(srv.dir, "proxy.sock")}
+	l, err := net.Listen("unix", p.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		l.Close()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() { p.serve(c, srv.sock) })
+		}
+	})
+	return p
+}
+
+func (p *lossyProxy) serve(c net.Conn, to string) {
+	defer c.Close()
+	r, err := net.Dial("unix", to)
+	if err != nil {
+		return
+	}
+	defer r.Close()
+	var doomed atomic.Bool // a reply on this connection is to be lost
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				r.Close()
+				return
+			}
+			if bytes.Contains(bytes.ToLower(buf[:n]), []byte("eval")) && p.arm.CompareAndSwap(true, false) {
+				doomed.Store(true)
+			}
+			if _, err := r.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+	}()
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := r.Read(buf)
+		if err != nil || doomed.Load() {
+			return
+		}
+		if _, err := c.Write(buf[:n]); err != nil {
+			return
+		}
+	}
+}
