@@ -1,0 +1,256 @@
+package main
+
+// Redis, the peer users weigh us against: a redis-server of the tool's own
+// on a Unix socket, and worker targets for its two main Go clients.
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+	"github.com/redis/rueidis"
+)
+
+// redisServer is a redis-server process started by the tool.
+type redisServer struct {
+	cmd    *exec.Cmd
+	socket string
+	exited chan struct{}
+}
+
+// findRedis returns the path of redis-server, or says how to install it.
+// The tool installs nothing itself.
+func findRedis() (string, error) {
+	path, err := exec.LookPath("redis-server")
+	if err != nil {
+		return "", errors.New("redis-server is not installed; on Debian or Ubuntu: apt-get install redis-server (package redis-server)")
+	}
+	return path, nil
+}
+
+// startRedis starts redis-server in dir, listening on a Unix socket only.
+// With appendfsync "" persistence is off; otherwise every write goes to an
+// append-only file, fsynced as appendfsync says (no, everysec, always).
+func startRedis(ctx context.Context, dir, appendfsync string) (*redisServer, error) {
+	bin, err := findRedis()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	sock := filepath.Join(dir, "redis.sock")
+	args := []string{
+		"--port", "0", "--unixsocket", sock, "--unixsocketperm", "700",
+		"--dir", dir, "--save", "", "--daemonize", "no", "--logfile", filepath.Join(dir, "redis.log"),
+	}
+	if appendfsync == "" {
+		args = append(args, "--appendonly", "no")
+	} else {
+		args = append(args, "--appendonly", "yes", "--appendfsync", appendfsync)
+	}
+	cmd := exec.Command(bin, args...)
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting redis-server: %w", err)
+	}
+	r := &redisServer{cmd: cmd, socket: sock, exited: make(chan struct{})}
+	go func() { cmd.Wait(); close(r.exited) }()
+
+	c := r.client(1)
+	defer c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := c.Ping(ctx).Err()
+		if err == nil {
+			return r, nil
+		}
+		select {
+		case <-r.exited:
+			return nil, fmt.Errorf("redis-server exited at start; see %s", filepath.Join(dir, "redis.log"))
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			r.stop()
+			return nil, fmt.Errorf("redis-server did not answer on %s: %w", sock, err)
+		}
+	}
+}
+
+// stop ends the server without saving.
+func (r *redisServer) stop() {
+	r.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-r.exited:
+	case <-time.After(5 * time.Second):
+		r.cmd.Process.Kill()
+		<-r.exited
+	}
+}
+
+// client returns a go-redis client with one connection per goroutine, so
+// that the pool never makes a goroutine wait.
+func (r *redisServer) client(goroutines int) *redis.Client {
+	return newGoRedis(r.socket, goroutines)
+}
+
+func newGoRedis(socket string, goroutines int) *redis.Client {
+	return redis.NewClient(&redis.Options{
+		Network:                  "unix",
+		Addr:                     socket,
+		PoolSize:                 max(goroutines, 1),
+		DisableIdentity:          true, // CLIENT SETINFO is newer than Debian's redis-server
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+	})
+}
+
+// infoField returns one numeric field of INFO section.
+func infoField(ctx context.Context, c *redis.Client, section, field string) (float64, error) {
+	s, err := c.Info(ctx, section).Result()
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(s) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
+			return strconv.ParseFloat(v, 64)
+		}
+	}
+	return 0, fmt.Errorf("INFO %s has no %s", section, field)
+}
+
+// preloadRedis sets the counter and n map keys with values of size bytes,
+// in pipelines of a thousand.
+func preloadRedis(ctx context.Context, c *redis.Client, n, size int) error {
+	if err := c.FlushAll(ctx).Err(); err != nil {
+		return err
+	}
+	if err := c.Set(ctx, counterName, 0, 0).Err(); err != nil {
+		return err
+	}
+	val := make([]byte, size)
+	for i := 0; i < n; i += 1000 {
+		p := c.Pipeline()
+		for k := i; k < min(i+1000, n); k++ {
+			p.Set(ctx, key(k), val, 0)
+		}
+		if _, err := p.Exec(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// redisVersion returns what redis-server --version says.
+func redisVersion() string {
+	bin, err := findRedis()
+	if err != nil {
+		return "not installed"
+	}
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// goRedisTarget runs INCR, GET and SET through go-redis: one command per
+// round trip, one pooled connection per goroutine.
+type goRedisTarget struct {
+	j    job
+	c    *redis.Client
+	keys []string
+}
+
+func openGoRedis(ctx context.Context, j job) (*goRedisTarget, error) {
+	c := newGoRedis(j.Socket, j.G)
+	if err := c.Ping(ctx).Err(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return &goRedisTarget{j: j, c: c, keys: keyNames(j.Keys)}, nil
+}
+
+func (t *goRedisTarget) owner() bool { return false }
+func (t *goRedisTarget) close()      { t.c.Close() }
+
+func (t *goRedisTarget) op(g int) func(context.Context) error {
+	switch t.j.Op {
+	case opAdd:
+		return func(ctx context.Context) error { return t.c.Incr(ctx, counterName).Err() }
+	case opLoad:
+		return func(ctx context.Context) error { return t.c.Get(ctx, counterName).Err() }
+	case opMap:
+		r := rand.New(rand.NewPCG(uint64(os.Getpid()), uint64(g)))
+		val := make([]byte, t.j.ValueSize)
+		return func(ctx context.Context) error {
+			k := t.keys[r.IntN(len(t.keys))]
+			if r.IntN(10) == 0 {
+				return t.c.Set(ctx, k, val, 0).Err()
+			}
+			return t.c.Get(ctx, k).Err()
+		}
+	}
+	return func(context.Context) error { return fmt.Errorf("unknown op %q", t.j.Op) }
+}
+
+// rueidisTarget runs the same commands through rueidis, which pipelines
+// concurrent commands onto shared connections on its own.
+type rueidisTarget struct {
+	j    job
+	c    rueidis.Client
+	keys []string
+}
+
+func openRueidis(ctx context.Context, j job) (*rueidisTarget, error) {
+	c, err := rueidis.NewClient(rueidis.ClientOption{
+		InitAddress: []string{j.Socket},
+		DialCtxFn: func(ctx context.Context, addr string, d *net.Dialer, _ *tls.Config) (net.Conn, error) {
+			return d.DialContext(ctx, "unix", addr)
+		},
+		DisableCache:      true, // no client-side caching: every GET goes to the server
+		ForceSingleClient: true,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Do(ctx, c.B().Ping().Build()).Error(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return &rueidisTarget{j: j, c: c, keys: keyNames(j.Keys)}, nil
+}
+
+func (t *rueidisTarget) owner() bool { return false }
+func (t *rueidisTarget) close()      { t.c.Close() }
+
+func (t *rueidisTarget) op(g int) func(context.Context) error {
+	c := t.c
+	switch t.j.Op {
+	case opAdd:
+		return func(ctx context.Context) error { return c.Do(ctx, c.B().Incr().Key(counterName).Build()).Error() }
+	case opLoad:
+		return func(ctx context.Context) error { return c.Do(ctx, c.B().Get().Key(counterName).Build()).Error() }
+	case opMap:
+		r := rand.New(rand.NewPCG(uint64(os.Getpid()), uint64(g)))
+		val := rueidis.BinaryString(make([]byte, t.j.ValueSize))
+		return func(ctx context.Context) error {
+			k := t.keys[r.IntN(len(t.keys))]
+			if r.IntN(10) == 0 {
+				return c.Do(ctx, c.B().Set().Key(k).Value(val).Build()).Error()
+			}
+			return c.Do(ctx, c.B().Get().Key(k).Build()).Error()
+		}
+	}
+	return func(context.Context) error { return fmt.Errorf("unknown op %q", t.j.Op) }
+}

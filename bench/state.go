@@ -1,0 +1,157 @@
+package main
+
+// The sharedstate target: one worker process of an app using the library.
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+
+	"github.com/sharedstate/sharedstate"
+)
+
+// Names inside the benchmarked state.
+const (
+	stateName   = "bench"
+	counterName = "hits"
+	mapName     = "kv"
+)
+
+type stateTarget struct {
+	j    job
+	st   *sharedstate.State
+	ctr  *sharedstate.Counter
+	kv   *sharedstate.Map[[]byte]
+	keys []string // opMap's keys, named once rather than per op
+}
+
+func openState(ctx context.Context, j job) (*stateTarget, error) {
+	d, err := parseDurability(j.Durability)
+	if err != nil {
+		return nil, err
+	}
+	// Role changes are logged at Info and Warn; takeovers are the point of
+	// one workload, so only errors are worth a line.
+	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	st, err := sharedstate.Open(ctx, stateName,
+		sharedstate.WithDir(j.Dir), sharedstate.WithDurability(d), sharedstate.WithLogger(quiet))
+	if err != nil {
+		return nil, err
+	}
+	t := &stateTarget{j: j, st: st, ctr: st.Counter(counterName), kv: sharedstate.NewMap[[]byte](st, mapName), keys: keyNames(j.Keys)}
+	if j.Preload > 0 && st.IsOwner() {
+		if err := storeKeys(ctx, t.kv, j.Preload, j.ValueSize); err != nil {
+			st.Close()
+			return nil, fmt.Errorf("preloading %d keys: %w", j.Preload, err)
+		}
+	}
+	return t, nil
+}
+
+func parseDurability(s string) (sharedstate.Durability, error) {
+	switch s {
+	case "", "process":
+		return sharedstate.DurabilityProcess, nil
+	case "disk":
+		return sharedstate.DurabilityDisk, nil
+	case "memory":
+		return sharedstate.DurabilityMemory, nil
+	}
+	return 0, fmt.Errorf("unknown durability %q", s)
+}
+
+func (t *stateTarget) owner() bool { return t.st.IsOwner() }
+func (t *stateTarget) close()      { t.st.Close() }
+
+func (t *stateTarget) op(g int) func(context.Context) error {
+	switch t.j.Op {
+	case opAdd:
+		return func(ctx context.Context) error {
+			_, err := t.ctr.Add(ctx, 1)
+			return err
+		}
+	case opLoad:
+		return func(ctx context.Context) error {
+			_, err := t.ctr.Load(ctx)
+			return err
+		}
+	case opMap:
+		r := rand.New(rand.NewPCG(uint64(os.Getpid()), uint64(g)))
+		val := make([]byte, t.j.ValueSize)
+		return func(ctx context.Context) error {
+			k := t.keys[r.IntN(len(t.keys))]
+			if r.IntN(10) == 0 {
+				return t.kv.Store(ctx, k, val)
+			}
+			_, _, err := t.kv.Load(ctx, k)
+			return err
+		}
+	}
+	return func(context.Context) error { return fmt.Errorf("unknown op %q", t.j.Op) }
+}
+
+// key names key i of a map: 16 bytes, as the memory workload specifies.
+func key(i int) string { return fmt.Sprintf("key:%012d", i) }
+
+func keyNames(n int) []string {
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = key(i)
+	}
+	return keys
+}
+
+// storeKeys stores keys 0..n-1 with values of size bytes, from several
+// goroutines so that a million keys load in seconds.
+func storeKeys(ctx context.Context, kv *sharedstate.Map[[]byte], n, size int) error {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, 1)
+	val := make([]byte, size)
+	for range 4 * runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				if err := kv.Store(ctx, key(i), val); err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
+	}
+}
+
+// fill stores n keys for the memory workload, then collects garbage and
+// returns freed memory to the kernel, so that the RSS read next is the
+// state's and not the loading's leftovers.
+func fill(ctx context.Context, t target, n, size int) report {
+	st, ok := t.(*stateTarget)
+	if !ok {
+		return report{Err: "fill needs a sharedstate worker"}
+	}
+	if err := storeKeys(ctx, st.kv, n, size); err != nil {
+		return report{Err: err.Error()}
+	}
+	runtime.GC()
+	debug.FreeOSMemory()
+	return report{Ops: int64(n)}
+}

@@ -1,0 +1,130 @@
+package main
+
+// Workload 6: how long the survivors go without service when the owner is
+// SIGKILLed under load. Each survivor reports when the first of its ops that
+// started after the owner was gone succeeded; the time from the kill to
+// then covers the kernel releasing the lock, the election, the new owner
+// replaying the journal, and the reconnections.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+)
+
+// takeoverG is the goroutines per worker keeping the state busy.
+const takeoverG = 4
+
+// takeover kills the owner b.cfg.kills times with keys map entries in the
+// state and returns the survivors' times to their first op, in ms.
+func (b *bench) takeover(ctx context.Context, keys int) ([]float64, error) {
+	dir, err := b.fresh("state")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	j := job{Target: targetState, Op: opAdd, G: takeoverG, Dir: dir, Preload: keys, ValueSize: 8}
+
+	var ws []*worker // every worker started, dead or alive
+	defer func() { stopAll(ws) }()
+	start := func() (*worker, error) {
+		w, err := b.spawn(ctx, j)
+		if err != nil {
+			return nil, err
+		}
+		ws = append(ws, w)
+		if _, err := w.call(ctx, command{Cmd: "load"}, 10*time.Second); err != nil {
+			return nil, err
+		}
+		return w, nil
+	}
+	var alive []*worker
+	for range b.cfg.procs {
+		w, err := start()
+		if err != nil {
+			return nil, err
+		}
+		alive = append(alive, w)
+	}
+	owner := alive[0]
+	if !owner.ready.Owner {
+		return nil, errors.New("the first worker is not the owner")
+	}
+
+	var samples []float64
+	for k := range b.cfg.kills {
+		time.Sleep(200 * time.Millisecond) // steady load before each kill
+		var survivors []*worker
+		for _, w := range alive {
+			if w != owner {
+				survivors = append(survivors, w)
+			}
+		}
+		for _, w := range survivors {
+			if _, err := w.call(ctx, command{Cmd: "arm"}, 10*time.Second); err != nil {
+				return nil, err
+			}
+		}
+		killed := time.Now()
+		if err := syscall.Kill(owner.pid, syscall.SIGKILL); err != nil {
+			return nil, fmt.Errorf("kill %d: %w", owner.pid, err)
+		}
+		select {
+		case <-owner.exited:
+		case <-time.After(10 * time.Second):
+			return nil, fmt.Errorf("owner %d still running 10 s after SIGKILL", owner.pid)
+		}
+		// Only ops started after the process was reaped count: one started
+		// earlier may have been answered by the dying owner.
+		probe := command{Cmd: "probe", After: owner.exitedAt.UnixNano(), Kill: killed.UnixNano()}
+		for _, w := range survivors {
+			if err := w.send(probe); err != nil {
+				return nil, err
+			}
+		}
+		var next *worker
+		for _, w := range survivors {
+			r, err := w.recv(ctx, 2*time.Minute)
+			if err != nil {
+				return nil, fmt.Errorf("kill %d: %w", k+1, err)
+			}
+			samples = append(samples, float64(r.Takeover)/1e6)
+			if r.Owner {
+				next = w
+			}
+		}
+		if next == nil {
+			return nil, fmt.Errorf("kill %d: no survivor reports being the owner", k+1)
+		}
+		// A new worker replaces the dead one, as a supervisor would.
+		w, err := start()
+		if err != nil {
+			return nil, err
+		}
+		alive, owner = append(survivors, w), next
+	}
+	return samples, nil
+}
+
+// takeovers is workload 6.
+func (b *bench) takeovers(ctx context.Context, s *section) error {
+	s.Title = fmt.Sprintf("Takeover: SIGKILL the owner under load (%d processes x %d goroutines of Add), time to each survivor's first op", b.cfg.procs, takeoverG)
+	for _, c := range []struct {
+		keys  int
+		limit float64 // ms
+	}{{10_000, 50}, {b.cfg.bigKeys, 1000}} {
+		b.progress("workload 6: %d kills with %d keys", b.cfg.kills, c.keys)
+		samples, err := b.takeover(ctx, c.keys)
+		if err != nil {
+			return fmt.Errorf("%d keys: %w", c.keys, err)
+		}
+		p50, p99 := percentiles(samples)
+		s.add(fmt.Sprintf("%d keys, p50", c.keys), p50, "ms")
+		s.add(fmt.Sprintf("%d keys, p99", c.keys), p99, "ms").valueAtMost(c.limit)
+		s.note("%d keys: %d samples (%d kills x %d survivors)", c.keys, len(samples), b.cfg.kills, b.cfg.procs-1)
+	}
+	return nil
+}
