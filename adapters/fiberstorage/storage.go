@@ -1,0 +1,143 @@
+// Package fiberstorage implements Fiber's fiber.Storage on a sharedstate
+// Map, so that Fiber's limiter, session, cache, CSRF and idempotency
+// middleware share their state between the worker processes of one app:
+// the children of Fiber's Prefork mode, or N copies of a binary on one
+// SO_REUSEPORT port.
+//
+// Every worker opens the state and hands the storage to the middleware:
+//
+//	st, err := sharedstate.Open(ctx, "myapp")
+//	if err != nil { ... }
+//	defer st.Close()
+//	app.Use(limiter.New(limiter.Config{
+//		Max:     100,
+//		Storage: fiberstorage.New(st, "limiter"),
+//	}))
+//
+// Entries are stored in the Map called name, with Fiber's expiration as the
+// entry's TTL. The Storage holds no lock of its own: each call is one
+// operation on the shared map, so a slow call delays only its own request.
+//
+// # Atomicity
+//
+// Each call is atomic, but fiber.Storage has no read-modify-write, so a
+// middleware that reads an entry and writes it back (the limiter does, to
+// count hits) may lose an update when two workers do so for the same key at
+// the same instant. Fiber's limiter serialises that within one process; across
+// processes a burst can let a few requests more than Max through. Where a
+// limit must hold exactly, count with sharedstate.Map.Update instead (see the
+// ratelimit package of the sharedstate module).
+package fiberstorage
+
+import (
+	"context"
+	"time"
+
+	"github.com/gofiber/fiber/v3"
+
+	"github.com/sharedstate/sharedstate"
+)
+
+var _ fiber.Storage = (*Storage)(nil)
+
+// DefaultTimeout is the Timeout that New sets.
+const DefaultTimeout = 10 * time.Second
+
+// Storage is a fiber.Storage kept in a sharedstate Map. It is safe for
+// concurrent use.
+type Storage struct {
+	m *sharedstate.Map[[]byte]
+
+	// Timeout bounds each call of the methods without a context (Get,
+	// Set, Delete and Reset): while no process owns the state, a call
+	// waits for a new owner only this long before it fails with
+	// sharedstate.ErrUnavailable. Zero means no bound. Set it before
+	// first use.
+	Timeout time.Duration
+}
+
+// New returns a Storage kept in the map called name of st. Storages with the
+// same name, in any process of st, see the same entries. Use one name per
+// middleware, so that Reset of one does not clear another's entries.
+func New(st *sharedstate.State, name string) *Storage {
+	return &Storage{m: sharedstate.NewMap[[]byte](st, name), Timeout: DefaultTimeout}
+}
+
+// GetWithContext returns the value stored for key, or nil and no error if
+// there is none or it has expired.
+func (s *Storage) GetWithContext(ctx context.Context, key string) ([]byte, error) {
+	if key == "" {
+		return nil, nil
+	}
+	v, _, err := s.m.Load(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// Get is GetWithContext with a context that ends after s.Timeout.
+func (s *Storage) Get(key string) ([]byte, error) {
+	ctx, cancel := s.context()
+	defer cancel()
+	return s.GetWithContext(ctx, key)
+}
+
+// SetWithContext stores val for key, to expire after exp, or never if exp
+// is 0 or less. As fiber.Storage specifies, an empty key or value is
+// ignored.
+func (s *Storage) SetWithContext(ctx context.Context, key string, val []byte, exp time.Duration) error {
+	if key == "" || len(val) == 0 {
+		return nil
+	}
+	if exp > 0 {
+		return s.m.Store(ctx, key, val, sharedstate.WithTTL(exp))
+	}
+	return s.m.Store(ctx, key, val)
+}
+
+// Set is SetWithContext with a context that ends after s.Timeout.
+func (s *Storage) Set(key string, val []byte, exp time.Duration) error {
+	ctx, cancel := s.context()
+	defer cancel()
+	return s.SetWithContext(ctx, key, val, exp)
+}
+
+// DeleteWithContext deletes the value for key, if any.
+func (s *Storage) DeleteWithContext(ctx context.Context, key string) error {
+	if key == "" {
+		return nil
+	}
+	return s.m.Delete(ctx, key)
+}
+
+// Delete is DeleteWithContext with a context that ends after s.Timeout.
+func (s *Storage) Delete(key string) error {
+	ctx, cancel := s.context()
+	defer cancel()
+	return s.DeleteWithContext(ctx, key)
+}
+
+// ResetWithContext deletes every entry of the storage's map, in every
+// process.
+func (s *Storage) ResetWithContext(ctx context.Context) error {
+	return s.m.Clear(ctx)
+}
+
+// Reset is ResetWithContext with a context that ends after s.Timeout.
+func (s *Storage) Reset() error {
+	ctx, cancel := s.context()
+	defer cancel()
+	return s.ResetWithContext(ctx)
+}
+
+// Close does nothing: the State belongs to the caller, who may share it
+// with other storages, and closes it when the process no longer needs it.
+func (s *Storage) Close() error { return nil }
+
+func (s *Storage) context() (context.Context, context.CancelFunc) {
+	if s.Timeout <= 0 {
+		return context.WithCancel(context.Background())
+	}
+	return context.WithTimeout(context.Background(), s.Timeout)
+}
