@@ -49,3 +49,13 @@ func BenchmarkOwnerCounterLoad(b *testing.B) {
 		c.Load(ctx)
 	}
 }
+
+func BenchmarkProxyAddSerial(b *testing.B) {
+	dir := b.TempDir()
+	open(b, dir, "app")
+	c := open(b, dir, "app").Counter("c")
+	ctx := context.Background()
+	for b.Loop() {
+		c.Add(ctx, 1)
+	}
+}
