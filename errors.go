@@ -13,9 +13,10 @@ import (
 var (
 	// ErrClosed: the State was closed.
 	ErrClosed = errors.New("sharedstate: closed")
-	// ErrUnavailable: no owner could be reached before the context ended,
-	// or the owner died after a write was sent and before it answered.
-	ErrUnavailable = errors.New("sharedstate: owner unavailable")
+	// ErrUnavailable: the state could not be reached before the context
+	// ended (no owner, or the Redis server down), so the call's outcome may
+	// be unknown; the error says so for a write.
+	ErrUnavailable = errors.New("sharedstate: unavailable")
 	// ErrVersionMismatch: this process and the owner speak different
 	// protocol versions (old and new binaries overlapping during a deploy).
 	ErrVersionMismatch = errors.New("sharedstate: protocol version mismatch")

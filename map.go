@@ -184,9 +184,9 @@ const rangePage = 1000
 // sync.Map.Range, it is not a snapshot: entries are fetched a page at a time,
 // and each is seen as it was when its page was read.
 func (m *Map[V]) Range(ctx context.Context, fn func(key string, value V) bool) error {
-	after := ""
+	req := transport.Request{Op: transport.OpRange, Int: transport.RangeInclusive, Limit: rangePage} // from "" on
 	for {
-		resp, err := m.do(ctx, transport.Request{Op: transport.OpRange, Key: after, Limit: rangePage})
+		resp, err := m.do(ctx, req)
 		if err != nil {
 			return err
 		}
@@ -198,7 +198,7 @@ func (m *Map[V]) Range(ctx context.Context, fn func(key string, value V) bool) e
 			if !fn(e.Key, v) {
 				return nil
 			}
-			after = e.Key
+			req.Key, req.Int = e.Key, 0 // the next page starts after it
 		}
 		if !resp.Found {
 			return nil

@@ -115,7 +115,11 @@ func (s *subscriptions) deliver(channel string, msg []byte) {
 func (s *embedded) Subscribe(ctx context.Context, channel string, fn func([]byte)) (<-chan struct{}, error) {
 	key := &fn
 	if s.subs.add(channel, key) {
-		if _, err := s.Do(ctx, &transport.Request{Op: transport.OpSubscribe, Name: channel}); err != nil {
+		resp, err := s.Do(ctx, &transport.Request{Op: transport.OpSubscribe, Name: channel})
+		if err == nil {
+			err = statusError(resp.Status, resp.Msg) // an observer with no owner: read-only
+		}
+		if err != nil {
 			s.subs.remove(channel, key)
 			return nil, err
 		}

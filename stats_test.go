@@ -83,3 +83,12 @@ func TestObserver(t *testing.T) {
 		t.Error("an observer changed the journal")
 	}
 }
+
+func TestObserverCannotSubscribeOffline(t *testing.T) {
+	dir := t.TempDir()
+	open(t, dir, "app").Close()
+	obs := open(t, dir, "app", sharedstate.WithObserver())
+	if _, err := obs.Subscribe(testContext(t), "news"); !errors.Is(err, sharedstate.ErrReadOnly) {
+		t.Errorf("Subscribe through an observer with no owner: %v, want ErrReadOnly", err)
+	}
+}

@@ -282,7 +282,7 @@ func (s *store) exec(sess *session, req *transport.Request, now int64) (resp tra
 			s.remove(req.Name, key)
 		}
 	case transport.OpRange:
-		resp.Entries, resp.Found = s.page(req.Name, req.Key, int(req.Limit))
+		resp.Entries, resp.Found = s.page(req.Name, req.Key, req.Int == transport.RangeInclusive, int(req.Limit))
 	case transport.OpList:
 		resp.Entries, resp.Found = s.list(req.Int, req.Key, int(req.Limit))
 	case transport.OpStats:
@@ -347,13 +347,13 @@ func (s *store) remove(mapName, key string) {
 const rangeBudget = 1 << 20
 
 // page returns up to limit entries (no limit if limit <= 0) of a map with
-// keys after start, in key order, and whether more follow. A page holds at
-// least one entry if any remain.
-func (s *store) page(mapName, start string, limit int) ([]transport.Entry, bool) {
+// keys after start (or from it, if inclusive), in key order, and whether more
+// follow. A page holds at least one entry if any remain.
+func (s *store) page(mapName, start string, inclusive bool, limit int) ([]transport.Entry, bool) {
 	m := s.maps[mapName]
 	keys := make([]string, 0, len(m))
 	for k := range m {
-		if k > start {
+		if k > start || inclusive && k == start {
 			keys = append(keys, k)
 		}
 	}

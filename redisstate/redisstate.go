@@ -280,7 +280,7 @@ func (e *engine) do(ctx context.Context, req *transport.Request) (transport.Resp
 	case transport.OpClear:
 		r, err = e.write(ctx, scriptClear, []string{k.index(name), k.expiries(name)}, k.entryPrefix(name))
 	case transport.OpRange:
-		return e.page(ctx, name, req.Key, req.Limit)
+		return e.page(ctx, name, req.Key, req.Int == transport.RangeInclusive, req.Limit)
 	case transport.OpLock:
 		return e.lock(ctx, name, true)
 	case transport.OpTryLock:
@@ -471,11 +471,15 @@ func (e *engine) load(ctx context.Context, key string) (result, error) {
 const rangeBudget = 1 << 20
 
 // page answers a Range.
-func (e *engine) page(ctx context.Context, name, after string, limit uint64) (transport.Response, error) {
+func (e *engine) page(ctx context.Context, name, start string, inclusive bool, limit uint64) (transport.Response, error) {
 	k := e.keys
+	from := "(" + start // ZRANGEBYLEX's exclusive bound
+	if inclusive {
+		from = "[" + start
+	}
 	var v []any
 	err := e.retry(ctx, false, func(ctx context.Context) (err error) {
-		v, err = scriptRange.Run(ctx, e.rdb, []string{k.index(name), k.expiries(name)}, k.entryPrefix(name), after, limit, rangeBudget).Slice()
+		v, err = scriptRange.Run(ctx, e.rdb, []string{k.index(name), k.expiries(name)}, k.entryPrefix(name), from, limit, rangeBudget).Slice()
 		return err
 	})
 	if err != nil {

@@ -241,7 +241,8 @@ redis.call('DEL', KEYS[2])
 return reply()`))
 
 	// ARGV = {prefix, start, limit, budget} → {entries, more}: the entries
-	// {key, value, version} with keys after start (exclusive), in key
+	// {key, value, version} with keys from start (a ZRANGEBYLEX bound:
+	// '(' then the key for exclusive, '[' for inclusive), in key
 	// order, up to limit of them (no limit if 0) and, beyond the first one,
 	// budget bytes of keys and values; more is 1 if entries remain. An
 	// indexed key whose entry is gone without expiring (evicted by a
@@ -250,7 +251,7 @@ return reply()`))
 local index, expiries, prefix = KEYS[1], KEYS[2], ARGV[1]
 local limit, budget = tonumber(ARGV[3]), tonumber(ARGV[4])
 while forget(index, expiries, prefix, 1000) do end
-local out, size, from = {}, 0, '(' .. ARGV[2]
+local out, size, from = {}, 0, ARGV[2]
 while true do
   local keys = redis.call('ZRANGEBYLEX', index, from, '+', 'LIMIT', 0, 100)
   if #keys == 0 then

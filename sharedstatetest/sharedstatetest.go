@@ -254,6 +254,13 @@ func testMapRange(t *testing.T, st *sharedstate.State) {
 		t.Error("Range of an empty map called fn")
 		return true
 	}))
+	// The empty string is a key like any other, and the first in order.
+	edge := sharedstate.NewMap[int](st, "conformance.emptykey")
+	check(t, edge.Store(ctx, "", 1))
+	check(t, edge.Store(ctx, "a", 2))
+	var keys []string
+	check(t, edge.Range(ctx, func(k string, _ int) bool { keys = append(keys, k); return true }))
+	equal(t, "keys seen by Range", fmt.Sprint(keys), fmt.Sprint([]string{"", "a"}))
 }
 
 func testMapTTL(t *testing.T, st *sharedstate.State) {

@@ -90,7 +90,7 @@ const (
 	OpStoreIfVersion                 // Name, Key, Value, TTL, Version (0: absent) → Found=stored, Version
 	OpLen                            // Name → Int
 	OpClear                          // Name
-	OpRange                          // Name, Key=exclusive start, Limit → Entries sorted by key, Found=more
+	OpRange                          // Name, Key=start, Int=RangeInclusive or not, Limit → Entries sorted by key, Found=more
 	OpLock                           // Name → Version=fencing token, answered when granted
 	OpTryLock                        // Name → Found=acquired, Version=fencing token
 	OpUnlock                         // Name, Version=fencing token
@@ -130,6 +130,10 @@ func (o Op) Mutates() bool {
 	}
 	return true
 }
+
+// RangeInclusive in an OpRange request's Int makes its Key an inclusive
+// start; otherwise the start is exclusive, as for the pages after the first.
+const RangeInclusive = 1
 
 // Hello is the owner's first message on a new connection.
 type Hello struct {
