@@ -74,6 +74,7 @@ const (
 	snapLock                    // name, holder, holder's request, token
 	snapClient                  // client, ack, then its saved answers as frames
 	snapEnd                     // the snapshot is complete
+	snapMap                     // name, entries: sizes the map before its entries come
 )
 
 func (s *store) requestRecord(client uint64, now int64, req *transport.Request) []byte {
@@ -308,6 +309,8 @@ func (s *store) snapshotRecords(w *recordWriter) {
 		w.record(binary.AppendVarint(b, v))
 	}
 	for mapName, m := range s.maps {
+		b = transport.AppendString(append(b[:0], snapMap), mapName)
+		w.record(binary.AppendUvarint(b, uint64(len(m))))
 		for key, e := range m {
 			b = transport.AppendString(append(b[:0], snapEntry), mapName)
 			b = transport.AppendString(b, key)
@@ -403,6 +406,9 @@ func (s *store) loadSnapshotRecords(records [][]byte) error {
 		switch rec[0] {
 		case snapMeta:
 			s.rev, s.clock, s.owner, s.terms = d.Uvarint(), d.Varint(), d.Uvarint(), d.Uvarint()
+		case snapMap:
+			name, n := d.String(), d.Uvarint()
+			s.maps[name] = make(map[string]entry, min(n, uint64(len(records))))
 		case snapCounter:
 			name := d.String()
 			s.counters[name] = d.Varint()
@@ -410,10 +416,10 @@ func (s *store) loadSnapshotRecords(records [][]byte) error {
 			mapName, key, value, version, expiry := d.String(), d.String(), d.Bytes(), d.Uvarint(), d.Varint()
 			m := s.maps[mapName]
 			if m == nil {
-				m = make(map[string]*entry)
+				m = make(map[string]entry)
 				s.maps[mapName] = m
 			}
-			e := &entry{value: value, version: version}
+			e := entry{value: value, version: version}
 			if expiry != 0 {
 				e.expiry = &expiryRef{at: expiry, mapName: mapName, key: key}
 				heap.Push(&s.expiries, e.expiry)

@@ -30,7 +30,7 @@ type store struct {
 	rev      uint64 // the last version given to an entry
 	clock    int64  // unix nanoseconds of the latest operation; never goes back
 	counters map[string]int64
-	maps     map[string]map[string]*entry
+	maps     map[string]map[string]entry // entries by value: fewer allocations, less for the GC to trace
 	locks    map[string]*lockState
 	expiries expiryHeap
 	now      func() time.Time
@@ -79,7 +79,7 @@ type session struct {
 func newStore() *store {
 	return &store{
 		counters: make(map[string]int64),
-		maps:     make(map[string]map[string]*entry),
+		maps:     make(map[string]map[string]entry),
 		locks:    make(map[string]*lockState),
 		clients:  make(map[uint64]*clientTable),
 		now:      time.Now,
@@ -228,51 +228,48 @@ func (s *store) exec(sess *session, req *transport.Request, now int64) (resp tra
 			s.counters[req.Name] = req.Int
 		}
 	case transport.OpLoad:
-		if e := s.maps[req.Name][req.Key]; e != nil {
+		if e, ok := s.maps[req.Name][req.Key]; ok {
 			resp.Found, resp.Value, resp.Version = true, e.value, e.version
 		}
 	case transport.OpStore:
 		resp.Version = s.set(req, now)
 	case transport.OpLoadOrStore:
-		if e := s.maps[req.Name][req.Key]; e != nil {
+		if e, ok := s.maps[req.Name][req.Key]; ok {
 			resp.Found, resp.Value, resp.Version = true, e.value, e.version
 		} else {
 			resp.Version = s.set(req, now)
 		}
 	case transport.OpLoadAndDelete:
-		if e := s.maps[req.Name][req.Key]; e != nil {
+		if e, ok := s.maps[req.Name][req.Key]; ok {
 			resp.Found, resp.Value = true, e.value
 			s.remove(req.Name, req.Key)
 		}
 	case transport.OpDelete:
 		s.remove(req.Name, req.Key)
 	case transport.OpMapSwap:
-		if e := s.maps[req.Name][req.Key]; e != nil {
+		if e, ok := s.maps[req.Name][req.Key]; ok {
 			resp.Found, resp.Value = true, e.value
 		}
 		resp.Version = s.set(req, now)
 	case transport.OpCompareAndSwap:
-		if e := s.maps[req.Name][req.Key]; e != nil && bytes.Equal(e.value, req.Old) {
+		if e, ok := s.maps[req.Name][req.Key]; ok && bytes.Equal(e.value, req.Old) {
 			resp.Found = true
 			resp.Version = s.set(req, now)
 		}
 	case transport.OpCompareAndDelete:
-		if e := s.maps[req.Name][req.Key]; e != nil && bytes.Equal(e.value, req.Old) {
+		if e, ok := s.maps[req.Name][req.Key]; ok && bytes.Equal(e.value, req.Old) {
 			resp.Found = true
 			s.remove(req.Name, req.Key)
 		}
 	case transport.OpStoreIfVersion:
 		// On a conflict the answer carries the current entry, so that the
 		// caller's next attempt needs no extra Load.
-		e := s.maps[req.Name][req.Key]
-		var current uint64
-		if e != nil {
-			current = e.version
-		}
+		e, ok := s.maps[req.Name][req.Key]
+		current := e.version // 0 if absent
 		if current == req.Version {
 			resp.Found = true
 			resp.Version = s.set(req, now)
-		} else if e != nil {
+		} else if ok {
 			resp.Value, resp.Version = e.value, e.version
 		}
 	case transport.OpLen:
@@ -304,14 +301,10 @@ func fail(resp transport.Response, s transport.Status, msg string) (transport.Re
 func (s *store) set(req *transport.Request, now int64) uint64 {
 	m := s.maps[req.Name]
 	if m == nil {
-		m = make(map[string]*entry)
+		m = make(map[string]entry)
 		s.maps[req.Name] = m
 	}
 	e := m[req.Key]
-	if e == nil {
-		e = &entry{}
-		m[req.Key] = e
-	}
 	s.rev++
 	e.value, e.version = req.Value, s.rev
 	switch {
@@ -325,13 +318,14 @@ func (s *store) set(req *transport.Request, now int64) uint64 {
 		heap.Remove(&s.expiries, e.expiry.index)
 		e.expiry = nil
 	}
+	m[req.Key] = e
 	return s.rev
 }
 
 func (s *store) remove(mapName, key string) {
 	m := s.maps[mapName]
-	e := m[key]
-	if e == nil {
+	e, ok := m[key]
+	if !ok {
 		return
 	}
 	if e.expiry != nil {
