@@ -35,11 +35,9 @@ import (
 	"maps"
 	"net/http"
 	"os"
-	"os/signal"
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/sharedstate/sharedstate"
@@ -56,25 +54,7 @@ const (
 // counterName is the shared counter the endpoints work on.
 const counterName = "count"
 
-func main() {
-	if prefork.IsWorker() {
-		os.Exit(prefork.RunWorker(serveWorker))
-	}
-	cfg, err := parseFlags(os.Args[1:], os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(0)
-	}
-	if err != nil {
-		os.Exit(2) // the flag set has printed why
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err = run(ctx, cfg, os.Stdout)
-	stop()
-	if err != nil {
-		slog.Error("counter demo failed", "err", err)
-		os.Exit(1)
-	}
-}
+func main() { prefork.Main("counter", serveWorker, parseFlags, run) }
 
 // config is the demo's command line.
 type config struct {

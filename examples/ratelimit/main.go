@@ -30,12 +30,10 @@ import (
 	"maps"
 	"net/http"
 	"os"
-	"os/signal"
 	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/sharedstate/sharedstate"
@@ -51,25 +49,7 @@ const (
 	windowEnv = "RATELIMIT_DEMO_WINDOW"
 )
 
-func main() {
-	if prefork.IsWorker() {
-		os.Exit(prefork.RunWorker(serveWorker))
-	}
-	cfg, err := parseFlags(os.Args[1:], os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(0)
-	}
-	if err != nil {
-		os.Exit(2) // the flag set has printed why
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err = run(ctx, cfg, os.Stdout)
-	stop()
-	if err != nil {
-		slog.Error("ratelimit demo failed", "err", err)
-		os.Exit(1)
-	}
-}
+func main() { prefork.Main("ratelimit", serveWorker, parseFlags, run) }
 
 // config is the demo's command line.
 type config struct {

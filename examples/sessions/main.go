@@ -36,9 +36,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"os"
-	"os/signal"
 	"slices"
-	"syscall"
 	"time"
 
 	"github.com/sharedstate/sharedstate"
@@ -55,25 +53,7 @@ const (
 // cookieName is the name of the session cookie.
 const cookieName = "sid"
 
-func main() {
-	if prefork.IsWorker() {
-		os.Exit(prefork.RunWorker(serveWorker))
-	}
-	cfg, err := parseFlags(os.Args[1:], os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(0)
-	}
-	if err != nil {
-		os.Exit(2) // the flag set has printed why
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err = run(ctx, cfg, os.Stdout)
-	stop()
-	if err != nil {
-		slog.Error("sessions demo failed", "err", err)
-		os.Exit(1)
-	}
-}
+func main() { prefork.Main("sessions", serveWorker, parseFlags, run) }
 
 // config is the demo's command line.
 type config struct {

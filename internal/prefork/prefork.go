@@ -26,6 +26,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -271,4 +272,30 @@ func Serve(ctx context.Context, log *slog.Logger, h http.Handler) error {
 	}
 	<-served
 	return nil
+}
+
+// Main is the main function of a prefork demo. In a worker process it runs
+// serve (see RunWorker). Otherwise it parses the command line with parse,
+// exiting 2 on a usage error (parse's flag set has said why), and runs run
+// until it returns or the process is interrupted, exiting 1 if it fails.
+func Main[C any](name string, serve func(context.Context, *slog.Logger) error,
+	parse func(args []string, output io.Writer) (C, error),
+	run func(ctx context.Context, cfg C, out io.Writer) error) {
+	if IsWorker() {
+		os.Exit(RunWorker(serve))
+	}
+	cfg, err := parse(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err = run(ctx, cfg, os.Stdout)
+	stop()
+	if err != nil {
+		slog.Error(name+" demo failed", "err", err)
+		os.Exit(1)
+	}
 }
