@@ -330,6 +330,10 @@ func (m *manager) serve(nc *net.UnixConn) {
 	conn.Close()
 }
 
+// serveRequests answers a client's requests until its connection ends.
+// Answers are appended as requests are handled and written when no more
+// requests are at hand: a client with many calls in flight gets many answers
+// in one write, and a lone call gets its answer at once.
 func (m *manager) serveRequests(conn *transport.Conn, sess *session) error {
 	var req transport.Request
 	var cancel transport.Cancel
@@ -343,41 +347,45 @@ func (m *manager) serveRequests(conn *transport.Conn, sess *session) error {
 			if err := req.Decode(body); err != nil {
 				return err
 			}
-			if m.closing.Load() {
-				m.reply(conn.Send, &transport.Response{ID: req.ID, Status: transport.StatusShuttingDown, Msg: "the owner is closing"})
-				continue
-			}
-			if isMessageOp(req.Op) {
-				resp := m.channels.serve(sess, &req, func(ev *transport.Event) {
-					if conn.Buffered() < maxBacklog { // else the client is not reading: drop
-						conn.Queue(ev)
-					}
-				})
-				m.reply(conn.Send, &resp)
-				continue
-			}
-			resp, parked := m.store.apply(sess, &req)
-			m.addStats(&req, &resp)
-			switch {
-			case parked:
-			case m.store.syncs() && req.Op.Mutates():
-				m.store.whenDurable(func() { m.reply(conn.Queue, &resp) })
-			default:
-				if err := m.reply(conn.Send, &resp); err != nil {
-					return err
-				}
-			}
+			m.serveRequest(conn, sess, &req)
 		case transport.KindCancel:
 			if err := cancel.Decode(body); err != nil {
 				return err
 			}
 			if m.store.cancel(sess, cancel.ID) {
-				m.reply(conn.Send, &transport.Response{ID: cancel.ID, Status: transport.StatusCanceled})
+				m.reply(conn.Append, &transport.Response{ID: cancel.ID, Status: transport.StatusCanceled})
 			}
 		default:
 			return fmt.Errorf("%w: unexpected message kind %d", transport.ErrMalformed, transport.KindOf(body))
 		}
+		if !conn.RecvBuffered() {
+			conn.Flush()
+		}
 		conn.WaitDrained(maxBacklog)
+	}
+}
+
+func (m *manager) serveRequest(conn *transport.Conn, sess *session, req *transport.Request) {
+	switch {
+	case m.closing.Load():
+		m.reply(conn.Append, &transport.Response{ID: req.ID, Status: transport.StatusShuttingDown, Msg: "the owner is closing"})
+	case isMessageOp(req.Op):
+		resp := m.channels.serve(sess, req, func(ev *transport.Event) {
+			if conn.Buffered() < maxBacklog { // else the client is not reading: drop
+				conn.Queue(ev)
+			}
+		})
+		m.reply(conn.Append, &resp)
+	default:
+		resp, parked := m.store.apply(sess, req)
+		m.addStats(req, &resp)
+		switch {
+		case parked:
+		case m.store.syncs() && req.Op.Mutates():
+			m.store.whenDurable(func() { m.reply(conn.Queue, &resp) })
+		default:
+			m.reply(conn.Append, &resp)
+		}
 	}
 }
 

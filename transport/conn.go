@@ -73,6 +73,27 @@ func (c *Conn) Send(m Message) error {
 	return nil
 }
 
+// Append adds m to the output without writing it: a server answering
+// requests it has already read appends the answers, and sends them in one
+// write with Flush once it has no more requests at hand.
+func (c *Conn) Append(m Message) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.appendLocked(m)
+}
+
+// Flush writes what Append added, unless a write in progress will.
+func (c *Conn) Flush() {
+	c.mu.Lock()
+	if !c.writing && len(c.out) > 0 && c.err == nil {
+		c.writeLocked()
+	}
+	c.mu.Unlock()
+}
+
+// RecvBuffered reports whether Recv has a frame's bytes at hand already.
+func (c *Conn) RecvBuffered() bool { return c.fr.Buffered() > 0 }
+
 // Queue appends m for the writer goroutine to write. It never blocks.
 func (c *Conn) Queue(m Message) error {
 	c.mu.Lock()

@@ -37,6 +37,10 @@ func NewFrameReader(r io.Reader, max int) *FrameReader {
 	return &FrameReader{r: bufio.NewReaderSize(r, 32<<10), max: max}
 }
 
+// Buffered returns the number of bytes read from the stream but not yet
+// returned by Next: more frames that Next will return without a system call.
+func (fr *FrameReader) Buffered() int { return fr.r.Buffered() }
+
 // Next returns the body of the next frame. The body is valid until the next
 // call to Next. A body of zero bytes is malformed: every message has a kind.
 func (fr *FrameReader) Next() ([]byte, error) {
