@@ -76,7 +76,7 @@ func openEmbedded(ctx context.Context, name string, cfg config) (*embedded, erro
 		sockPath: filepath.Join(dir, name+".sock"),
 		basePath: filepath.Join(dir, name),
 		clientID: randomID(),
-		acks:     ackTracker{inflight: make(map[uint64]struct{})},
+		acks:     ackTracker{done: make(map[uint64]struct{})},
 		ready:    make(chan struct{}),
 		done:     make(chan struct{}),
 	}
@@ -309,39 +309,53 @@ func (s *embedded) unresolved(req *transport.Request, err error) error {
 // and the owner drops the saved answers below it. Only writes are tracked:
 // nothing is saved for other requests.
 type ackTracker struct {
-	mu       sync.Mutex
-	seq      atomic.Uint64       // the last id given out
-	inflight map[uint64]struct{} // writes not yet finished
+	mu  sync.Mutex
+	seq atomic.Uint64 // the last id given out
+	// inflight lists the writes begun, in ascending order, up to the first
+	// one not finished; done holds the finished ones behind it. So low is
+	// the front of inflight, found without scanning what is in flight.
+	inflight []uint64
+	done     map[uint64]struct{}
 }
 
 // next numbers a request that is not a write.
 func (a *ackTracker) next() uint64 { return a.seq.Add(1) }
 
 // begin numbers a write, in flight until finish. Numbering under the lock
-// keeps low from passing a write not yet recorded as in flight.
+// keeps inflight in order, and low from passing a write not yet in it.
 func (a *ackTracker) begin() uint64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	id := a.seq.Add(1)
-	a.inflight[id] = struct{}{}
+	a.inflight = append(a.inflight, id)
 	return id
 }
 
 func (a *ackTracker) finish(id uint64) {
 	a.mu.Lock()
-	delete(a.inflight, id)
-	a.mu.Unlock()
+	defer a.mu.Unlock()
+	if len(a.inflight) == 0 || a.inflight[0] != id {
+		a.done[id] = struct{}{}
+		return
+	}
+	a.inflight = a.inflight[1:]
+	for len(a.inflight) > 0 {
+		if _, ok := a.done[a.inflight[0]]; !ok {
+			break
+		}
+		delete(a.done, a.inflight[0])
+		a.inflight = a.inflight[1:]
+	}
 }
 
 // low returns an id such that every write numbered below it has finished.
 func (a *ackTracker) low() uint64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	low := a.seq.Load() + 1
-	for id := range a.inflight {
-		low = min(low, id)
+	if len(a.inflight) > 0 {
+		return a.inflight[0]
 	}
-	return low
+	return a.seq.Load() + 1
 }
 
 // awaitChange waits until r is no longer the current role, or ctx ends or

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/sharedstate/sharedstate/transport"
@@ -437,8 +438,9 @@ func (s *store) loadSnapshotRecords(records [][]byte) error {
 				if err := resp.Decode(d.Frame()); err != nil {
 					return fmt.Errorf("record %d: %w", i, err)
 				}
-				t.results[resp.ID] = resp
+				t.add(resp.ID, resp)
 			}
+			slices.Sort(t.order) // written from a map, in no order
 		default:
 			return fmt.Errorf("record %d: unknown type %d", i, rec[0])
 		}

@@ -253,7 +253,7 @@ func TestJournalFull(t *testing.T) {
 }
 
 func TestAckTracker(t *testing.T) {
-	a := ackTracker{inflight: make(map[uint64]struct{})}
+	a := ackTracker{done: make(map[uint64]struct{})}
 	w1, r2, w3 := a.begin(), a.next(), a.begin()
 	if got := a.low(); got != w1 {
 		t.Fatalf("low = %d with write %d in flight", got, w1)
@@ -262,9 +262,18 @@ func TestAckTracker(t *testing.T) {
 	if got := a.low(); got != w3 {
 		t.Fatalf("low = %d after %d finished, want %d: read %d does not count", got, w1, w3, r2)
 	}
+	w4, w5 := a.begin(), a.begin()
+	a.finish(w4) // out of order: w3 is still in flight
+	if got := a.low(); got != w3 {
+		t.Fatalf("low = %d with %d in flight, want %d", got, w3, w3)
+	}
 	a.finish(w3)
-	if got := a.low(); got != w3+1 {
-		t.Fatalf("low = %d with nothing in flight, want %d", got, w3+1)
+	if got := a.low(); got != w5 {
+		t.Fatalf("low = %d with %d in flight, want %d", got, w5, w5)
+	}
+	a.finish(w5)
+	if got := a.low(); got != w5+1 {
+		t.Fatalf("low = %d with nothing in flight, want %d", got, w5+1)
 	}
 }
 

@@ -55,6 +55,10 @@ type store struct {
 type clientTable struct {
 	ack     uint64 // the client has every answer below this request id
 	results map[uint64]transport.Response
+	// order lists the ids of results as saved, which is nearly ascending:
+	// acknowledging pops its front instead of scanning the map, which cost a
+	// third of the owner's time with many calls in flight.
+	order []uint64
 }
 
 type entry struct {
@@ -174,8 +178,13 @@ func (s *store) save(sess *session, req *transport.Request, resp transport.Respo
 	}
 	t.acknowledge(req.Ack)
 	if req.ID >= t.ack {
-		t.results[req.ID] = resp
+		t.add(req.ID, resp)
 	}
+}
+
+func (t *clientTable) add(id uint64, resp transport.Response) {
+	t.results[id] = resp
+	t.order = append(t.order, id)
 }
 
 // acknowledge drops the answers the client has received: those below ack.
@@ -184,11 +193,14 @@ func (t *clientTable) acknowledge(ack uint64) {
 		return
 	}
 	t.ack = ack
-	for id := range t.results {
-		if id < ack {
-			delete(t.results, id)
-		}
+	// An id below ack behind one above it waits for a later ack: ack only
+	// grows, so it goes once the ids before it have.
+	i := 0
+	for i < len(t.order) && t.order[i] < ack {
+		delete(t.results, t.order[i])
+		i++
 	}
+	t.order = t.order[i:] // append reallocates, dropping the popped front
 }
 
 // timeFor returns the time to apply req at. Reading the clock costs as much
