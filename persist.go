@@ -59,8 +59,11 @@ type persistence struct {
 	onBroken  func(error) // the journal failed: give up ownership
 }
 
-// minCompact is the journal size below which no snapshot is written.
-const minCompact = 4 << 20
+// minCompact is the journal size below which no snapshot is written. A
+// journal is compacted once it outgrows the snapshot (the live state), so
+// the two files hold at most about twice the live state, and a takeover
+// replays at most about twice the records the state has.
+const minCompact = 1 << 20
 
 // Record types. Journal records change the state; snapshot records set it.
 const (
@@ -254,7 +257,7 @@ func (s *store) compact() {
 	}
 	// Whatever happened, wait for the journal to grow well past the live
 	// state before trying again.
-	s.persist.compactAt = s.log.size() + max(minCompact, 2*size)
+	s.persist.compactAt = s.log.size() + max(minCompact, size)
 	if err != nil {
 		s.persist.logger.Error("sharedstate: cannot write a snapshot", "err", err)
 		return
@@ -492,9 +495,9 @@ func recoverStore(base string, cfg config, onBroken func(error)) (*store, int, e
 		return nil, 0, err
 	}
 	s.log = j
-	// The snapshot measures the live state; a journal already past twice
-	// that is compacted at the next write.
-	s.persist.compactAt = max(minCompact, 2*snapSize)
+	// The snapshot measures the live state; a journal already past it is
+	// compacted at the next write.
+	s.persist.compactAt = max(minCompact, snapSize)
 	if s.persist.sync {
 		j.startSyncer(onBroken)
 	}

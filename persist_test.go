@@ -130,7 +130,7 @@ func TestCompaction(t *testing.T) {
 	defer st.Close()
 	used := st.embedded.role.Load().backend.(*manager).store.log.size()
 	t.Logf("live %d, snapshot %d, journal file %d, records %d", live, snap.Size(), journal.Size(), used)
-	if used > 3*live || snap.Size() > int64(2*live) {
+	if used > 2*live || snap.Size() > int64(2*live) {
 		t.Errorf("journal holds %d bytes and snapshot %d for %d live bytes", used, snap.Size(), live)
 	}
 	if n, _ := NewMap[[]byte](st, "big").Len(ctx); n != 20 {
