@@ -356,18 +356,9 @@ func killOwner(ctx context.Context, f *prefork.Fleet, base string) (int, error) 
 // until ctx ends, and then leaves the state, once the requests in progress
 // that use it have finished.
 func serveWorker(ctx context.Context, log *slog.Logger) error {
-	openCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	st, err := sharedstate.Open(openCtx, os.Getenv(stateEnv),
-		sharedstate.WithDir(os.Getenv(dirEnv)), sharedstate.WithLogger(log))
-	cancel()
-	if err != nil {
-		return err
-	}
-	defer st.Close() // on early returns; the normal path closes it below
-	if err := prefork.Serve(ctx, log, newHandler(st, log)); err != nil {
-		return err
-	}
-	return st.Close()
+	return prefork.ServeState(ctx, log, os.Getenv(stateEnv), os.Getenv(dirEnv), func(st *sharedstate.State) http.Handler {
+		return newHandler(st, log)
+	})
 }
 
 // handler serves the endpoints of one worker.

@@ -130,49 +130,38 @@ func visit(ctx context.Context, client *http.Client, url string) (visitReply, er
 // serveWorker is the life of a worker: it opens the state, serves HTTP
 // until ctx ends, and then leaves the state.
 func serveWorker(ctx context.Context, log *slog.Logger) error {
-	openCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	st, err := sharedstate.Open(openCtx, "prefork-demo",
-		sharedstate.WithDir(os.Getenv(dirEnv)), sharedstate.WithLogger(log))
-	cancel()
-	if err != nil {
-		return err
-	}
-	defer st.Close() // on early returns; the normal path closes it below
-
-	visitsCounter := st.Counter("visits")
-	visitors := sharedstate.NewMap[int](st, "visitors")
-	pid := os.Getpid()
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/" {
-			http.NotFound(w, r)
-			return
-		}
-		var id string
-		if c, err := r.Cookie("visitor"); err == nil {
-			id = c.Value
-		} else {
-			id = rand.Text()
-			http.SetCookie(w, &http.Cookie{Name: "visitor", Value: id, Path: "/", HttpOnly: true})
-		}
-		n, err := visitsCounter.Add(r.Context(), 1)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		// Update, not Load then Store: two workers serving the same
-		// visitor at once must both count.
-		yours, err := visitors.Update(r.Context(), id, func(n int, _ bool) (int, error) {
-			return n + 1, nil
-		}, sharedstate.WithTTL(30*time.Minute))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(visitReply{Visits: n, Yours: yours, PID: pid})
+	return prefork.ServeState(ctx, log, "prefork-demo", os.Getenv(dirEnv), func(st *sharedstate.State) http.Handler {
+		visitsCounter := st.Counter("visits")
+		visitors := sharedstate.NewMap[int](st, "visitors")
+		pid := os.Getpid()
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/" {
+				http.NotFound(w, r)
+				return
+			}
+			var id string
+			if c, err := r.Cookie("visitor"); err == nil {
+				id = c.Value
+			} else {
+				id = rand.Text()
+				http.SetCookie(w, &http.Cookie{Name: "visitor", Value: id, Path: "/", HttpOnly: true})
+			}
+			n, err := visitsCounter.Add(r.Context(), 1)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+			// Update, not Load then Store: two workers serving the same
+			// visitor at once must both count.
+			yours, err := visitors.Update(r.Context(), id, func(n int, _ bool) (int, error) {
+				return n + 1, nil
+			}, sharedstate.WithTTL(30*time.Minute))
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(visitReply{Visits: n, Yours: yours, PID: pid})
+		})
 	})
-	if err := prefork.Serve(ctx, log, h); err != nil {
-		return err
-	}
-	return st.Close()
 }

@@ -248,28 +248,17 @@ func serveWorker(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	openCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	st, err := sharedstate.Open(openCtx, "ratelimit-demo",
-		sharedstate.WithDir(os.Getenv(dirEnv)), sharedstate.WithLogger(log))
-	cancel()
-	if err != nil {
-		return err
-	}
-	defer st.Close() // on early returns; the normal path closes it below
-
-	hello := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "hello\n")
+	return prefork.ServeState(ctx, log, "ratelimit-demo", os.Getenv(dirEnv), func(st *sharedstate.State) http.Handler {
+		hello := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, "hello\n")
+		})
+		mux := http.NewServeMux()
+		mux.Handle("GET /fixed", ratelimit.FixedWindow(st, "fixed", limit, window).Handler(ratelimit.ByIP, hello))
+		mux.Handle("GET /sliding", ratelimit.SlidingWindow(st, "sliding", limit, window).Handler(ratelimit.ByIP, hello))
+		pid := strconv.Itoa(os.Getpid())
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("X-Pid", pid) // so that the demo can tell who answered
+			mux.ServeHTTP(w, r)
+		})
 	})
-	mux := http.NewServeMux()
-	mux.Handle("GET /fixed", ratelimit.FixedWindow(st, "fixed", limit, window).Handler(ratelimit.ByIP, hello))
-	mux.Handle("GET /sliding", ratelimit.SlidingWindow(st, "sliding", limit, window).Handler(ratelimit.ByIP, hello))
-	pid := strconv.Itoa(os.Getpid())
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("X-Pid", pid) // so that the demo can tell who answered
-		mux.ServeHTTP(w, r)
-	})
-	if err := prefork.Serve(ctx, log, h); err != nil {
-		return err
-	}
-	return st.Close()
 }

@@ -244,18 +244,9 @@ func serveWorker(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	openCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	st, err := sharedstate.Open(openCtx, "sessions-demo",
-		sharedstate.WithDir(os.Getenv(dirEnv)), sharedstate.WithLogger(log))
-	cancel()
-	if err != nil {
-		return err
-	}
-	defer st.Close() // on early returns; the normal path closes it below
-	if err := prefork.Serve(ctx, log, newHandler(st, ttl, log)); err != nil {
-		return err
-	}
-	return st.Close()
+	return prefork.ServeState(ctx, log, "sessions-demo", os.Getenv(dirEnv), func(st *sharedstate.State) http.Handler {
+		return newHandler(st, ttl, log)
+	})
 }
 
 // handler serves the endpoints of one worker.

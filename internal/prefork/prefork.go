@@ -28,6 +28,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/sharedstate/sharedstate"
 	"io"
 	"log/slog"
 	"net"
@@ -298,4 +299,20 @@ func Main[C any](name string, serve func(context.Context, *slog.Logger) error,
 		slog.Error(name+" demo failed", "err", err)
 		os.Exit(1)
 	}
+}
+
+// ServeState opens the state called name in dir, serves the handler that
+// handler builds on it until ctx ends (see Serve), and leaves the state.
+func ServeState(ctx context.Context, log *slog.Logger, name, dir string, handler func(*sharedstate.State) http.Handler) error {
+	openCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	st, err := sharedstate.Open(openCtx, name, sharedstate.WithDir(dir), sharedstate.WithLogger(log))
+	cancel()
+	if err != nil {
+		return err
+	}
+	if err := Serve(ctx, log, handler(st)); err != nil {
+		st.Close()
+		return err
+	}
+	return st.Close()
 }
