@@ -269,8 +269,6 @@ func (s *embedded) Do(ctx context.Context, req *transport.Request) (transport.Re
 	if isDeduplicated(req) {
 		req.ID = s.acks.begin()
 		defer s.acks.finish(req.ID)
-	} else {
-		req.ID = s.acks.next()
 	}
 	for {
 		r := s.role.Load()
@@ -280,9 +278,18 @@ func (s *embedded) Do(ctx context.Context, req *transport.Request) (transport.Re
 				return transport.Response{}, s.unresolved(req, err)
 			}
 		}
+		if req.ID == 0 {
+			// Only a proxy's answers and the owner's parked Locks are
+			// matched by id: the owner's other calls need none.
+			if _, local := r.backend.(*manager); !local || req.Op == transport.OpLock {
+				req.ID = s.acks.next()
+			}
+		}
 		resp, err := r.do(ctx, req)
-		if errors.Is(err, errNotSent) || errors.Is(err, errOwnerLost) ||
-			err == nil && resp.Status == transport.StatusShuttingDown {
+		if err == nil && resp.Status != transport.StatusShuttingDown {
+			return resp, nil
+		}
+		if errors.Is(err, errNotSent) || errors.Is(err, errOwnerLost) || err == nil {
 			s.awaitChange(ctx, r)
 			if ctx.Err() != nil {
 				return transport.Response{}, s.unresolved(req, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err()))
@@ -311,10 +318,12 @@ func (s *embedded) unresolved(req *transport.Request, err error) error {
 type ackTracker struct {
 	mu  sync.Mutex
 	seq atomic.Uint64 // the last id given out
-	// inflight lists the writes begun, in ascending order, up to the first
-	// one not finished; done holds the finished ones behind it. So low is
-	// the front of inflight, found without scanning what is in flight.
+	// inflight lists the writes begun, in ascending order, from its front
+	// (index head) up to the first one not finished; done holds the finished
+	// ones behind it. So low is the front, found without scanning what is in
+	// flight.
 	inflight []uint64
+	head     int
 	done     map[uint64]struct{}
 }
 
@@ -334,17 +343,20 @@ func (a *ackTracker) begin() uint64 {
 func (a *ackTracker) finish(id uint64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if len(a.inflight) == 0 || a.inflight[0] != id {
+	if a.head == len(a.inflight) || a.inflight[a.head] != id {
 		a.done[id] = struct{}{}
 		return
 	}
-	a.inflight = a.inflight[1:]
-	for len(a.inflight) > 0 {
-		if _, ok := a.done[a.inflight[0]]; !ok {
+	a.head++
+	for a.head < len(a.inflight) {
+		if _, ok := a.done[a.inflight[a.head]]; !ok {
 			break
 		}
-		delete(a.done, a.inflight[0])
-		a.inflight = a.inflight[1:]
+		delete(a.done, a.inflight[a.head])
+		a.head++
+	}
+	if a.head == len(a.inflight) { // empty: reuse the array from its start
+		a.inflight, a.head = a.inflight[:0], 0
 	}
 }
 
@@ -352,8 +364,8 @@ func (a *ackTracker) finish(id uint64) {
 func (a *ackTracker) low() uint64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if len(a.inflight) > 0 {
-		return a.inflight[0]
+	if a.head < len(a.inflight) {
+		return a.inflight[a.head]
 	}
 	return a.seq.Load() + 1
 }

@@ -144,12 +144,18 @@ func (s *State) Name() string { return s.name }
 func (s *State) IsOwner() bool { return s.embedded != nil && s.embedded.isOwner() }
 
 // do performs req on the engine, and turns a status other than StatusOK
-// into an error. Requests come from a pool: taking req by value keeps the
-// caller's copy off the heap, which an operation owner-local is fast enough
-// to notice.
+// into an error. Taking req by value keeps the caller's copy off the heap;
+// the engine gets a pooled copy.
 func (s *State) do(ctx context.Context, req transport.Request) (transport.Response, error) {
 	r := requests.Get().(*transport.Request)
 	*r = req
+	return s.send(ctx, r)
+}
+
+// send performs r, a request from the pool, and puts it back. The hot paths
+// (Counter) fill pooled requests directly: an owner-local call is fast enough
+// for copies of the request to show.
+func (s *State) send(ctx context.Context, r *transport.Request) (transport.Response, error) {
 	resp, err := s.engine.Do(ctx, r)
 	*r = transport.Request{} // drop references to values
 	requests.Put(r)
@@ -175,42 +181,43 @@ func (s *State) Counter(name string) *Counter {
 	return &Counter{st: s, name: name}
 }
 
-func (c *Counter) do(ctx context.Context, req transport.Request) (transport.Response, error) {
-	req.Name = c.name
-	resp, err := c.st.do(ctx, req)
+func (c *Counter) do(ctx context.Context, op transport.Op, old, v int64) (transport.Response, error) {
+	r := requests.Get().(*transport.Request)
+	r.Op, r.Name, r.OldInt, r.Int = op, c.name, old, v
+	resp, err := c.st.send(ctx, r)
 	if err != nil {
-		err = fmt.Errorf("sharedstate: counter %q: %v: %w", c.name, req.Op, err)
+		err = fmt.Errorf("sharedstate: counter %q: %v: %w", c.name, op, err)
 	}
 	return resp, err
 }
 
 // Add adds delta to the counter and returns the new value.
 func (c *Counter) Add(ctx context.Context, delta int64) (int64, error) {
-	resp, err := c.do(ctx, transport.Request{Op: transport.OpAdd, Int: delta})
+	resp, err := c.do(ctx, transport.OpAdd, 0, delta)
 	return resp.Int, err
 }
 
 // Load returns the counter's value.
 func (c *Counter) Load(ctx context.Context) (int64, error) {
-	resp, err := c.do(ctx, transport.Request{Op: transport.OpGet})
+	resp, err := c.do(ctx, transport.OpGet, 0, 0)
 	return resp.Int, err
 }
 
 // Store sets the counter to v.
 func (c *Counter) Store(ctx context.Context, v int64) error {
-	_, err := c.do(ctx, transport.Request{Op: transport.OpSet, Int: v})
+	_, err := c.do(ctx, transport.OpSet, 0, v)
 	return err
 }
 
 // Swap sets the counter to v and returns its previous value.
 func (c *Counter) Swap(ctx context.Context, v int64) (old int64, err error) {
-	resp, err := c.do(ctx, transport.Request{Op: transport.OpSwap, Int: v})
+	resp, err := c.do(ctx, transport.OpSwap, 0, v)
 	return resp.Int, err
 }
 
 // CompareAndSwap sets the counter to new if its value is old, and reports
 // whether it did.
 func (c *Counter) CompareAndSwap(ctx context.Context, old, new int64) (swapped bool, err error) {
-	resp, err := c.do(ctx, transport.Request{Op: transport.OpCAS, OldInt: old, Int: new})
+	resp, err := c.do(ctx, transport.OpCAS, old, new)
 	return resp.Found, err
 }

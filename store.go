@@ -114,14 +114,17 @@ func (s *store) apply(sess *session, req *transport.Request) (resp transport.Res
 	now := s.timeFor(req)
 	s.expire(now)
 	s.ops++
-	if saved, ok := s.duplicate(sess, req); ok {
-		return saved, false
+	dedup := isDeduplicated(req)
+	if dedup {
+		if saved, ok := s.duplicate(sess, req); ok {
+			return saved, false
+		}
 	}
 	if s.log != nil && req.Op.Mutates() {
 		// Room first, so that a full disk refuses the write before it
 		// happens. A Lock journals only its grant, a small record.
 		var rec []byte
-		if isDeduplicated(req) {
+		if dedup {
 			rec = s.requestRecord(sess.id, now, req)
 		}
 		if err := s.log.reserve(len(rec) + len(req.Name)); err != nil {
@@ -132,9 +135,11 @@ func (s *store) apply(sess *session, req *transport.Request) (resp transport.Res
 		}
 	}
 	resp, parked = s.exec(sess, req, now)
-	s.save(sess, req, resp)
-	if s.log != nil && s.log.size() > s.persist.compactAt {
-		s.compact()
+	if dedup {
+		s.save(sess, req, resp)
+		if s.log != nil && s.log.size() > s.persist.compactAt {
+			s.compact()
+		}
 	}
 	return resp, parked
 }
@@ -200,7 +205,11 @@ func (t *clientTable) acknowledge(ack uint64) {
 		delete(t.results, t.order[i])
 		i++
 	}
-	t.order = t.order[i:] // append reallocates, dropping the popped front
+	if i == len(t.order) {
+		t.order = t.order[:0] // empty: reuse the array from its start
+	} else {
+		t.order = t.order[i:]
+	}
 }
 
 // timeFor returns the time to apply req at. Reading the clock costs as much
