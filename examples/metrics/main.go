@@ -1,0 +1,109 @@
+// Command metrics shows how to expose a state's statistics to monitoring
+// without adding a dependency: through expvar (JSON at /debug/vars) and in
+// Prometheus's text format at /metrics, both from State.Stats.
+//
+//	go run ./examples/metrics          # serves on 127.0.0.1:8080 until Ctrl-C
+//	curl -s 127.0.0.1:8080/metrics
+//	curl -s 127.0.0.1:8080/debug/vars
+package main
+
+import (
+	"context"
+	"expvar"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"time"
+
+	"github.com/sharedstate/sharedstate"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:8080", "listen `address`")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, *addr, nil); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// run opens the state, publishes its statistics and serves them on addr
+// until ctx ends. If ready is not nil, it receives the listening address.
+func run(ctx context.Context, addr string, ready chan<- string) error {
+	st, err := sharedstate.Open(ctx, "metrics-demo")
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	st.Counter("requests").Add(ctx, 1) // something to show
+
+	// expvar serves every published variable as JSON at /debug/vars; a
+	// Func is evaluated at each request.
+	expvar.Publish("sharedstate", expvar.Func(func() any {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		stats, err := st.Stats(ctx)
+		if err != nil {
+			return err.Error()
+		}
+		return stats
+	}))
+	mux := http.NewServeMux()
+	mux.Handle("/debug/vars", expvar.Handler())
+	mux.Handle("/metrics", prometheusHandler(st))
+
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	if err := srv.Serve(ln); err != http.ErrServerClosed {
+		return err
+	}
+	return nil
+}
+
+// prometheusHandler writes the state's statistics in Prometheus's text
+// exposition format, which needs no client library to produce.
+func prometheusHandler(st *sharedstate.State) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		stats, err := st.Stats(r.Context())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		writeMetrics(w, st.Name(), stats)
+	})
+}
+
+func writeMetrics(w io.Writer, state string, s sharedstate.Stats) {
+	metric := func(name, kind, help string, v float64) {
+		fmt.Fprintf(w, "# HELP sharedstate_%s %s\n# TYPE sharedstate_%s %s\nsharedstate_%s{state=%q} %g\n",
+			name, help, name, kind, name, state, v)
+	}
+	metric("owner_pid", "gauge", "Process id of the state's owner.", float64(s.OwnerPID))
+	metric("owner_start_time_seconds", "gauge", "When the owner took the state, in Unix seconds.", float64(s.OwnerSince.Unix()))
+	metric("clients", "gauge", "Processes connected to the owner.", float64(s.Clients))
+	metric("counters", "gauge", "Counters in the state.", float64(s.Counters))
+	metric("maps", "gauge", "Maps in the state.", float64(s.Maps))
+	metric("entries", "gauge", "Entries in all maps.", float64(s.Entries))
+	metric("bytes", "gauge", "Bytes of map names, keys and values.", float64(s.Bytes))
+	metric("locks", "gauge", "Locks ever used.", float64(s.Locks))
+	metric("operations_total", "counter", "Operations applied by the current owner.", float64(s.Ops))
+	metric("terms_total", "counter", "Owners the state has had.", float64(s.Terms))
+	metric("journal_bytes", "gauge", "Length of the journal.", float64(s.JournalBytes))
+}
