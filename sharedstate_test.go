@@ -349,6 +349,10 @@ func TestNoGoroutinesLeftAfterClose(t *testing.T) {
 			if _, err := st.Counter("c").Add(ctx, 1); err != nil {
 				t.Fatal(err)
 			}
+			// A subscription left open, ended by Close.
+			if _, err := st.Subscribe(ctx, "news"); err != nil {
+				t.Fatal(err)
+			}
 		}
 		// Leave a Lock parked at the owner from each side when closing.
 		if err := owner.Mutex("m").Lock(ctx); err != nil {
