@@ -84,6 +84,7 @@ func startManager(st *embedded, lf *transport.LockFile) (*manager, error) {
 	}
 	m.store = store
 	store.beginTerm(st.clientID, st.cfg.lockGrace)
+	store.changed = m.channels.publishChange // after replay: replayed writes are old news
 	m.local = store.newSession(st.clientID, os.Getpid(), m.deliverLocal)
 	m.local.saveResults = false
 	m.wg.Add(2)

@@ -177,6 +177,41 @@ func (m *Map[V]) Clear(ctx context.Context) error {
 	return err
 }
 
+// Change is an entry of a Map written or removed, as Watch reports it.
+type Change struct {
+	Key     string
+	Deleted bool // removed (deleted, expired or cleared); else written
+}
+
+// Watch returns the changes to the map's entries from now on, until ctx ends
+// or the State closes, when the channel is closed. Like messages (see
+// Publish) changes are delivered at most once: a watcher that falls behind
+// misses some, and changes during a takeover may be missed. Load the key
+// for its value. Watch needs the embedded engine (Open).
+func (m *Map[V]) Watch(ctx context.Context) (<-chan Change, error) {
+	if m.st.embedded == nil {
+		return nil, fmt.Errorf("sharedstate: map %q: watch: only a state from Open can be watched", m.name)
+	}
+	msgs, err := m.st.Subscribe(ctx, watchPrefix+m.name)
+	if err != nil {
+		return nil, fmt.Errorf("sharedstate: map %q: watch: %w", m.name, err)
+	}
+	changes := make(chan Change, subscriptionBuffer)
+	go func() {
+		defer close(changes)
+		for msg := range msgs {
+			if len(msg) == 0 {
+				continue
+			}
+			select {
+			case changes <- Change{Key: string(msg[1:]), Deleted: msg[0] == 1}:
+			default: // the reader is behind: drop, as documented
+			}
+		}
+	}()
+	return changes, nil
+}
+
 // rangePage is how many entries Range fetches per request.
 const rangePage = 1000
 

@@ -3,7 +3,9 @@ package sharedstate
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sharedstate/sharedstate/transport"
@@ -160,6 +162,25 @@ func (s *embedded) resubscribe(b backend) {
 type channels struct {
 	mu   sync.Mutex
 	subs map[string]map[*session]func(*transport.Event)
+	// watched counts subscriptions to watch channels, so that a write to a
+	// map nobody watches costs one atomic load.
+	watched atomic.Int64
+}
+
+// watchPrefix starts the channels that carry the changes of a map.
+const watchPrefix = "\x00watch/"
+
+// publishChange tells the watchers of a map that an entry changed: one byte
+// (1: deleted) then the key.
+func (c *channels) publishChange(mapName, key string, deleted bool) {
+	if c.watched.Load() == 0 {
+		return
+	}
+	data := make([]byte, 1, 1+len(key))
+	if deleted {
+		data[0] = 1
+	}
+	c.serve(nil, &transport.Request{Op: transport.OpPublish, Name: watchPrefix + mapName, Value: append(data, key...)}, nil)
 }
 
 // serve performs a Publish, Subscribe or Unsubscribe for sess, whose
@@ -180,12 +201,12 @@ func (c *channels) serve(sess *session, req *transport.Request, push func(*trans
 		if c.subs[req.Name] == nil {
 			c.subs[req.Name] = make(map[*session]func(*transport.Event))
 		}
+		if _, ok := c.subs[req.Name][sess]; !ok && strings.HasPrefix(req.Name, watchPrefix) {
+			c.watched.Add(1)
+		}
 		c.subs[req.Name][sess] = push
 	case transport.OpUnsubscribe:
-		delete(c.subs[req.Name], sess)
-		if len(c.subs[req.Name]) == 0 {
-			delete(c.subs, req.Name)
-		}
+		c.remove(req.Name, sess)
 	case transport.OpPublish:
 		ev := &transport.Event{Channel: req.Name, Data: req.Value}
 		for _, push := range c.subs[req.Name] {
@@ -200,11 +221,23 @@ func (c *channels) serve(sess *session, req *transport.Request, push func(*trans
 func (c *channels) drop(sess *session) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for ch, subs := range c.subs {
-		delete(subs, sess)
-		if len(subs) == 0 {
-			delete(c.subs, ch)
-		}
+	for ch := range c.subs {
+		c.remove(ch, sess)
+	}
+}
+
+// remove forgets a session's subscription to a channel; c.mu is held.
+func (c *channels) remove(channel string, sess *session) {
+	subs := c.subs[channel]
+	if _, ok := subs[sess]; !ok {
+		return
+	}
+	delete(subs, sess)
+	if len(subs) == 0 {
+		delete(c.subs, channel)
+	}
+	if strings.HasPrefix(channel, watchPrefix) {
+		c.watched.Add(-1)
 	}
 }
 

@@ -42,7 +42,8 @@
 // entry's version, retried on conflict. Entries may expire (WithTTL). Mutex
 // is a lock across processes with fencing tokens, and Mutex.Wrap serialises
 // an http.Handler across workers. Publish and Subscribe carry messages to
-// every worker, such as "drop your cache". Stats and Names describe a state.
+// every worker, such as "drop your cache", and Map.Watch reports the changes
+// to a map's entries. Stats and Names describe a state.
 //
 // Errors wrap the sentinel values of this package (ErrUnavailable,
 // ErrClosed, ErrTooLarge...): test them with errors.Is.

@@ -577,3 +577,33 @@ func TestPubSubAcrossTakeover(t *testing.T) {
 	}
 	receive("two")
 }
+
+// TestMapWatch: a proxy's watcher sees writes, deletes and expiries made by
+// any process, and nothing of other maps.
+func TestMapWatch(t *testing.T) {
+	dir := t.TempDir()
+	ctx := testContext(t)
+	owner := open(t, dir, "app")
+	proxy := open(t, dir, "app")
+	changes, err := sharedstate.NewMap[int](proxy, "m").Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := sharedstate.NewMap[int](owner, "m")
+	m.Store(ctx, "a", 1)
+	sharedstate.NewMap[int](owner, "other").Store(ctx, "x", 1)
+	m.Update(ctx, "a", func(n int, _ bool) (int, error) { return n + 1, nil })
+	m.Delete(ctx, "a")
+	m.Store(ctx, "b", 1, sharedstate.WithTTL(time.Millisecond))
+	want := []sharedstate.Change{{Key: "a"}, {Key: "a"}, {Key: "a", Deleted: true}, {Key: "b"}, {Key: "b", Deleted: true}}
+	for i, w := range want {
+		select {
+		case got := <-changes:
+			if got != w {
+				t.Fatalf("change %d = %+v, want %+v", i, got, w)
+			}
+		case <-time.After(time.Minute):
+			t.Fatalf("change %d (%+v) not received", i, w)
+		}
+	}
+}

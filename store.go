@@ -44,7 +44,10 @@ type store struct {
 	terms uint64
 	ops   uint64 // operations applied in this process's term
 
-	log     *journal // nil: memory only, or replaying
+	log *journal // nil: memory only, or replaying
+	// changed, if set, is told of every entry written or removed (for
+	// Map.Watch). It is called with the store locked and must not block.
+	changed func(mapName, key string, deleted bool)
 	persist persistence
 	broken  error  // a journal write failed: serve nothing more
 	scratch []byte // record buffer
@@ -340,6 +343,9 @@ func (s *store) set(req *transport.Request, now int64) uint64 {
 		e.expiry = nil
 	}
 	m[req.Key] = e
+	if s.changed != nil {
+		s.changed(req.Name, req.Key, false)
+	}
 	return s.rev
 }
 
@@ -355,6 +361,9 @@ func (s *store) remove(mapName, key string) {
 	delete(m, key)
 	if len(m) == 0 {
 		delete(s.maps, mapName)
+	}
+	if s.changed != nil {
+		s.changed(mapName, key, true)
 	}
 }
 
