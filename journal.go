@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"iter"
 	"os"
 	"path/filepath"
 	"sync"
@@ -71,59 +72,75 @@ const (
 // disk (or tmpfs) holding the state's directory is full.
 var ErrJournalFull = errors.New("sharedstate: journal full")
 
-// openJournal opens or creates the journal at path. It returns the journal
-// and its records, in order; a torn last record (a write cut short by a
-// crash) is dropped, while a damaged record followed by others is an error
-// naming the file and offset, since dropping it would lose data silently.
-func openJournal(path string, sync bool) (*journal, [][]byte, error) {
+// openJournal opens or creates the journal at path, checking its records
+// (see j.records): a torn last record (a write cut short by a crash) is
+// dropped, while a damaged record followed by others is an error naming the
+// file and offset, since dropping it would lose data silently.
+func openJournal(path string, sync bool) (*journal, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	j := &journal{path: path, f: f, sync: sync}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, nil, err
+		return nil, err
 	}
 	size := int(fi.Size())
 	if size < headerLen {
 		// New, or created by an owner that died before writing the header.
 		if err := j.mapFile(minJournal); err != nil {
 			f.Close()
-			return nil, nil, err
+			return nil, err
 		}
 		copy(j.data, journalMagic[:])
 		j.off = headerLen
 		j.written, j.synced = j.off, j.off
-		return j, nil, nil
+		return j, nil
 	}
 	if err := j.mapFile(size); err != nil {
 		f.Close()
-		return nil, nil, err
+		return nil, err
 	}
 	if !bytes.Equal(j.data[:4], journalMagic[:]) {
 		j.close()
-		return nil, nil, fmt.Errorf("sharedstate: %s is not a journal of this version", path)
+		return nil, fmt.Errorf("sharedstate: %s is not a journal of this version", path)
 	}
 	j.gen = binary.LittleEndian.Uint64(j.data[8:])
-	records, end, err := scanRecords(j.data, headerLen)
+	end, err := scanRecords(j.data, headerLen)
 	if err != nil {
 		j.close()
-		return nil, nil, fmt.Errorf("sharedstate: journal %s: %w", path, err)
+		return nil, fmt.Errorf("sharedstate: journal %s: %w", path, err)
 	}
 	// Clear whatever a torn write left, so that later records start clean.
 	clear(j.data[end:lastNonZero(j.data, end)])
 	j.off = end
 	j.written, j.synced = j.off, j.off
-	return j, records, nil
+	return j, nil
 }
 
-// scanRecords returns the records of data from off to the first length of 0,
-// and the offset where they end. A damaged record is dropped if only zeros
-// follow it (a torn tail); otherwise it is an error.
-func scanRecords(data []byte, off int) (records [][]byte, end int, err error) {
-	records = make([][]byte, 0, countRecords(data, off))
+// records returns the journal's records, valid until the next append.
+func (j *journal) records() iter.Seq[[]byte] { return records(j.data, headerLen, j.off) }
+
+// records returns the records of data between off and end, which
+// scanRecords has checked.
+func records(data []byte, off, end int) iter.Seq[[]byte] {
+	return func(yield func([]byte) bool) {
+		for at := off; at < end; { // at, not off: the sequence may be ranged over again
+			next := at + recordOverhead + int(binary.LittleEndian.Uint32(data[at:]))
+			if !yield(data[at+recordOverhead : next]) {
+				return
+			}
+			at = next
+		}
+	}
+}
+
+// scanRecords checks the records of data from off to the first length of 0,
+// and returns the offset where they end. A damaged record is dropped if only
+// zeros follow it (a torn tail); otherwise it is an error.
+func scanRecords(data []byte, off int) (end int, err error) {
 	for off+recordOverhead <= len(data) {
 		n := int(binary.LittleEndian.Uint32(data[off:]))
 		if n == 0 {
@@ -133,29 +150,13 @@ func scanRecords(data []byte, off int) (records [][]byte, end int, err error) {
 		next := off + recordOverhead + n
 		if next > len(data) || n < 0 || crc32.Checksum(data[off+recordOverhead:next], crcTable) != sum {
 			if lastNonZero(data, min(max(next, off+recordOverhead), len(data))) > min(max(next, off+recordOverhead), len(data)) {
-				return nil, 0, fmt.Errorf("corrupt record at offset %d, with records after it: refusing to drop them; move the file aside to start over from the snapshot", off)
+				return 0, fmt.Errorf("corrupt record at offset %d, with records after it: refusing to drop them; move the file aside to start over from the snapshot", off)
 			}
-			return records, off, nil // torn tail
+			return off, nil // torn tail
 		}
-		records = append(records, data[off+recordOverhead:next])
 		off = next
 	}
-	return records, off, nil
-}
-
-// countRecords returns how many records data seems to hold from off, by
-// their lengths alone: a cheap pass that sizes scanRecords' slice.
-func countRecords(data []byte, off int) int {
-	n := 0
-	for off+recordOverhead <= len(data) {
-		size := int(binary.LittleEndian.Uint32(data[off:]))
-		if size == 0 || off+recordOverhead+size > len(data) {
-			break
-		}
-		n++
-		off += recordOverhead + size
-	}
-	return n
+	return off, nil
 }
 
 // lastNonZero returns the end of the last non-zero byte in data[from:], or

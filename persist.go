@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"iter"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -135,7 +136,7 @@ func (s *store) journal(rec []byte) {
 // saved only for the writes whose clients had not acknowledged them by the
 // journal's end: saving every answer to drop it a record later made up a
 // third of a replay's time.
-func (s *store) replay(records [][]byte) error {
+func (s *store) replay(records iter.Seq[[]byte]) (n int, err error) {
 	acked := finalAcks(records)
 	defer func() {
 		for client, ack := range acked {
@@ -152,19 +153,21 @@ func (s *store) replay(records [][]byte) error {
 		return sessions[id]
 	}
 	var req transport.Request
-	for i, rec := range records {
+	i := -1
+	for rec := range records {
+		i++
 		if len(rec) == 0 {
-			return fmt.Errorf("record %d is empty", i)
+			return i, fmt.Errorf("record %d is empty", i)
 		}
 		d := transport.NewDecoder(rec[1:])
 		switch rec[0] {
 		case recRequest:
 			client, now, frame := d.Uvarint(), d.Varint(), d.Frame()
 			if err := d.Finish(); err != nil {
-				return fmt.Errorf("record %d: %w", i, err)
+				return i, fmt.Errorf("record %d: %w", i, err)
 			}
 			if err := req.Decode(frame); err != nil {
-				return fmt.Errorf("record %d: %w", i, err)
+				return i, fmt.Errorf("record %d: %w", i, err)
 			}
 			if now != 0 {
 				now = s.tick(now)
@@ -178,7 +181,7 @@ func (s *store) replay(records [][]byte) error {
 		case recGrant:
 			client, now, id, name, token := d.Uvarint(), d.Varint(), d.Uvarint(), d.String(), d.Uvarint()
 			if err := d.Finish(); err != nil {
-				return fmt.Errorf("record %d: %w", i, err)
+				return i, fmt.Errorf("record %d: %w", i, err)
 			}
 			s.expire(s.tick(now))
 			l := s.lockNamed(name)
@@ -186,36 +189,36 @@ func (s *store) replay(records [][]byte) error {
 		case recRelease:
 			now, name := d.Varint(), d.String()
 			if err := d.Finish(); err != nil {
-				return fmt.Errorf("record %d: %w", i, err)
+				return i, fmt.Errorf("record %d: %w", i, err)
 			}
 			s.expire(s.tick(now))
 			s.release(name, s.lockNamed(name))
 		case recExpire:
 			now := d.Varint()
 			if err := d.Finish(); err != nil {
-				return fmt.Errorf("record %d: %w", i, err)
+				return i, fmt.Errorf("record %d: %w", i, err)
 			}
 			s.expire(s.tick(now))
 		case recOwner:
 			client, now := d.Uvarint(), d.Varint()
 			if err := d.Finish(); err != nil {
-				return fmt.Errorf("record %d: %w", i, err)
+				return i, fmt.Errorf("record %d: %w", i, err)
 			}
 			s.tick(now)
 			s.owner = client
 			s.terms++
 		default:
-			return fmt.Errorf("record %d: unknown type %d", i, rec[0])
+			return i, fmt.Errorf("record %d: unknown type %d", i, rec[0])
 		}
 	}
-	return nil
+	return i + 1, nil
 }
 
 // finalAcks returns each client's latest Ack in the journal records: a
 // quick pass that reads only the start of each request.
-func finalAcks(records [][]byte) map[uint64]uint64 {
+func finalAcks(records iter.Seq[[]byte]) map[uint64]uint64 {
 	acked := make(map[uint64]uint64)
-	for _, rec := range records {
+	for rec := range records {
 		if len(rec) == 0 || rec[0] != recRequest {
 			continue
 		}
@@ -387,12 +390,12 @@ func (s *store) loadSnapshot(path string) (gen uint64, size int, err error) {
 		return 0, 0, fmt.Errorf("sharedstate: %s is not a snapshot of this version", path)
 	}
 	gen = binary.LittleEndian.Uint64(data[8:])
-	records, end, err := scanRecords(data, headerLen)
-	if err == nil && (len(records) == 0 || !bytes.Equal(records[len(records)-1], []byte{snapEnd}) || end != len(data)) {
+	end, err := scanRecords(data, headerLen)
+	if err == nil && end != len(data) {
 		err = fmt.Errorf("incomplete, ending at offset %d", end)
 	}
 	if err == nil {
-		err = s.loadSnapshotRecords(records[:len(records)-1])
+		err = s.loadSnapshotRecords(records(data, headerLen, end))
 	}
 	if err != nil {
 		return 0, 0, fmt.Errorf("sharedstate: snapshot %s: %w", path, err)
@@ -400,11 +403,16 @@ func (s *store) loadSnapshot(path string) (gen uint64, size int, err error) {
 	return gen, len(data), nil
 }
 
-func (s *store) loadSnapshotRecords(records [][]byte) error {
+func (s *store) loadSnapshotRecords(records iter.Seq[[]byte]) error {
 	var resp transport.Response
-	for i, rec := range records {
-		if len(rec) == 0 {
+	i, complete := -1, false
+	for rec := range records {
+		i++
+		switch {
+		case len(rec) == 0:
 			return fmt.Errorf("record %d is empty", i)
+		case complete:
+			return fmt.Errorf("record %d follows the end", i)
 		}
 		d := transport.NewDecoder(rec[1:])
 		switch rec[0] {
@@ -412,7 +420,7 @@ func (s *store) loadSnapshotRecords(records [][]byte) error {
 			s.rev, s.clock, s.owner, s.terms = d.Uvarint(), d.Varint(), d.Uvarint(), d.Uvarint()
 		case snapMap:
 			name, n := d.String(), d.Uvarint()
-			s.maps[name] = make(map[string]entry, min(n, uint64(len(records))))
+			s.maps[name] = make(map[string]entry, min(n, 1<<24)) // a size, not a promise
 		case snapCounter:
 			name := d.String()
 			s.counters[name] = d.Varint()
@@ -444,12 +452,17 @@ func (s *store) loadSnapshotRecords(records [][]byte) error {
 				t.add(resp.ID, resp)
 			}
 			slices.Sort(t.order) // written from a map, in no order
+		case snapEnd:
+			complete = true
 		default:
 			return fmt.Errorf("record %d: unknown type %d", i, rec[0])
 		}
 		if err := d.Finish(); err != nil {
 			return fmt.Errorf("record %d: %w", i, err)
 		}
+	}
+	if !complete {
+		return errors.New("incomplete: no end record")
 	}
 	return nil
 }
@@ -473,20 +486,20 @@ func recoverStore(base string, cfg config, onBroken func(error)) (*store, int, e
 	if err != nil {
 		return nil, 0, err
 	}
-	j, records, err := openJournal(base+".journal", s.persist.sync)
+	j, err := openJournal(base+".journal", s.persist.sync)
 	if err != nil {
 		return nil, 0, err
 	}
+	replayed := 0
 	switch {
 	case j.gen < gen:
 		// A crash between writing a snapshot and starting its journal: the
 		// snapshot holds every record of the old one.
-		records = nil
 		err = j.restart(gen)
 	case j.gen > gen:
 		err = fmt.Errorf("sharedstate: journal %s continues snapshot %d, but snapshot %s is %d", j.path, j.gen, s.persist.snapshot, gen)
 	default:
-		if err = s.replay(records); err != nil {
+		if replayed, err = s.replay(j.records()); err != nil {
 			err = fmt.Errorf("sharedstate: journal %s: %w", j.path, err)
 		}
 	}
@@ -501,7 +514,7 @@ func recoverStore(base string, cfg config, onBroken func(error)) (*store, int, e
 	if s.persist.sync {
 		j.startSyncer(onBroken)
 	}
-	return s, len(records), nil
+	return s, replayed, nil
 }
 
 // beginTerm records that owner now owns the state, and deals with the locks
@@ -562,9 +575,9 @@ func readStore(base string) (*store, error) {
 	case binary.LittleEndian.Uint64(data[8:]) != gen:
 		return s, nil // a journal the snapshot already holds
 	}
-	records, _, err := scanRecords(data, headerLen)
+	end, err := scanRecords(data, headerLen)
 	if err == nil {
-		err = s.replay(records)
+		_, err = s.replay(records(data, headerLen, end))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("sharedstate: journal %s: %w", path, err)
