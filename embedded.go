@@ -30,6 +30,7 @@ type embedded struct {
 	clientID uint64 // this process, as the owner knows it
 	acks     ackTracker
 	subs     subscriptions
+	subMu    sync.Mutex // orders changes to subs with what the owner is told
 
 	role    atomic.Pointer[role] // nil while no owner is reachable
 	mu      sync.Mutex
@@ -206,8 +207,10 @@ func (s *embedded) supervise(b backend) {
 				return
 			}
 		}
-		s.resubscribe(b)
+		// Published role first: a Subscribe waiting for an owner holds
+		// subMu, which resubscribe takes.
 		s.setRole(b)
+		s.resubscribe()
 		if _, owner := b.(*manager); owner {
 			s.cfg.logger.Info("sharedstate: took over as owner", "state", s.name, "pid", os.Getpid(), "after", time.Since(start))
 		}

@@ -116,42 +116,57 @@ func (s *subscriptions) deliver(channel string, msg []byte) {
 // returns a channel closed once fn will not be called again.
 func (s *embedded) Subscribe(ctx context.Context, channel string, fn func([]byte)) (<-chan struct{}, error) {
 	key := &fn
-	if s.subs.add(channel, key) {
-		resp, err := s.Do(ctx, &transport.Request{Op: transport.OpSubscribe, Name: channel})
-		if err == nil {
-			err = statusError(resp.Status, resp.Msg) // an observer with no owner: read-only
-		}
-		if err != nil {
-			s.subs.remove(channel, key)
-			return nil, err
-		}
+	if err := s.changeSubscription(ctx, channel, key, true); err != nil {
+		return nil, err
 	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		select {
 		case <-ctx.Done():
-		case <-s.ctx.Done():
+		case <-s.ctx.Done(): // closing: no owner to tell
 			s.subs.remove(channel, key)
 			return
 		}
-		if s.subs.remove(channel, key) {
-			// Best effort: a new owner learns only the channels still wanted.
-			ctx, cancel := context.WithTimeout(s.ctx, time.Second)
-			defer cancel()
-			s.Do(ctx, &transport.Request{Op: transport.OpUnsubscribe, Name: channel})
-		}
+		// Best effort: a new owner learns only the channels still wanted.
+		ctx, cancel := context.WithTimeout(s.ctx, time.Second)
+		defer cancel()
+		s.changeSubscription(ctx, channel, key, false)
 	}()
 	return done, nil
 }
 
-// resubscribe tells a new owner (through backend b) of this process's
+// changeSubscription adds or removes a subscriber of this process, telling
+// the owner when the first comes or the last goes. subMu orders these, and
+// resubscribe, so that the owner's registry follows the process's.
+func (s *embedded) changeSubscription(ctx context.Context, channel string, key *func([]byte), add bool) error {
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	op := transport.OpSubscribe
+	if add && !s.subs.add(channel, key) || !add && !s.subs.remove(channel, key) {
+		return nil
+	}
+	if !add {
+		op = transport.OpUnsubscribe
+	}
+	resp, err := s.Do(ctx, &transport.Request{Op: op, Name: channel})
+	if err == nil {
+		err = statusError(resp.Status, resp.Msg) // an observer with no owner: read-only
+	}
+	if err != nil && add {
+		s.subs.remove(channel, key)
+	}
+	return err
+}
+
+// resubscribe tells a new owner (the current role) of this process's
 // subscriptions.
-func (s *embedded) resubscribe(b backend) {
+func (s *embedded) resubscribe() {
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
 	for _, ch := range s.subs.channels() {
 		ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
-		req := &transport.Request{ID: s.acks.next(), Op: transport.OpSubscribe, Name: ch}
-		if _, err := b.do(ctx, req); err != nil {
+		if _, err := s.Do(ctx, &transport.Request{Op: transport.OpSubscribe, Name: ch}); err != nil {
 			s.cfg.logger.Warn("sharedstate: cannot resubscribe after a takeover", "state", s.name, "channel", ch, "err", err)
 		}
 		cancel()
