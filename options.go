@@ -18,6 +18,7 @@ type config struct {
 	handshakeTimeout time.Duration
 	durability       Durability
 	lockGrace        time.Duration
+	lockLease        time.Duration
 	observer         bool
 }
 
@@ -65,6 +66,26 @@ func WithDurability(d Durability) Option { return func(c *config) { c.durability
 // default is 2 seconds. Locks of a holder whose process died are released
 // at once, and the previous owner's own locks at once on takeover.
 func WithLockGrace(d time.Duration) Option { return func(c *config) { c.lockGrace = d } }
+
+// WithLockLease sets the lease of a lock with an engine whose locks are
+// leases, renewed while held and lost if not renewed in time, as Redis's
+// are. Open's engine has no leases (a dead holder's lock is released at
+// once) and ignores it.
+func WithLockLease(d time.Duration) Option { return func(c *config) { c.lockLease = d } }
+
+// EngineConfig is what a State's options say to an engine other than
+// Open's, for the engine's constructor to read with EngineOptions.
+type EngineConfig struct {
+	Logger    *slog.Logger
+	MaxFrame  int           // the largest key plus value to accept
+	LockLease time.Duration // 0: the engine's default
+}
+
+// EngineOptions returns the EngineConfig that opts set.
+func EngineOptions(opts ...Option) EngineConfig {
+	c := newConfig(opts)
+	return EngineConfig{Logger: c.logger, MaxFrame: c.maxFrame, LockLease: c.lockLease}
+}
 
 // WithObserver opens the state without ever becoming its owner, as tools
 // such as the sharedstate inspector do. If an owner runs, the observer is a

@@ -30,10 +30,10 @@
 //     a failover to a replica may lose the latest writes (replication is
 //     asynchronous).
 //   - A lock is a lease. Redis cannot see a process die, so a lock is
-//     held for a lease of 10 seconds that its holder renews while it
-//     holds it, and released by Unlock, by closing the State, or when the
-//     lease runs out unrenewed: the holder died, or was paused or cut off
-//     from Redis for that long. Such a holder learns it from Mutex.Held,
+//     held for a lease (10 seconds, or sharedstate.WithLockLease) that its
+//     holder renews while it holds it, and released by Unlock, by closing
+//     the State, or when the lease runs out unrenewed: the holder died, or
+//     was paused or cut off from Redis for that long. Such a holder learns it from Mutex.Held,
 //     and fencing tokens (Mutex.Token) tell a lapsed holder from the next.
 //   - Exactly once holds within a time limit. Each write carries a request
 //     id, and Redis keeps its result for two minutes, so a write sent again
@@ -95,9 +95,14 @@ const (
 // write safe, and bounds each call with its context, so it uses a copy of
 // opts with MaxRetries -1, DialerRetries 1 and ContextTimeoutEnabled. The
 // options in stOpts that concern the embedded engine (WithDir,
-// WithDurability and the like) have no effect.
+// WithDurability and the like) have no effect; WithLockLease sets the lease
+// of locks.
 func Open(ctx context.Context, opts *redis.Options, name string, stOpts ...sharedstate.Option) (*sharedstate.State, error) {
-	return open(ctx, opts, name, defaultLease, stOpts)
+	lease := sharedstate.EngineOptions(stOpts...).LockLease
+	if lease <= 0 {
+		lease = defaultLease
+	}
+	return open(ctx, opts, name, lease, stOpts)
 }
 
 // OpenURL is Open with the options that url gives, as redis.ParseURL reads

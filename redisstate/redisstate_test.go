@@ -583,3 +583,21 @@ func TestCloseEndsGoroutines(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestLockLeaseOption: WithLockLease reaches the engine through Open.
+func TestLockLeaseOption(t *testing.T) {
+	srv := startServer(t)
+	ctx := testContext(t)
+	st, err := Open(ctx, srv.options(), "leaseopt", sharedstate.WithLockLease(250*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	mu := st.Mutex("m")
+	if err := mu.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ttl := srv.client().PTTL(ctx, "sharedstate:{leaseopt}:lock:m").Val(); ttl <= 0 || ttl > 250*time.Millisecond {
+		t.Errorf("lock key TTL %v, want the 250ms lease", ttl)
+	}
+}
