@@ -155,3 +155,51 @@ func ExampleMutex_Wrap() {
 	// 200 bought
 	// 409 sold out
 }
+
+// Every worker subscribes at startup; any worker's Publish reaches them all.
+func ExampleState_Subscribe() {
+	ctx := context.Background()
+	dir := exampleDir()
+	defer os.RemoveAll(dir)
+	st, err := sharedstate.Open(ctx, "myapp", sharedstate.WithDir(dir))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer st.Close()
+
+	drops, err := st.Subscribe(ctx, "cache")
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err := st.Publish(ctx, "cache", []byte("drop users")); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%s\n", <-drops)
+	// Output: drop users
+}
+
+func ExampleMap_Watch() {
+	ctx := context.Background()
+	dir := exampleDir()
+	defer os.RemoveAll(dir)
+	st, err := sharedstate.Open(ctx, "myapp", sharedstate.WithDir(dir))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer st.Close()
+
+	flags := sharedstate.NewMap[bool](st, "flags")
+	changes, err := flags.Watch(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	flags.Store(ctx, "dark-mode", true)
+	flags.Delete(ctx, "dark-mode")
+	for range 2 {
+		c := <-changes
+		fmt.Println(c.Key, "deleted:", c.Deleted)
+	}
+	// Output:
+	// dark-mode deleted: false
+	// dark-mode deleted: true
+}
