@@ -172,10 +172,17 @@ func lastNonZero(data []byte, from int) int {
 
 // mapFile sizes the file to size bytes, reserving its blocks, and maps it.
 func (j *journal) mapFile(size int) error {
-	if err := unix.Fallocate(int(j.f.Fd()), 0, 0, int64(size)); err != nil {
-		if errors.Is(err, unix.ENOSPC) {
-			return fmt.Errorf("%w: growing %s to %d bytes: %v", ErrJournalFull, j.path, size, err)
-		}
+	err := unix.Fallocate(int(j.f.Fd()), 0, 0, int64(size))
+	if errors.Is(err, unix.EOPNOTSUPP) {
+		// A file system that cannot reserve blocks (some network ones):
+		// size the file anyway. A full disk there is a SIGBUS, not an
+		// error; such file systems are a poor place for the state.
+		err = j.f.Truncate(int64(size))
+	}
+	if errors.Is(err, unix.ENOSPC) {
+		return fmt.Errorf("%w: growing %s to %d bytes: %v", ErrJournalFull, j.path, size, err)
+	}
+	if err != nil {
 		return fmt.Errorf("sharedstate: growing %s: %w", j.path, err)
 	}
 	data, err := unix.Mmap(int(j.f.Fd()), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
