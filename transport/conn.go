@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"sync"
 )
 
@@ -68,7 +69,15 @@ func (c *Conn) Send(m Message) error {
 		c.mu.Unlock()
 		return nil
 	}
-	c.writeLocked()
+	// Let the goroutines that are ready to run append their frames first:
+	// when many calls are in flight they go out in one write; when one is,
+	// this costs a yield with nothing to yield to.
+	c.mu.Unlock()
+	runtime.Gosched()
+	c.mu.Lock()
+	if !c.writing && len(c.out) > 0 && c.err == nil {
+		c.writeLocked()
+	}
 	c.mu.Unlock()
 	return nil
 }
