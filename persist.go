@@ -64,7 +64,7 @@ type persistence struct {
 // journal is compacted once it outgrows the snapshot (the live state), so
 // the two files hold at most about twice the live state, and a takeover
 // replays at most about twice the records the state has.
-const minCompact = 1 << 20
+const minCompact = 512 << 10
 
 // Record types. Journal records change the state; snapshot records set it.
 const (
