@@ -90,7 +90,8 @@ func EngineOptions(opts ...Option) EngineConfig {
 // WithObserver opens the state without ever becoming its owner, as tools
 // such as the sharedstate inspector do. If an owner runs, the observer is a
 // client like any other. If none does, Open reads the state from its journal
-// and serves reads from that copy, and writes fail with ErrReadOnly.
+// and serves reads from that copy, and writes fail with ErrReadOnly, until a
+// process becomes the owner: the observer then connects to it.
 func WithObserver() Option { return func(c *config) { c.observer = true } }
 
 // A WriteOption modifies a single write to a Map.

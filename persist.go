@@ -586,12 +586,18 @@ func readStore(base string) (*store, error) {
 }
 
 // offline serves an observer's reads from a copy of the state read from its
-// files, while no owner runs.
+// files, while no owner runs. Once a process takes the state's lock, offline
+// reports itself lost, so that the observer connects to the new owner.
 type offline struct {
 	store *store
 	sess  *session
-	never chan struct{} // lost: never closed, as the copy cannot fail
+	owned chan struct{} // closed once a process holds the lock file
+	quit  chan struct{}
+	done  chan struct{}
 }
+
+// ownerPoll is how often an offline observer looks for a new owner.
+const ownerPoll = 250 * time.Millisecond
 
 func openOffline(st *embedded) (*offline, error) {
 	s, err := readStore(st.basePath)
@@ -599,7 +605,37 @@ func openOffline(st *embedded) (*offline, error) {
 		return nil, err
 	}
 	st.cfg.logger.Info("sharedstate: no owner; reading the state from its journal", "state", st.name)
-	return &offline{store: s, sess: s.newSession(st.clientID, os.Getpid(), func(transport.Response) {}), never: make(chan struct{})}, nil
+	o := &offline{
+		store: s,
+		sess:  s.newSession(st.clientID, os.Getpid(), func(transport.Response) {}),
+		owned: make(chan struct{}),
+		quit:  make(chan struct{}),
+		done:  make(chan struct{}),
+	}
+	go o.watchLock(st.lockPath)
+	return o, nil
+}
+
+// watchLock closes owned once the lock file is held by another process.
+func (o *offline) watchLock(path string) {
+	defer close(o.done)
+	t := time.NewTicker(ownerPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-o.quit:
+			return
+		case <-t.C:
+		}
+		lf, err := transport.TryLock(path)
+		if err == nil && lf == nil {
+			close(o.owned)
+			return
+		}
+		if lf != nil {
+			lf.Release()
+		}
+	}
 }
 
 func (o *offline) do(ctx context.Context, req *transport.Request) (transport.Response, error) {
@@ -611,5 +647,9 @@ func (o *offline) do(ctx context.Context, req *transport.Request) (transport.Res
 	return resp, nil
 }
 
-func (o *offline) lost() <-chan struct{} { return o.never }
-func (o *offline) close()                {}
+func (o *offline) lost() <-chan struct{} { return o.owned }
+
+func (o *offline) close() {
+	close(o.quit)
+	<-o.done
+}

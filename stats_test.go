@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/sharedstate/sharedstate"
 )
@@ -90,5 +91,32 @@ func TestObserverCannotSubscribeOffline(t *testing.T) {
 	obs := open(t, dir, "app", sharedstate.WithObserver())
 	if _, err := obs.Subscribe(testContext(t), "news"); !errors.Is(err, sharedstate.ErrReadOnly) {
 		t.Errorf("Subscribe through an observer with no owner: %v, want ErrReadOnly", err)
+	}
+}
+
+// TestObserverFollowsNewOwner: an observer reading the journal connects to
+// an owner that starts later, and sees its writes.
+func TestObserverFollowsNewOwner(t *testing.T) {
+	dir := t.TempDir()
+	ctx := testContext(t)
+	open(t, dir, "app").Close()
+	obs := open(t, dir, "app", sharedstate.WithObserver())
+	owner := open(t, dir, "app")
+	if !owner.IsOwner() {
+		t.Fatal("the first process after the observer is not the owner")
+	}
+	owner.Counter("c").Store(ctx, 7)
+	for {
+		n, err := obs.Counter("c").Load(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 7 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond) // until the observer has found the owner
+	}
+	if _, err := obs.Counter("c").Add(ctx, 1); err != nil {
+		t.Errorf("observer Add through the new owner: %v", err)
 	}
 }
