@@ -28,24 +28,24 @@ func main() {
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, *addr, nil); err != nil {
-		log.Fatal(err)
-	}
-}
-
-// run opens the state, publishes its statistics and serves them on addr
-// until ctx ends. If ready is not nil, it receives the listening address.
-func run(ctx context.Context, addr string, ready chan<- string) error {
 	st, err := sharedstate.Open(ctx, "metrics-demo")
 	if err != nil {
-		return err
+		log.Fatal(err)
 	}
 	defer st.Close()
 	st.Counter("requests").Add(ctx, 1) // something to show
 
-	// expvar serves every published variable as JSON at /debug/vars; a
-	// Func is evaluated at each request.
-	expvar.Publish("sharedstate", expvar.Func(func() any {
+	// expvar's variables are the process's: publish once, at startup.
+	expvar.Publish("sharedstate", statsVar(st))
+	if err := run(ctx, st, *addr, nil); err != nil {
+		log.Print(err)
+	}
+}
+
+// statsVar is an expvar variable evaluated at each request: the state's
+// statistics as JSON.
+func statsVar(st *sharedstate.State) expvar.Func {
+	return func() any {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		stats, err := st.Stats(ctx)
@@ -53,7 +53,12 @@ func run(ctx context.Context, addr string, ready chan<- string) error {
 			return err.Error()
 		}
 		return stats
-	}))
+	}
+}
+
+// run serves expvar's /debug/vars and the Prometheus /metrics on addr until
+// ctx ends. If ready is not nil, it receives the listening address.
+func run(ctx context.Context, st *sharedstate.State, addr string, ready chan<- string) error {
 	mux := http.NewServeMux()
 	mux.Handle("/debug/vars", expvar.Handler())
 	mux.Handle("/metrics", prometheusHandler(st))

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sharedstate/sharedstate"
 )
 
 func get(t *testing.T, url string) string {
@@ -28,12 +30,18 @@ func get(t *testing.T, url string) string {
 }
 
 func TestMetrics(t *testing.T) {
-	t.Setenv("XDG_RUNTIME_DIR", t.TempDir()) // a state of its own
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	st, err := sharedstate.Open(ctx, "metrics-demo", sharedstate.WithDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	st.Counter("requests").Add(ctx, 1)
+
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, "127.0.0.1:0", ready) }()
+	go func() { done <- run(ctx, st, "127.0.0.1:0", ready) }()
 	var addr string
 	select {
 	case addr = <-ready:
@@ -51,14 +59,16 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("metrics:\n%s", metrics)
 	}
 
-	var vars struct {
-		Sharedstate struct{ OwnerPID, Counters int }
-	}
-	if err := json.Unmarshal([]byte(get(t, "http://"+addr+"/debug/vars")), &vars); err != nil {
+	// What expvar serves for the variable main publishes.
+	var stats struct{ OwnerPID, Counters int }
+	if err := json.Unmarshal([]byte(statsVar(st).String()), &stats); err != nil {
 		t.Fatal(err)
 	}
-	if vars.Sharedstate.OwnerPID != os.Getpid() || vars.Sharedstate.Counters != 1 {
-		t.Errorf("expvar: %+v", vars.Sharedstate)
+	if stats.OwnerPID != os.Getpid() || stats.Counters != 1 {
+		t.Errorf("expvar: %+v", stats)
+	}
+	if !strings.Contains(get(t, "http://"+addr+"/debug/vars"), `"memstats"`) {
+		t.Error("/debug/vars does not serve expvar")
 	}
 	cancel()
 	if err := <-done; err != nil {
