@@ -3,24 +3,15 @@ package main
 import (
 	"context"
 	"io"
-	"os"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/sharedstate/sharedstate/internal/prefork"
+	"github.com/sharedstate/sharedstate/internal/prefork/preforktest"
 )
 
-// The demo starts its workers by running its own executable again, which
-// under go test is this test binary: run with the worker environment, it
-// plays a worker instead of running the tests.
-func TestMain(m *testing.M) {
-	if prefork.IsWorker() {
-		os.Exit(prefork.RunWorker(serveWorker))
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { preforktest.TestMain(m, serveWorker) }
 
 func TestFlags(t *testing.T) {
 	cfg, err := parseFlags(nil, io.Discard)
