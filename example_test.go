@@ -12,8 +12,18 @@ import (
 	"github.com/sharedstate/sharedstate"
 )
 
-// exampleDir keeps each example's state apart from any real app's; real
-// code leaves the directory to its default.
+// openExample opens the state "myapp" in a directory of its own, apart
+// from any real app's (real code leaves the directory to its default), and
+// returns it with a function that closes it and removes the directory.
+func openExample(ctx context.Context) (*sharedstate.State, func()) {
+	dir := exampleDir()
+	st, err := sharedstate.Open(ctx, "myapp", sharedstate.WithDir(dir))
+	if err != nil {
+		log.Fatal(err)
+	}
+	return st, func() { st.Close(); os.RemoveAll(dir) }
+}
+
 func exampleDir() string {
 	dir, err := os.MkdirTemp("", "sharedstate-example-")
 	if err != nil {
@@ -40,13 +50,8 @@ func ExampleOpen() {
 
 func ExampleCounter() {
 	ctx := context.Background()
-	dir := exampleDir()
-	defer os.RemoveAll(dir)
-	st, err := sharedstate.Open(ctx, "myapp", sharedstate.WithDir(dir))
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer st.Close()
+	st, done := openExample(ctx) // sharedstate.Open(ctx, "myapp"), in a directory of its own
+	defer done()
 
 	hits := st.Counter("hits")
 	for range 3 {
@@ -69,16 +74,11 @@ type Session struct {
 
 func ExampleMap() {
 	ctx := context.Background()
-	dir := exampleDir()
-	defer os.RemoveAll(dir)
-	st, err := sharedstate.Open(ctx, "myapp", sharedstate.WithDir(dir))
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer st.Close()
+	st, done := openExample(ctx) // sharedstate.Open(ctx, "myapp"), in a directory of its own
+	defer done()
 
 	sessions := sharedstate.NewMap[Session](st, "sessions")
-	err = sessions.Store(ctx, "c0ffee", Session{User: "ada", Roles: []string{"admin"}},
+	err := sessions.Store(ctx, "c0ffee", Session{User: "ada", Roles: []string{"admin"}},
 		sharedstate.WithTTL(30*time.Minute))
 	if err != nil {
 		log.Fatal(err)
@@ -95,13 +95,8 @@ func ExampleMap() {
 // other process's update can slip in between.
 func ExampleMap_Update() {
 	ctx := context.Background()
-	dir := exampleDir()
-	defer os.RemoveAll(dir)
-	st, err := sharedstate.Open(ctx, "myapp", sharedstate.WithDir(dir))
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer st.Close()
+	st, done := openExample(ctx) // sharedstate.Open(ctx, "myapp"), in a directory of its own
+	defer done()
 
 	carts := sharedstate.NewMap[[]string](st, "carts")
 	for _, item := range []string{"tea", "milk"} {
@@ -124,13 +119,8 @@ func ExampleMap_Update() {
 // sync.Mutex would within one.
 func ExampleMutex_Wrap() {
 	ctx := context.Background()
-	dir := exampleDir()
-	defer os.RemoveAll(dir)
-	st, err := sharedstate.Open(ctx, "myapp", sharedstate.WithDir(dir))
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer st.Close()
+	st, done := openExample(ctx) // sharedstate.Open(ctx, "myapp"), in a directory of its own
+	defer done()
 
 	stock := st.Counter("stock")
 	stock.Store(ctx, 1)
@@ -159,13 +149,8 @@ func ExampleMutex_Wrap() {
 // Every worker subscribes at startup; any worker's Publish reaches them all.
 func ExampleState_Subscribe() {
 	ctx := context.Background()
-	dir := exampleDir()
-	defer os.RemoveAll(dir)
-	st, err := sharedstate.Open(ctx, "myapp", sharedstate.WithDir(dir))
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer st.Close()
+	st, done := openExample(ctx) // sharedstate.Open(ctx, "myapp"), in a directory of its own
+	defer done()
 
 	drops, err := st.Subscribe(ctx, "cache")
 	if err != nil {
@@ -180,13 +165,8 @@ func ExampleState_Subscribe() {
 
 func ExampleMap_Watch() {
 	ctx := context.Background()
-	dir := exampleDir()
-	defer os.RemoveAll(dir)
-	st, err := sharedstate.Open(ctx, "myapp", sharedstate.WithDir(dir))
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer st.Close()
+	st, done := openExample(ctx) // sharedstate.Open(ctx, "myapp"), in a directory of its own
+	defer done()
 
 	flags := sharedstate.NewMap[bool](st, "flags")
 	changes, err := flags.Watch(ctx)
