@@ -174,9 +174,10 @@ func (s *store) duplicate(sess *session, req *transport.Request) (transport.Resp
 	return resp, ok
 }
 
-// save keeps the answer to a write for a retry, until the client acks it.
+// save keeps the answer to a deduplicated write (see isDeduplicated) for a
+// retry, until the client acks it.
 func (s *store) save(sess *session, req *transport.Request, resp transport.Response) {
-	if !sess.saveResults || req.ID == 0 || !isDeduplicated(req) {
+	if !sess.saveResults || req.ID == 0 {
 		return
 	}
 	t := s.clients[sess.id]
