@@ -238,8 +238,13 @@ func (m *manager) deliverLocal(resp transport.Response) {
 
 func (m *manager) acceptLoop() {
 	defer m.wg.Done()
+	starved := false // accept is failing for want of descriptors
 	for {
 		nc, err := m.ln.AcceptUnix()
+		if err == nil && starved {
+			starved = false
+			m.st.cfg.logger.Info("sharedstate: accepting connections again", "state", m.st.name)
+		}
 		if err != nil {
 			if m.closing.Load() {
 				return
@@ -249,7 +254,11 @@ func (m *manager) acceptLoop() {
 				continue
 			}
 			if isTemporary(err) { // out of descriptors: wait for some to close
-				m.st.cfg.logger.Warn("sharedstate: accept", "err", err)
+				if !starved {
+					starved = true
+					m.st.cfg.logger.Error("sharedstate: out of file descriptors: no process can join the state until this one closes some",
+						"state", m.st.name, "err", err)
+				}
 				time.Sleep(50 * time.Millisecond)
 				continue
 			}

@@ -192,7 +192,7 @@ func (m *Map[V]) Watch(ctx context.Context) (<-chan Change, error) {
 	if m.st.embedded == nil {
 		return nil, fmt.Errorf("sharedstate: map %q: watch: only a state from Open can be watched", m.name)
 	}
-	msgs, err := m.st.Subscribe(ctx, watchPrefix+m.name)
+	msgs, err := m.st.subscribe(ctx, watchPrefix+m.name)
 	if err != nil {
 		return nil, fmt.Errorf("sharedstate: map %q: watch: %w", m.name, err)
 	}

@@ -32,6 +32,9 @@ func newConfig(opts []Option) config {
 	for _, o := range opts {
 		o(&c)
 	}
+	if c.logger == nil {
+		c.logger = slog.New(slog.DiscardHandler)
+	}
 	return c
 }
 
@@ -42,7 +45,7 @@ func newConfig(opts []Option) config {
 func WithDir(dir string) Option { return func(c *config) { c.dir = dir } }
 
 // WithLogger sets where role changes and refused connections are logged.
-// The default is slog.Default().
+// The default is slog.Default(); nil discards the logs.
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 
 // WithMaxFrame caps the size of one message between processes, and so of a

@@ -24,6 +24,9 @@ const subscriptionBuffer = 256
 // twice if the publisher's retry crosses the takeover. Use it for signals
 // such as "drop your cache", and keep what must not be lost in a Map.
 func (s *State) Publish(ctx context.Context, channel string, msg []byte) (int, error) {
+	if err := checkChannel(channel); err != nil {
+		return 0, fmt.Errorf("sharedstate: publish: %w", err)
+	}
 	resp, err := s.do(ctx, transport.Request{Op: transport.OpPublish, Name: channel, Value: msg})
 	if err != nil {
 		return 0, fmt.Errorf("sharedstate: publish on %q: %w", channel, err)
@@ -35,12 +38,34 @@ func (s *State) Publish(ctx context.Context, channel string, msg []byte) (int, e
 // ends or the State closes, when the channel is closed. See Publish for what
 // delivery guarantees.
 func (s *State) Subscribe(ctx context.Context, channel string) (<-chan []byte, error) {
+	if err := checkChannel(channel); err != nil {
+		return nil, fmt.Errorf("sharedstate: subscribe: %w", err)
+	}
+	return s.subscribe(ctx, channel)
+}
+
+// reservedPrefix starts the channels this package uses itself (Map.Watch).
+const reservedPrefix = "\x00"
+
+// watchPrefix starts the channels that carry the changes of a map.
+const watchPrefix = reservedPrefix + "watch/"
+
+func checkChannel(channel string) error {
+	switch {
+	case channel == "":
+		return fmt.Errorf("%w: empty channel name", ErrInvalidName)
+	case strings.HasPrefix(channel, reservedPrefix):
+		return fmt.Errorf("%w: %q: channel names starting with NUL are reserved", ErrInvalidName, channel)
+	}
+	return nil
+}
+
+// subscribe is Subscribe without the check of the channel's name, for the
+// reserved channels too.
+func (s *State) subscribe(ctx context.Context, channel string) (<-chan []byte, error) {
 	sub, ok := s.engine.(Subscriber)
 	if !ok {
 		return nil, fmt.Errorf("sharedstate: subscribe to %q: the engine does not carry messages", channel)
-	}
-	if channel == "" {
-		return nil, fmt.Errorf("sharedstate: subscribe: empty channel name")
 	}
 	c := make(chan []byte, subscriptionBuffer)
 	done, err := sub.Subscribe(ctx, channel, func(msg []byte) {
@@ -182,9 +207,6 @@ type channels struct {
 	watched atomic.Int64
 }
 
-// watchPrefix starts the channels that carry the changes of a map.
-const watchPrefix = "\x00watch/"
-
 // publishChange tells the watchers of a map that an entry changed: one byte
 // (1: deleted) then the key.
 func (c *channels) publishChange(mapName, key string, deleted bool) {
@@ -195,15 +217,31 @@ func (c *channels) publishChange(mapName, key string, deleted bool) {
 	if deleted {
 		data[0] = 1
 	}
-	c.serve(nil, &transport.Request{Op: transport.OpPublish, Name: watchPrefix + mapName, Value: append(data, key...)}, nil)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.publish(watchPrefix+mapName, append(data, key...))
+}
+
+// publish pushes data to the subscribers of channel, and returns how many
+// there are; c.mu is held.
+func (c *channels) publish(channel string, data []byte) int {
+	ev := &transport.Event{Channel: channel, Data: data}
+	for _, push := range c.subs[channel] {
+		push(ev)
+	}
+	return len(c.subs[channel])
 }
 
 // serve performs a Publish, Subscribe or Unsubscribe for sess, whose
 // messages push sends.
 func (c *channels) serve(sess *session, req *transport.Request, push func(*transport.Event)) transport.Response {
 	resp := transport.Response{ID: req.ID}
-	if req.Name == "" {
+	switch {
+	case req.Name == "":
 		resp.Status, resp.Msg = transport.StatusBadRequest, "empty channel name"
+		return resp
+	case req.Op == transport.OpPublish && strings.HasPrefix(req.Name, reservedPrefix):
+		resp.Status, resp.Msg = transport.StatusBadRequest, "channel names starting with NUL are reserved"
 		return resp
 	}
 	c.mu.Lock()
@@ -223,11 +261,7 @@ func (c *channels) serve(sess *session, req *transport.Request, push func(*trans
 	case transport.OpUnsubscribe:
 		c.remove(req.Name, sess)
 	case transport.OpPublish:
-		ev := &transport.Event{Channel: req.Name, Data: req.Value}
-		for _, push := range c.subs[req.Name] {
-			push(ev)
-		}
-		resp.Int = int64(len(c.subs[req.Name]))
+		resp.Int = int64(c.publish(req.Name, req.Value))
 	}
 	return resp
 }

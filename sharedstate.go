@@ -157,6 +157,13 @@ func (s *State) do(ctx context.Context, req transport.Request) (transport.Respon
 // (Counter) fill pooled requests directly: an owner-local call is fast enough
 // for copies of the request to show.
 func (s *State) send(ctx context.Context, r *transport.Request) (transport.Response, error) {
+	// A call whose context has ended does nothing, rather than acting and
+	// then reporting the context's error, as database/sql does.
+	if err := ctx.Err(); err != nil {
+		*r = transport.Request{}
+		requests.Put(r)
+		return transport.Response{}, err
+	}
 	resp, err := s.engine.Do(ctx, r)
 	*r = transport.Request{} // drop references to values
 	requests.Put(r)

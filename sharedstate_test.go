@@ -2,7 +2,6 @@ package sharedstate_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -90,7 +89,7 @@ func TestConformanceProxy(t *testing.T) {
 type worker struct {
 	cmd   *exec.Cmd
 	lines chan string // its standard output, line by line
-	out   bytes.Buffer
+	out   syncBuffer  // its standard error, readable while it runs
 }
 
 func startWorker(t *testing.T, role string, env ...string) *worker {
