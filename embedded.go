@@ -181,6 +181,9 @@ func (s *embedded) supervise(b backend) {
 		select {
 		case <-s.ctx.Done():
 			s.setRole(nil)
+			if p, ok := b.(*proxy); ok {
+				p.leave()
+			}
 			b.close()
 			return
 		case <-b.lost():
@@ -273,6 +276,11 @@ func (s *embedded) Do(ctx context.Context, req *transport.Request) (transport.Re
 		req.ID = s.acks.begin()
 		defer s.acks.finish(req.ID)
 	}
+	// dropped is the owner that lost the connection with req in flight:
+	// req is sent to it once more, as the loss may have nothing to do with
+	// req, but not again, lest a request the owner drops connections for
+	// be sent in a loop.
+	var dropped *proxy
 	for {
 		r := s.role.Load()
 		if r == nil {
@@ -291,6 +299,13 @@ func (s *embedded) Do(ctx context.Context, req *transport.Request) (transport.Re
 		resp, err := r.do(ctx, req)
 		if err == nil && resp.Status != transport.StatusShuttingDown {
 			return resp, nil
+		}
+		if p, ok := r.backend.(*proxy); ok && errors.Is(err, errOwnerLost) {
+			if dropped != nil && dropped.owner == p.owner {
+				return resp, s.unresolved(req, fmt.Errorf("%w: the owner (pid %d) closed the connection twice with this request in flight",
+					ErrUnavailable, p.ownerPID))
+			}
+			dropped = p
 		}
 		if errors.Is(err, errNotSent) || errors.Is(err, errOwnerLost) || err == nil {
 			s.awaitChange(ctx, r)
@@ -415,6 +430,7 @@ func (s *embedded) transportConfig() transport.Config {
 	return transport.Config{
 		UID:      os.Getuid(),
 		PID:      os.Getpid(),
+		ID:       s.clientID,
 		Secret:   s.cfg.secret,
 		MaxFrame: s.cfg.maxFrame,
 		Timeout:  s.cfg.handshakeTimeout,

@@ -24,8 +24,12 @@ var (
 	ErrTooLarge = errors.New("sharedstate: too large")
 	// ErrUnauthorized: the peer runs as another user or lacks the secret.
 	ErrUnauthorized = errors.New("sharedstate: unauthorized")
-	// ErrInvalidName: a state name that cannot name files safely.
+	// ErrInvalidName: a state name that cannot name files safely, or a
+	// channel name that is empty or reserved.
 	ErrInvalidName = errors.New("sharedstate: invalid name")
+	// ErrInvalidArgument: an argument no engine accepts, such as a TTL that
+	// is not positive; the request changed nothing.
+	ErrInvalidArgument = errors.New("sharedstate: invalid argument")
 	// ErrNotLocked: Unlock of a Mutex this process does not hold.
 	ErrNotLocked = errors.New("sharedstate: not locked")
 	// ErrReadOnly: a write through an observer while no owner runs (see
@@ -39,6 +43,8 @@ func statusError(s transport.Status, msg string) error {
 	switch s {
 	case transport.StatusOK:
 		return nil
+	case transport.StatusBadRequest:
+		sentinel = ErrInvalidArgument
 	case transport.StatusTooLarge:
 		sentinel = ErrTooLarge
 	case transport.StatusNotLocked:

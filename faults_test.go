@@ -193,3 +193,190 @@ func init() {
 		select {}
 	}
 }
+
+// TestBadArgumentsKeepLocks: a write the owner cannot accept (a TTL that is
+// not positive, a value over the owner's frame cap) is refused with an
+// error, from the owner and from a proxy alike, and costs the proxy neither
+// its connection nor its lock.
+func TestBadArgumentsKeepLocks(t *testing.T) {
+	dir := t.TempDir()
+	ctx := testContext(t)
+	owner := open(t, dir, "app")
+	var proxyLog syncBuffer
+	// A proxy whose own cap is above the owner's: the owner's rules.
+	proxy := open(t, dir, "app", quietLogger(&proxyLog), sharedstate.WithMaxFrame(16<<20))
+	other := open(t, dir, "app")
+	mu := proxy.Mutex("held")
+	if err := mu.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for side, st := range map[string]*sharedstate.State{"owner": owner, "proxy": proxy} {
+		m := sharedstate.NewMap[[]byte](st, "m")
+		bad := map[string]struct {
+			err  error
+			call func() error
+		}{
+			"negative TTL":          {sharedstate.ErrInvalidArgument, func() error { return m.Store(ctx, "k", nil, sharedstate.WithTTL(-time.Second)) }},
+			"TTL of a past instant": {sharedstate.ErrInvalidArgument, func() error { return m.Store(ctx, "k", nil, sharedstate.WithTTL(time.Until(time.Now().Add(-time.Hour)))) }},
+			"zero TTL":              {sharedstate.ErrInvalidArgument, func() error { return m.Store(ctx, "k", nil, sharedstate.WithTTL(0)) }},
+			"5 MiB value":           {sharedstate.ErrTooLarge, func() error { return m.Store(ctx, "k", make([]byte, 5<<20)) }},
+			"Update to 5 MiB": {sharedstate.ErrTooLarge, func() error {
+				_, err := m.Update(ctx, "k", func([]byte, bool) ([]byte, error) { return make([]byte, 5<<20), nil })
+				return err
+			}},
+		}
+		for what, b := range bad {
+			if err := b.call(); !errors.Is(err, b.err) {
+				t.Errorf("%s: %s: %v; want %v", side, what, err, b.err)
+			}
+			if ok, err := other.Mutex("held").TryLock(ctx); err != nil || ok {
+				t.Fatalf("%s: after %s, another process took the proxy's lock: %v, %v", side, what, ok, err)
+			}
+		}
+		if n, err := m.Len(ctx); err != nil || n != 0 {
+			t.Errorf("%s: %d entries after refused writes, %v", side, n, err)
+		}
+	}
+	if held, err := mu.Held(ctx); err != nil || !held {
+		t.Errorf("the proxy's lock: Held = %v, %v", held, err)
+	}
+	if strings.Contains(proxyLog.String(), "owner lost") {
+		t.Errorf("the proxy lost its connection to the owner:\n%s", proxyLog.String())
+	}
+	// A TTL beyond what a clock can count means no expiry soon, not at once.
+	m := sharedstate.NewMap[int](proxy, "m")
+	if err := m.Store(ctx, "centuries", 1, sharedstate.WithTTL(280*365*24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // past a sweep
+	if _, ok, err := m.Load(ctx, "centuries"); err != nil || !ok {
+		t.Errorf("an entry with a TTL of 280 years: Load = %v, %v", ok, err)
+	}
+}
+
+// TestDroppedConnectionKeepsLocks: when the owner drops the connection of a
+// process that is still alive, that process keeps its locks for the grace
+// of a takeover, through a new connection too; if it never reconnects,
+// they are released when the grace ends.
+func TestDroppedConnectionKeepsLocks(t *testing.T) {
+	dir := t.TempDir()
+	ctx := testContext(t)
+	open(t, dir, "app", sharedstate.WithLockGrace(500*time.Millisecond))
+	other := open(t, dir, "app")
+	sock := dir + "/app.sock"
+	lockAs := func(client uint64, name string) (*rawConn, uint64) {
+		t.Helper()
+		c, err := dialJoinedAs(sock, client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := c.do(&transport.Request{ID: 1, Op: transport.OpLock, Name: name})
+		if err != nil || resp.Status != transport.StatusOK {
+			t.Fatalf("Lock: %+v, %v", resp, err)
+		}
+		return c, resp.Version
+	}
+	dropped := func(c *rawConn) {
+		t.Helper()
+		if err := c.sendAndDrain(frame(0x42)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held := func(name string) bool {
+		t.Helper()
+		ok, err := other.Mutex(name).TryLock(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			other.Mutex(name).Unlock(ctx)
+		}
+		return !ok
+	}
+
+	// Dropped, then back: the lock is kept past the grace.
+	c, token := lockAs(77, "kept")
+	dropped(c)
+	if !held("kept") {
+		t.Fatal("the lock of a live process was released when the owner dropped its connection")
+	}
+	back, err := dialJoinedAs(sock, 77)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer back.nc.Close()
+	time.Sleep(time.Second)
+	if !held("kept") {
+		t.Fatal("a lock claimed back on a new connection was released when the grace ended")
+	}
+	if resp, err := back.do(&transport.Request{ID: 2, Op: transport.OpUnlock, Name: "kept", Version: token}); err != nil || resp.Status != transport.StatusOK {
+		t.Fatalf("Unlock on the new connection: %+v, %v", resp, err)
+	}
+
+	// Dropped for good: released once the grace is over.
+	c, _ = lockAs(78, "abandoned")
+	dropped(c)
+	deadline := time.Now().Add(time.Minute)
+	for held("abandoned") {
+		if time.Now().After(deadline) {
+			t.Fatal("the lock of a process that never came back was not released after the grace")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestResentAtMostOnce: a request after which the owner drops the
+// connection is sent again once, to the same owner, then fails: no storm of
+// reconnections.
+func TestResentAtMostOnce(t *testing.T) {
+	dir := t.TempDir()
+	ctx := testContext(t)
+	// An owner by hand, that drops every connection on its first request.
+	lf, err := transport.TryLock(dir + "/app.lock")
+	if err != nil || lf == nil {
+		t.Fatalf("TryLock = %v, %v", lf, err)
+	}
+	defer lf.Release()
+	ln, err := transport.Listen(dir + "/app.sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	received := make(chan transport.Op, 100)
+	go func() {
+		for {
+			nc, err := ln.AcceptUnix()
+			if err != nil {
+				return
+			}
+			go func() {
+				conn, _, err := transport.Accept(nc, transport.Config{UID: os.Getuid(), PID: os.Getpid(), MaxFrame: transport.DefaultMaxFrame})
+				if err != nil {
+					return
+				}
+				defer conn.Close()
+				body, err := conn.Recv()
+				if err != nil {
+					return
+				}
+				var req transport.Request
+				req.Decode(body)
+				received <- req.Op
+			}()
+		}
+	}()
+	st := open(t, dir, "app")
+	callCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	_, err = st.Counter("c").Add(callCtx, 1)
+	if err == nil || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Add through an owner that drops it: %v; want an error before the context ends", err)
+	}
+	if !errors.Is(err, sharedstate.ErrUnavailable) || !strings.Contains(err.Error(), "may or may not have been applied") {
+		t.Errorf("error %q: want ErrUnavailable, saying the outcome is unknown", err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := len(received); n != 2 {
+		t.Errorf("the request was sent %d times; want 2", n)
+	}
+}

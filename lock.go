@@ -241,24 +241,84 @@ func (s *store) refuseWaiters() {
 	}
 }
 
-// drop forgets a session: its waiting requests are withdrawn and, if
-// release, its locks are released, as its process is gone. (A client leaving
-// a closing owner keeps its locks for the next one.)
-func (s *store) drop(sess *session, release bool) {
+// disconnect ends a session: its waiting Locks are withdrawn. Its locks
+// stay, for the caller to release or give grace to, depending on what
+// became of its process.
+func (s *store) disconnect(sess *session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for id := range sess.parked {
-		l := s.locks[sess.parked[id]]
-		l.queue = slices.DeleteFunc(l.queue, func(w waiter) bool { return w.sess == sess })
+	s.withdraw(sess)
+	if s.connected[sess.id]--; s.connected[sess.id] <= 0 {
+		delete(s.connected, sess.id)
 	}
-	clear(sess.parked)
-	if !release || s.broken != nil {
+}
+
+// withdraw takes a session's waiting Locks out of their queues; s.mu is
+// held.
+func (s *store) withdraw(sess *session) {
+	for id, name := range sess.parked {
+		l := s.locks[name]
+		l.queue = slices.DeleteFunc(l.queue, func(w waiter) bool { return w.sess == sess })
+		delete(sess.parked, id)
+	}
+}
+
+// connect records a new session of a client: the locks it holds are its
+// own again, whatever grace a takeover or a dropped connection gave them.
+func (s *store) connect(client uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.connected[client]++
+	for _, l := range s.locks {
+		if l.holder == client {
+			l.graceEnd = 0
+		}
+	}
+}
+
+// isConnected reports whether a client has a session.
+func (s *store) isConnected(client uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.connected[client] > 0
+}
+
+// releaseLocks releases at once the locks of a client with no session: its
+// process is gone, or its State closed.
+func (s *store) releaseLocks(client uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.connected[client] == 0 {
+		s.releaseHeld(client)
+	}
+}
+
+// releaseHeld releases the locks a client holds; s.mu is held.
+func (s *store) releaseHeld(client uint64) {
+	if s.broken != nil {
 		return
 	}
 	s.tick(s.now().UnixNano())
 	for name, l := range s.locks {
-		if l.holder == sess.id {
+		if l.holder == client {
 			s.forceRelease(name, l)
+		}
+	}
+}
+
+// graceLocks gives the locks of a client with no session the grace of a
+// takeover, to be claimed by the client connecting again: a live process
+// whose connection dropped keeps its locks.
+func (s *store) graceLocks(client uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.connected[client] > 0 {
+		return
+	}
+	end := s.tick(s.now().UnixNano()) + int64(s.grace)
+	for _, l := range s.locks {
+		if l.holder == client && l.graceEnd == 0 {
+			l.graceEnd = end
 		}
 	}
 }
@@ -266,25 +326,14 @@ func (s *store) drop(sess *session, release bool) {
 // startGrace gives every lock held by another process than the new owner
 // grace to be claimed by its holder reconnecting; the previous owner's locks
 // are released at once, as that process is gone. s.mu is held.
-func (s *store) startGrace(prevOwner, newOwner uint64, grace time.Duration) {
+func (s *store) startGrace(prevOwner, newOwner uint64) {
 	for name, l := range s.locks {
 		switch l.holder {
 		case 0, newOwner:
 		case prevOwner:
 			s.forceRelease(name, l)
 		default:
-			l.graceEnd = s.clock + int64(grace)
-		}
-	}
-}
-
-// claim ends the grace of the locks a reconnected client holds.
-func (s *store) claim(client uint64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, l := range s.locks {
-		if l.holder == client {
-			l.graceEnd = 0
+			l.graceEnd = s.clock + int64(s.grace)
 		}
 	}
 }

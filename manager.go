@@ -126,7 +126,8 @@ func (m *manager) close() {
 	m.mu.Unlock()
 	close(m.quit)
 	m.wg.Wait()
-	m.store.drop(m.local, true)
+	m.store.disconnect(m.local)
+	m.store.releaseLocks(m.local.id)
 	m.store.close()
 	m.lock.Release()
 }
@@ -326,18 +327,49 @@ func (m *manager) serve(nc *net.UnixConn) {
 	m.conns[nc] = conn
 	m.mu.Unlock()
 
+	proc := processOf(int(join.PID))
 	sess := m.store.newSession(join.ClientID, int(join.PID), func(resp transport.Response) {
 		// With the store locked: queue, never block on a slow reader.
 		m.store.whenDurable(func() { conn.Queue(&resp) })
 	})
-	m.store.claim(join.ClientID)
+	m.store.connect(join.ClientID)
 	err = m.serveRequests(conn, sess)
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, syscall.ECONNRESET) {
 		log.Warn("sharedstate: closed a connection", "state", m.st.name, "pid", join.PID, "reason", err)
 	}
 	m.channels.drop(sess)
-	m.store.drop(sess, !m.closing.Load())
+	m.store.disconnect(sess)
 	conn.Close()
+	if !m.closing.Load() { // else its clients keep their locks for the next owner
+		m.store.graceLocks(join.ClientID)
+		m.releaseOnExit(proc, join.ClientID)
+	}
+}
+
+// releaseOnExit releases a disconnected client's locks as soon as its
+// process exits, if that is within the grace and the client has not
+// connected again meanwhile. A connection ends a moment before its process
+// is seen to exit, and it may also end with the process alive: the owner
+// dropped it, and the process will connect again.
+func (m *manager) releaseOnExit(proc process, client uint64) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		deadline := time.Now().Add(m.st.cfg.lockGrace)
+		wait := 100 * time.Microsecond
+		for !proc.exited() {
+			if time.Now().After(deadline) || m.store.isConnected(client) {
+				return
+			}
+			select {
+			case <-time.After(wait):
+			case <-m.quit:
+				return
+			}
+			wait = min(2*wait, 50*time.Millisecond)
+		}
+		m.store.releaseLocks(client)
+	}()
 }
 
 // serveRequests answers a client's requests until its connection ends.

@@ -243,9 +243,13 @@ func (m *Map[V]) Range(ctx context.Context, fn func(key string, value V) bool) e
 
 // write builds the request that writes value for key.
 func (m *Map[V]) write(op transport.Op, key string, value V, opts []WriteOption) (transport.Request, error) {
+	w, err := applyWriteOptions(opts)
+	if err != nil {
+		return transport.Request{}, fmt.Errorf("sharedstate: map %q: %v %q: %w", m.name, op, key, err)
+	}
 	b, err := m.codec.encode(value)
 	if err != nil {
 		return transport.Request{}, fmt.Errorf("sharedstate: map %q: %w", m.name, err)
 	}
-	return transport.Request{Op: op, Key: key, Value: b, TTL: applyWriteOptions(opts).ttl}, nil
+	return transport.Request{Op: op, Key: key, Value: b, TTL: w.ttl}, nil
 }

@@ -1,6 +1,7 @@
 package sharedstate
 
 import (
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -101,17 +102,27 @@ func WithObserver() Option { return func(c *config) { c.observer = true } }
 type WriteOption func(*writeOptions)
 
 type writeOptions struct {
-	ttl time.Duration
+	ttl    time.Duration
+	hasTTL bool
 }
 
-// WithTTL makes the written entry expire after d. Without it the entry never
-// expires, and a write replaces an earlier entry's TTL.
-func WithTTL(d time.Duration) WriteOption { return func(w *writeOptions) { w.ttl = d } }
+// WithTTL makes the written entry expire after d, which must be positive:
+// a TTL of zero or less (time.Until of an instant already past, say) is
+// refused with ErrInvalidArgument rather than taken to mean "now" or
+// "never". A TTL so long that the expiry would pass the year 2262 ends
+// there. Without WithTTL the entry never expires, and a write replaces an
+// earlier entry's TTL.
+func WithTTL(d time.Duration) WriteOption {
+	return func(w *writeOptions) { w.ttl, w.hasTTL = d, true }
+}
 
-func applyWriteOptions(opts []WriteOption) writeOptions {
+func applyWriteOptions(opts []WriteOption) (writeOptions, error) {
 	var w writeOptions
 	for _, o := range opts {
 		o(&w)
 	}
-	return w
+	if w.hasTTL && w.ttl <= 0 {
+		return w, fmt.Errorf("%w: TTL %v: a TTL must be positive; write without WithTTL for an entry that never expires", ErrInvalidArgument, w.ttl)
+	}
+	return w, nil
 }

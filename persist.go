@@ -80,6 +80,7 @@ const (
 	snapClient                  // client, ack, then its saved answers as frames
 	snapEnd                     // the snapshot is complete
 	snapMap                     // name, entries: sizes the map before its entries come
+	recForget                   // a client's saved answers dropped: client
 )
 
 func (s *store) requestRecord(client uint64, now int64, req *transport.Request) []byte {
@@ -109,6 +110,19 @@ func releaseRecord(b []byte, now int64, name string) []byte {
 func expireRecord(b []byte, now int64) []byte {
 	b = append(b, recExpire)
 	return binary.AppendVarint(b, now)
+}
+
+func forgetRecord(b []byte, client uint64) []byte {
+	return binary.AppendUvarint(append(b, recForget), client)
+}
+
+// forget drops the answers saved for a client that will not ask for them
+// again; s.mu is held.
+func (s *store) forget(client uint64) {
+	if _, ok := s.clients[client]; ok {
+		s.journal(forgetRecord(s.scratch[:0], client))
+		delete(s.clients, client)
+	}
 }
 
 func ownerRecord(b []byte, now int64, client uint64) []byte {
@@ -199,6 +213,12 @@ func (s *store) replay(records iter.Seq[[]byte]) (n int, err error) {
 				return i, fmt.Errorf("record %d: %w", i, err)
 			}
 			s.expire(s.tick(now))
+		case recForget:
+			client := d.Uvarint()
+			if err := d.Finish(); err != nil {
+				return i, fmt.Errorf("record %d: %w", i, err)
+			}
+			delete(s.clients, client)
 		case recOwner:
 			client, now := d.Uvarint(), d.Varint()
 			if err := d.Finish(); err != nil {
@@ -526,8 +546,9 @@ func (s *store) beginTerm(owner uint64, grace time.Duration) {
 	prev := s.owner
 	s.owner = owner
 	s.terms++
+	s.grace = grace
 	s.journal(ownerRecord(s.scratch[:0], now, owner))
-	s.startGrace(prev, owner, grace)
+	s.startGrace(prev, owner)
 	delete(s.clients, prev) // that process is gone, and its answers with it
 }
 

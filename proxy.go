@@ -17,6 +17,7 @@ type proxy struct {
 	st       *embedded
 	conn     *transport.Conn
 	ownerPID int64
+	owner    uint64 // the owner's client id
 
 	mu      sync.Mutex
 	pending map[uint64]chan transport.Response
@@ -31,7 +32,7 @@ func dialProxy(ctx context.Context, st *embedded) (*proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn, hello, err := transport.Connect(ctx, nc, st.clientID, st.transportConfig())
+	conn, hello, err := transport.Connect(ctx, nc, st.transportConfig())
 	if err != nil {
 		return nil, transportError(err)
 	}
@@ -39,6 +40,7 @@ func dialProxy(ctx context.Context, st *embedded) (*proxy, error) {
 		st:       st,
 		conn:     conn,
 		ownerPID: hello.PID,
+		owner:    hello.Owner,
 		pending:  make(map[uint64]chan transport.Response),
 		lostC:    make(chan struct{}),
 		done:     make(chan struct{}),
@@ -139,6 +141,14 @@ func (p *proxy) do(ctx context.Context, req *transport.Request) (transport.Respo
 		p.forget(req.ID)
 	}
 	return transport.Response{}, ctx.Err()
+}
+
+// leave tells the owner that this State is closing, so that it releases
+// the State's locks at once instead of keeping them for a reconnection.
+func (p *proxy) leave() {
+	ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
+	defer cancel()
+	p.do(ctx, &transport.Request{ID: p.st.acks.next(), Op: transport.OpLeave})
 }
 
 func (p *proxy) forget(id uint64) {

@@ -3,6 +3,7 @@ package sharedstate
 import (
 	"bytes"
 	"container/heap"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -38,6 +39,10 @@ type store struct {
 	// Exactly once: the saved answers to each client's writes, until the
 	// client acknowledges them (Request.Ack).
 	clients map[uint64]*clientTable
+	// connected counts each client's sessions: usually one, two while a
+	// client reconnects before the owner has seen its old connection end.
+	connected map[uint64]int
+	grace     time.Duration // see WithLockGrace
 	// owner is the client id of the process owning the state in the
 	// latest term the journal records; terms counts the terms.
 	owner uint64
@@ -85,11 +90,12 @@ type session struct {
 
 func newStore() *store {
 	return &store{
-		counters: make(map[string]int64),
-		maps:     make(map[string]map[string]entry),
-		locks:    make(map[string]*lockState),
-		clients:  make(map[uint64]*clientTable),
-		now:      time.Now,
+		counters:  make(map[string]int64),
+		maps:      make(map[string]map[string]entry),
+		locks:     make(map[string]*lockState),
+		clients:   make(map[uint64]*clientTable),
+		connected: make(map[uint64]int),
+		now:       time.Now,
 	}
 }
 
@@ -102,12 +108,16 @@ func (s *store) newSession(id uint64, pid int, deliver func(transport.Response))
 func (s *store) apply(sess *session, req *transport.Request) (resp transport.Response, parked bool) {
 	resp.ID = req.ID
 	switch {
-	case req.Name == "":
+	case req.Name == "" && req.Op != transport.OpStats && req.Op != transport.OpList && req.Op != transport.OpLeave:
 		return fail(resp, transport.StatusBadRequest, "empty name")
 	case len(req.Name) > maxNameLen:
 		return fail(resp, transport.StatusTooLarge, "name longer than 1 KiB")
 	case len(req.Key) > maxKeyLen:
 		return fail(resp, transport.StatusTooLarge, "key longer than 64 KiB")
+	case req.TTL < 0:
+		return fail(resp, transport.StatusBadRequest, "negative TTL")
+	case !req.Op.Known():
+		return fail(resp, transport.StatusBadRequest, "unknown op "+req.Op.String())
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -150,10 +160,11 @@ func (s *store) apply(sess *session, req *transport.Request) (resp transport.Res
 // isDeduplicated reports whether req is a write that is journaled as it is
 // and answered from the saved results when retried. Lock and TryLock are
 // not: the lock's state recognises their retries, and only their grants
-// change the state.
+// change the state. Nor is Leave, which journals what it changes, and may be
+// repeated.
 func isDeduplicated(req *transport.Request) bool {
 	switch req.Op {
-	case transport.OpLock, transport.OpTryLock:
+	case transport.OpLock, transport.OpTryLock, transport.OpLeave:
 		return false
 	}
 	return req.Op.Mutates()
@@ -311,6 +322,10 @@ func (s *store) exec(sess *session, req *transport.Request, now int64) (resp tra
 		resp.Entries = s.stats()
 	case transport.OpLock, transport.OpTryLock, transport.OpUnlock, transport.OpLockHeld:
 		return s.applyLock(sess, req, resp)
+	case transport.OpLeave:
+		s.withdraw(sess)
+		s.releaseHeld(sess.id)
+		s.forget(sess.id)
 	default:
 		return fail(resp, transport.StatusBadRequest, "unknown op "+req.Op.String())
 	}
@@ -334,10 +349,10 @@ func (s *store) set(req *transport.Request, now int64) uint64 {
 	e.value, e.version = req.Value, s.rev
 	switch {
 	case req.TTL > 0 && e.expiry != nil:
-		e.expiry.at = now + int64(req.TTL)
+		e.expiry.at = expiryAt(now, req.TTL)
 		heap.Fix(&s.expiries, e.expiry.index)
 	case req.TTL > 0:
-		e.expiry = &expiryRef{at: now + int64(req.TTL), mapName: req.Name, key: req.Key}
+		e.expiry = &expiryRef{at: expiryAt(now, req.TTL), mapName: req.Name, key: req.Key}
 		heap.Push(&s.expiries, e.expiry)
 	case e.expiry != nil:
 		heap.Remove(&s.expiries, e.expiry.index)
@@ -348,6 +363,15 @@ func (s *store) set(req *transport.Request, now int64) uint64 {
 		s.changed(req.Name, req.Key, false)
 	}
 	return s.rev
+}
+
+// expiryAt is ttl after now, or the last instant the clock can count (the
+// year 2262) if that is later.
+func expiryAt(now int64, ttl time.Duration) int64 {
+	if int64(ttl) > math.MaxInt64-now {
+		return math.MaxInt64
+	}
+	return now + int64(ttl)
 }
 
 func (s *store) remove(mapName, key string) {

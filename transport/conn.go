@@ -24,7 +24,7 @@ var ErrConnClosed = errors.New("connection closed")
 type Conn struct {
 	nc       net.Conn
 	fr       *FrameReader
-	maxFrame int
+	maxFrame int // the largest frame sent
 
 	mu      sync.Mutex
 	drained sync.Cond // signaled after each write and on close

@@ -21,10 +21,15 @@ type Config struct {
 	UID int
 	// PID is this process's id, told to the peer for its logs.
 	PID int
+	// ID is this process's client id: a client joins with it, and an owner
+	// tells it in its Hello.
+	ID uint64
 	// Secret, when set, must be known to both sides: the client proves it
 	// with an HMAC of a fresh challenge.
 	Secret []byte
-	// MaxFrame caps the frames of the connection once it is established.
+	// MaxFrame caps the frames this side reads once the connection is
+	// established. Each side tells the other its cap, and sends no frame
+	// over the lower of the two.
 	MaxFrame int
 	// Timeout bounds a handshake that ctx does not bound; 0 means
 	// DefaultHandshakeTimeout.
@@ -68,7 +73,7 @@ func accept(nc *net.UnixConn, cfg Config) (*Conn, *Join, error) {
 		return nil, nil, &Refuse{Status: StatusUnauthorized,
 			Msg: fmt.Sprintf("pid %d runs as uid %d; only uid %d may connect", cred.PID, cred.UID, cfg.UID)}
 	}
-	hello := Hello{Version: Version, PID: int64(cfg.PID)}
+	hello := Hello{Version: Version, PID: int64(cfg.PID), MaxFrame: uint64(cfg.MaxFrame), Owner: cfg.ID}
 	if len(cfg.Secret) > 0 {
 		hello.Nonce = make([]byte, 32)
 		rand.Read(hello.Nonce)
@@ -94,20 +99,30 @@ func accept(nc *net.UnixConn, cfg Config) (*Conn, *Join, error) {
 		return nil, nil, &Refuse{Status: StatusUnauthorized,
 			Msg: fmt.Sprintf("pid %d did not prove the shared secret", cred.PID)}
 	}
+	if join.MaxFrame < handshakeMaxFrame {
+		return nil, nil, &Refuse{Status: StatusBadRequest,
+			Msg: fmt.Sprintf("pid %d reads frames of at most %d bytes; %d is the least allowed", cred.PID, join.MaxFrame, handshakeMaxFrame)}
+	}
 	join.PID = int64(cred.PID) // the kernel's word, not the peer's
 	if _, err := nc.Write((&Welcome{}).AppendFrame(nil)); err != nil {
 		return nil, nil, err
 	}
 	nc.SetDeadline(time.Time{})
 	fr.max = cfg.MaxFrame
-	return newConn(nc, fr, cfg.MaxFrame), &join, nil
+	return newConn(nc, fr, sendCap(cfg.MaxFrame, join.MaxFrame)), &join, nil
 }
 
-// Connect runs the client's side of the handshake on nc, joining as clientID.
+// sendCap is the largest frame a side may send: no more than either side
+// reads.
+func sendCap(own int, peer uint64) int {
+	return int(min(uint64(own), peer))
+}
+
+// Connect runs the client's side of the handshake on nc, joining as cfg.ID.
 // On success it returns the established Conn and the owner's Hello; on
 // failure nc is closed and the error is a *Refuse when either side refused.
-func Connect(ctx context.Context, nc *net.UnixConn, clientID uint64, cfg Config) (*Conn, *Hello, error) {
-	conn, hello, err := connect(ctx, nc, clientID, cfg)
+func Connect(ctx context.Context, nc *net.UnixConn, cfg Config) (*Conn, *Hello, error) {
+	conn, hello, err := connect(ctx, nc, cfg)
 	if err != nil {
 		nc.Close()
 		return nil, nil, err
@@ -115,7 +130,7 @@ func Connect(ctx context.Context, nc *net.UnixConn, clientID uint64, cfg Config)
 	return conn, hello, nil
 }
 
-func connect(ctx context.Context, nc *net.UnixConn, clientID uint64, cfg Config) (*Conn, *Hello, error) {
+func connect(ctx context.Context, nc *net.UnixConn, cfg Config) (*Conn, *Hello, error) {
 	cred, err := PeerCred(nc)
 	if err != nil {
 		return nil, nil, err
@@ -150,9 +165,9 @@ func connect(ctx context.Context, nc *net.UnixConn, clientID uint64, cfg Config)
 			return nil, nil, fmt.Errorf("hello: %w", err)
 		}
 	}
-	join := Join{Version: Version, ClientID: clientID, PID: int64(cfg.PID)}
+	join := Join{Version: Version, ClientID: cfg.ID, PID: int64(cfg.PID), MaxFrame: uint64(cfg.MaxFrame)}
 	if len(cfg.Secret) > 0 {
-		join.MAC = mac(cfg.Secret, hello.Nonce, clientID)
+		join.MAC = mac(cfg.Secret, hello.Nonce, cfg.ID)
 	}
 	// The Join only lets an owner of another version log the mismatch: the
 	// Hello already proved it, and an owner that closed without reading the
@@ -174,10 +189,13 @@ func connect(ctx context.Context, nc *net.UnixConn, clientID uint64, cfg Config)
 	if err := (&Welcome{}).Decode(body); err != nil {
 		return nil, nil, err
 	}
+	if hello.MaxFrame < handshakeMaxFrame {
+		return nil, nil, fmt.Errorf("%w: the owner reads frames of at most %d bytes", ErrMalformed, hello.MaxFrame)
+	}
 	hello.PID = int64(cred.PID)
 	nc.SetDeadline(time.Time{})
 	fr.max = cfg.MaxFrame
-	return newConn(nc, fr, cfg.MaxFrame), &hello, nil
+	return newConn(nc, fr, sendCap(cfg.MaxFrame, hello.MaxFrame)), &hello, nil
 }
 
 func decodeRefuse(body []byte) error {

@@ -16,6 +16,7 @@ func testConfig(secret string) Config {
 	c := Config{
 		UID:      os.Getuid(),
 		PID:      os.Getpid(),
+		ID:       1,
 		MaxFrame: DefaultMaxFrame,
 		Timeout:  time.Minute,
 	}
@@ -65,7 +66,8 @@ func handshake(t *testing.T, srv, cli Config, clientID uint64) (acceptResult, *C
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, hello, err := Connect(t.Context(), nc, clientID, cli)
+	cli.ID = clientID
+	conn, hello, err := Connect(t.Context(), nc, cli)
 	if conn != nil {
 		t.Cleanup(func() { conn.Close() })
 	}
@@ -124,6 +126,35 @@ func TestHandshake(t *testing.T) {
 				t.Fatalf("client received %d-byte value, %v", len(gotResp.Value), err)
 			}
 		})
+	}
+}
+
+// TestHandshakeAgreesFrameCap: each side sends no frame larger than the
+// other reads, so a side with a higher cap refuses such a frame itself
+// instead of sending what the peer must drop the connection for.
+func TestHandshakeAgreesFrameCap(t *testing.T) {
+	srvCfg, cliCfg := testConfig(""), testConfig("")
+	srvCfg.MaxFrame, cliCfg.MaxFrame = 64<<10, 1<<20
+	srv, conn, hello, err := handshake(t, srvCfg, cliCfg, 1)
+	if err != nil || srv.err != nil {
+		t.Fatalf("Connect: %v; Accept: %v", err, srv.err)
+	}
+	if hello.MaxFrame != 64<<10 || srv.join.MaxFrame != 1<<20 {
+		t.Errorf("caps told: owner %d, client %d", hello.MaxFrame, srv.join.MaxFrame)
+	}
+	big := &Request{ID: 1, Op: OpStore, Name: "m", Key: "k", Value: make([]byte, 100<<10)}
+	if err := conn.Send(big); !errors.Is(err, ErrFrameTooLarge) {
+		t.Errorf("client Send over the owner's cap: %v; want ErrFrameTooLarge", err)
+	}
+	if err := srv.conn.Send(&Response{ID: 1, Value: make([]byte, 100<<10)}); !errors.Is(err, ErrFrameTooLarge) {
+		t.Errorf("owner Send over its own cap: %v; want ErrFrameTooLarge", err)
+	}
+	// The connection still carries what fits.
+	if err := conn.Send(&Request{ID: 2, Op: OpGet, Name: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	if body, err := srv.conn.Recv(); err != nil || KindOf(body) != KindRequest {
+		t.Fatalf("owner Recv after a refused Send: %v", err)
 	}
 }
 
@@ -277,7 +308,7 @@ func TestHandshakeOwnerVersion(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			conn, _, err := Connect(t.Context(), nc, 1, testConfig(""))
+			conn, _, err := Connect(t.Context(), nc, testConfig(""))
 			if conn != nil {
 				conn.Close()
 				t.Error("Connect returned a Conn")
@@ -351,7 +382,7 @@ func TestConnectCanceled(t *testing.T) {
 	cfg.Timeout = time.Hour
 	done := make(chan error, 1)
 	go func() {
-		_, _, err := Connect(ctx, nc, 1, cfg)
+		_, _, err := Connect(ctx, nc, cfg)
 		done <- err
 	}()
 	cancel()

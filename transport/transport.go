@@ -22,7 +22,7 @@ package transport
 
 // Version is the protocol version spoken by this package. A peer speaking
 // another version is refused during the handshake with StatusVersionMismatch.
-const Version = 1
+const Version = 2
 
 // DefaultMaxFrame is the default cap on a frame's size, header excluded.
 const DefaultMaxFrame = 4 << 20

@@ -1,0 +1,44 @@
+package sharedstate
+
+import (
+	"bytes"
+	"os"
+	"strconv"
+)
+
+// process identifies a process beyond its id, which the system reuses: on
+// Linux, by its start time too.
+type process struct {
+	pid   int
+	start uint64 // clock ticks after boot
+}
+
+// processOf returns the process with id pid as it is now.
+func processOf(pid int) process {
+	start, _, _ := procStat(pid)
+	return process{pid: pid, start: start}
+}
+
+// exited reports whether p has exited: its id is free, taken by another
+// process, or a zombie's.
+func (p process) exited() bool {
+	start, state, err := procStat(p.pid)
+	return err != nil || start != p.start || state == 'Z' || state == 'X'
+}
+
+// procStat reads a process's start time and state from /proc/PID/stat.
+func procStat(pid int) (start uint64, state byte, err error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	// The command name, in parentheses, may hold anything: the fields
+	// follow its last parenthesis. State is field 3, start time field 22.
+	i := bytes.LastIndexByte(b, ')')
+	fields := bytes.Fields(b[i+1:])
+	if i < 0 || len(fields) < 20 {
+		return 0, 0, os.ErrInvalid
+	}
+	start, err = strconv.ParseUint(string(fields[19]), 10, 64)
+	return start, fields[0][0], err
+}
