@@ -216,10 +216,12 @@ func TestBadArgumentsKeepLocks(t *testing.T) {
 			err  error
 			call func() error
 		}{
-			"negative TTL":          {sharedstate.ErrInvalidArgument, func() error { return m.Store(ctx, "k", nil, sharedstate.WithTTL(-time.Second)) }},
-			"TTL of a past instant": {sharedstate.ErrInvalidArgument, func() error { return m.Store(ctx, "k", nil, sharedstate.WithTTL(time.Until(time.Now().Add(-time.Hour)))) }},
-			"zero TTL":              {sharedstate.ErrInvalidArgument, func() error { return m.Store(ctx, "k", nil, sharedstate.WithTTL(0)) }},
-			"5 MiB value":           {sharedstate.ErrTooLarge, func() error { return m.Store(ctx, "k", make([]byte, 5<<20)) }},
+			"negative TTL": {sharedstate.ErrInvalidArgument, func() error { return m.Store(ctx, "k", nil, sharedstate.WithTTL(-time.Second)) }},
+			"TTL of a past instant": {sharedstate.ErrInvalidArgument, func() error {
+				return m.Store(ctx, "k", nil, sharedstate.WithTTL(time.Until(time.Now().Add(-time.Hour))))
+			}},
+			"zero TTL":    {sharedstate.ErrInvalidArgument, func() error { return m.Store(ctx, "k", nil, sharedstate.WithTTL(0)) }},
+			"5 MiB value": {sharedstate.ErrTooLarge, func() error { return m.Store(ctx, "k", make([]byte, 5<<20)) }},
 			"Update to 5 MiB": {sharedstate.ErrTooLarge, func() error {
 				_, err := m.Update(ctx, "k", func([]byte, bool) ([]byte, error) { return make([]byte, 5<<20), nil })
 				return err
