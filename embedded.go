@@ -271,7 +271,7 @@ func (s *embedded) elect(ctx context.Context) (backend, error) {
 // A request whose owner went away unanswered is sent again, with the same
 // id, to the next owner, which answers a write it has already applied from
 // the result it saved: each write is applied exactly once.
-func (s *embedded) Do(ctx context.Context, req *transport.Request) (transport.Response, error) {
+func (s *embedded) Do(ctx context.Context, req *transport.Request) (_ transport.Response, err error) {
 	if isDeduplicated(req) {
 		req.ID = s.acks.begin()
 		defer s.acks.finish(req.ID)
@@ -281,6 +281,12 @@ func (s *embedded) Do(ctx context.Context, req *transport.Request) (transport.Re
 	// req, but not again, lest a request the owner drops connections for
 	// be sent in a loop.
 	var dropped *proxy
+	sent := false // to another process: only an answer says what became of it
+	defer func() {
+		if err != nil && sent && (req.Op == transport.OpLock || req.Op == transport.OpTryLock) {
+			go s.abandon(abandonRequest(req)) // built now: req goes back to its pool
+		}
+	}()
 	for {
 		r := s.role.Load()
 		if r == nil {
@@ -296,11 +302,13 @@ func (s *embedded) Do(ctx context.Context, req *transport.Request) (transport.Re
 				req.ID = s.acks.next()
 			}
 		}
+		p, remote := r.backend.(*proxy)
+		sent = sent || remote
 		resp, err := r.do(ctx, req)
 		if err == nil && resp.Status != transport.StatusShuttingDown {
 			return resp, nil
 		}
-		if p, ok := r.backend.(*proxy); ok && errors.Is(err, errOwnerLost) {
+		if remote && errors.Is(err, errOwnerLost) {
 			if dropped != nil && dropped.owner == p.owner {
 				return resp, s.unresolved(req, fmt.Errorf("%w: the owner (pid %d) closed the connection twice with this request in flight",
 					ErrUnavailable, p.ownerPID))

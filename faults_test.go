@@ -382,3 +382,87 @@ func TestResentAtMostOnce(t *testing.T) {
 		t.Errorf("the request was sent %d times; want 2", n)
 	}
 }
+
+// TestCallsEndWithinContextOwnerFrozen: with the owner stopped (SIGSTOP),
+// every call returns within its context, Lock too; a lock the frozen owner
+// grants once it runs again to a Lock that gave up is given back.
+func TestCallsEndWithinContextOwnerFrozen(t *testing.T) {
+	dir := t.TempDir()
+	ctx := testContext(t)
+	owner := startWorker(t, "ownlocked", "SS_DIR="+dir)
+	owner.expectLine(t, "owner")
+	st := open(t, dir, "app")
+	other := open(t, dir, "app")
+	stop(t, owner.cmd.Process.Pid)
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			owner.cmd.Process.Signal(syscall.SIGCONT)
+		}
+	}
+	defer resume()
+	const timeout = 100 * time.Millisecond
+	const bound = 2 * time.Second // the context plus a small constant, generously
+	calls := map[string]func(context.Context) error{
+		"Lock of a held lock": func(ctx context.Context) error { return st.Mutex("owners").Lock(ctx) },
+		"Lock of a free lock": func(ctx context.Context) error { return st.Mutex("free").Lock(ctx) },
+		"TryLock":             func(ctx context.Context) error { _, err := st.Mutex("free2").TryLock(ctx); return err },
+		"Counter.Add":         func(ctx context.Context) error { _, err := st.Counter("c").Add(ctx, 1); return err },
+		"Map.Load": func(ctx context.Context) error {
+			_, _, err := sharedstate.NewMap[int](st, "m").Load(ctx, "k")
+			return err
+		},
+	}
+	for what, call := range calls {
+		callCtx, cancel := context.WithTimeout(ctx, timeout)
+		start := time.Now()
+		err := call(callCtx)
+		took := time.Since(start)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("%s with the owner stopped: %v; want context.DeadlineExceeded", what, err)
+		}
+		if took > bound {
+			t.Errorf("%s with a %v context returned after %v", what, timeout, took)
+		}
+	}
+	resume()
+	// The stopped owner now reads the Locks that gave up, and may grant the
+	// free ones: each must be given back.
+	for _, name := range []string{"free", "free2"} {
+		deadline := time.Now().Add(time.Minute)
+		for {
+			ok, err := other.Mutex(name).TryLock(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("lock %q, granted to a Lock that had given up, was never given back", name)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// stop sends SIGSTOP to a process and waits until it has stopped: the
+// signal is delivered a moment after kill returns.
+func stop(t *testing.T, pid int) {
+	t.Helper()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, state, err := procStat(pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if state == 'T' {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -98,18 +98,28 @@ func (m *Mutex) setToken(t uint64) {
 	m.mu.Unlock()
 }
 
-// giveBack unlocks a lock granted to a Lock call that had already given up,
-// as a write of its own, retried across a takeover like any other.
-func (s *embedded) giveBack(name string, token uint64) {
+// abandon sends req, from abandonRequest, so that a Lock or TryLock that
+// gave up before its answer came leaves the lock to others: the owner
+// withdraws the request, or
+// releases the lock if it granted it. It is a write of its own, retried
+// across a takeover like any other, so a call returns within its context
+// whatever the owner is doing, and the lock still comes back.
+func (s *embedded) abandon(req *transport.Request) {
 	ctx, cancel := context.WithTimeout(s.ctx, unlockTimeout)
 	defer cancel()
-	resp, err := s.Do(ctx, &transport.Request{Op: transport.OpUnlock, Name: name, Version: token})
+	resp, err := s.Do(ctx, req)
 	if err == nil {
 		err = statusError(resp.Status, resp.Msg)
 	}
-	if err != nil {
-		s.cfg.logger.Warn("sharedstate: cannot give back a lock granted too late", "state", s.name, "lock", name, "err", err)
+	if err != nil && s.ctx.Err() == nil {
+		s.cfg.logger.Warn("sharedstate: cannot give back a lock a caller gave up on", "state", s.name, "lock", req.Name, "err", err)
 	}
+}
+
+// abandonRequest withdraws req, a Lock or TryLock, or gives back the lock it
+// got.
+func abandonRequest(req *transport.Request) *transport.Request {
+	return &transport.Request{Op: transport.OpAbandon, Name: req.Name, Version: req.ID}
 }
 
 // unlockTimeout bounds the Unlock that Wrap sends after the handler returns,
@@ -175,6 +185,13 @@ func (s *store) applyLock(sess *session, req *transport.Request, resp transport.
 		}
 	case transport.OpLockHeld:
 		resp.Found = l.holder == sess.id && l.token == req.Version
+	case transport.OpAbandon:
+		if _, parked := sess.parked[req.Version]; parked {
+			delete(sess.parked, req.Version)
+			l.queue = slices.DeleteFunc(l.queue, func(w waiter) bool { return w.sess == sess && w.id == req.Version })
+		} else if l.holder == sess.id && l.holderReq == req.Version {
+			s.release(req.Name, l)
+		}
 	case transport.OpUnlock:
 		if l.holder != sess.id || l.token != req.Version {
 			return fail(resp, transport.StatusNotLocked, fmt.Sprintf("%q is not held with token %d by pid %d", req.Name, req.Version, sess.pid))
@@ -210,21 +227,6 @@ func (s *store) release(name string, l *lockState) {
 func (s *store) forceRelease(name string, l *lockState) {
 	s.journal(releaseRecord(s.scratch[:0], s.clock, name))
 	s.release(name, l)
-}
-
-// cancel withdraws a parked Lock. It reports false if the request is not
-// parked: already granted (and delivered), or unknown.
-func (s *store) cancel(sess *session, id uint64) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	name, ok := sess.parked[id]
-	if !ok {
-		return false
-	}
-	delete(sess.parked, id)
-	l := s.locks[name]
-	l.queue = slices.DeleteFunc(l.queue, func(w waiter) bool { return w.sess == sess && w.id == id })
-	return true
 }
 
 // refuseWaiters answers every parked Lock with StatusShuttingDown, for an

@@ -23,6 +23,10 @@ const maxBacklog = 8 << 20
 // collect the answers to requests they sent before they learnt it is leaving.
 const leaveTimeout = time.Second
 
+// starvedLogInterval spaces the logs of an owner out of descriptors, which
+// may fail to accept many times a second.
+const starvedLogInterval = time.Minute
+
 // sweepInterval is how often the owner removes expired entries when no
 // operation does it first.
 const sweepInterval = 250 * time.Millisecond
@@ -169,12 +173,9 @@ func (m *manager) do(ctx context.Context, req *transport.Request) (transport.Res
 	case resp := <-ch:
 		return resp, nil
 	case <-ctx.Done():
-		if !m.store.cancel(m.local, req.ID) {
-			// Granted as ctx ended: give the lock back.
-			granted := <-ch
-			m.store.apply(m.local, &transport.Request{ID: req.ID, Op: transport.OpUnlock, Name: req.Name, Version: granted.Version})
-		}
+		// Withdrawn, or given back if granted as ctx ended.
 		m.forgetWait(req.ID)
+		m.store.apply(m.local, abandonRequest(req))
 		return transport.Response{}, ctx.Err()
 	case <-m.quit:
 		m.forgetWait(req.ID)
@@ -239,13 +240,9 @@ func (m *manager) deliverLocal(resp transport.Response) {
 
 func (m *manager) acceptLoop() {
 	defer m.wg.Done()
-	starved := false // accept is failing for want of descriptors
+	var starved time.Time // when accept last failed for want of descriptors, logged
 	for {
 		nc, err := m.ln.AcceptUnix()
-		if err == nil && starved {
-			starved = false
-			m.st.cfg.logger.Info("sharedstate: accepting connections again", "state", m.st.name)
-		}
 		if err != nil {
 			if m.closing.Load() {
 				return
@@ -255,8 +252,8 @@ func (m *manager) acceptLoop() {
 				continue
 			}
 			if isTemporary(err) { // out of descriptors: wait for some to close
-				if !starved {
-					starved = true
+				if time.Since(starved) > starvedLogInterval {
+					starved = time.Now()
 					m.st.cfg.logger.Error("sharedstate: out of file descriptors: no process can join the state until this one closes some",
 						"state", m.st.name, "err", err)
 				}
@@ -378,28 +375,18 @@ func (m *manager) releaseOnExit(proc process, client uint64) {
 // in one write, and a lone call gets its answer at once.
 func (m *manager) serveRequests(conn *transport.Conn, sess *session) error {
 	var req transport.Request
-	var cancel transport.Cancel
 	for {
 		body, err := conn.Recv()
 		if err != nil {
 			return err
 		}
-		switch transport.KindOf(body) {
-		case transport.KindRequest:
-			if err := req.Decode(body); err != nil {
-				return err
-			}
-			m.serveRequest(conn, sess, &req)
-		case transport.KindCancel:
-			if err := cancel.Decode(body); err != nil {
-				return err
-			}
-			if m.store.cancel(sess, cancel.ID) {
-				m.reply(conn.Append, &transport.Response{ID: cancel.ID, Status: transport.StatusCanceled})
-			}
-		default:
-			return fmt.Errorf("%w: unexpected message kind %d", transport.ErrMalformed, transport.KindOf(body))
+		if k := transport.KindOf(body); k != transport.KindRequest {
+			return fmt.Errorf("%w: unexpected message kind %d", transport.ErrMalformed, k)
 		}
+		if err := req.Decode(body); err != nil {
+			return err
+		}
+		m.serveRequest(conn, sess, &req)
 		if !conn.RecvBuffered() {
 			conn.Flush()
 		}

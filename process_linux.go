@@ -2,8 +2,12 @@ package sharedstate
 
 import (
 	"bytes"
+	"errors"
+	"io/fs"
 	"os"
 	"strconv"
+
+	"golang.org/x/sys/unix"
 )
 
 // process identifies a process beyond its id, which the system reuses: on
@@ -13,17 +17,24 @@ type process struct {
 	start uint64 // clock ticks after boot
 }
 
-// processOf returns the process with id pid as it is now.
+// processOf returns the process with id pid as it is now. Its start time
+// is 0 if it cannot be read (out of descriptors, say).
 func processOf(pid int) process {
 	start, _, _ := procStat(pid)
 	return process{pid: pid, start: start}
 }
 
 // exited reports whether p has exited: its id is free, taken by another
-// process, or a zombie's.
+// process, or a zombie's. When /proc cannot tell, only a free id counts.
 func (p process) exited() bool {
 	start, state, err := procStat(p.pid)
-	return err != nil || start != p.start || state == 'Z' || state == 'X'
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return true
+	case err != nil || p.start == 0:
+		return errors.Is(unix.Kill(p.pid, 0), unix.ESRCH) || err == nil && (state == 'Z' || state == 'X')
+	}
+	return start != p.start || state == 'Z' || state == 'X'
 }
 
 // procStat reads a process's start time and state from /proc/PID/stat.

@@ -124,23 +124,9 @@ func (p *proxy) do(ctx context.Context, req *transport.Request) (transport.Respo
 		p.forget(req.ID)
 		return transport.Response{}, errOwnerLost
 	case <-ctx.Done():
-	}
-	if req.Op != transport.OpLock {
 		p.forget(req.ID)
 		return transport.Response{}, ctx.Err()
 	}
-	// A Lock may be granted while the Cancel is on its way: wait for the
-	// owner's final word, and give back a lock granted too late.
-	p.conn.Send(&transport.Cancel{ID: req.ID})
-	select {
-	case resp := <-ch:
-		if resp.Status == transport.StatusOK {
-			go p.st.giveBack(req.Name, resp.Version)
-		}
-	case <-p.lostC:
-		p.forget(req.ID)
-	}
-	return transport.Response{}, ctx.Err()
 }
 
 // leave tells the owner that this State is closing, so that it releases

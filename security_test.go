@@ -325,7 +325,8 @@ func TestBadInput(t *testing.T) {
 		{"hello from a client", true, (&transport.Hello{Version: transport.Version}).AppendFrame(nil), append(closed, "unexpected message kind 1")},
 		{"field overruns frame", true, overrun, append(closed, "field of 1000 bytes")},
 		{"trailing bytes", true, withTrailer, append(closed, "1 trailing bytes")},
-		{"bad cancel", true, frame(byte(transport.KindCancel)), append(closed, "malformed message")},
+		{"cancel of version 1", true, frame(7, 1), append(closed, "unexpected message kind 7")},
+		{"empty request", true, frame(byte(transport.KindRequest)), append(closed, "malformed message")},
 	}
 	for _, tc := range cases {
 		before := ownerLog.count(tc.logged...)

@@ -320,7 +320,7 @@ func (s *store) exec(sess *session, req *transport.Request, now int64) (resp tra
 		resp.Entries, resp.Found = s.list(req.Int, req.Key, int(req.Limit))
 	case transport.OpStats:
 		resp.Entries = s.stats()
-	case transport.OpLock, transport.OpTryLock, transport.OpUnlock, transport.OpLockHeld:
+	case transport.OpLock, transport.OpTryLock, transport.OpUnlock, transport.OpLockHeld, transport.OpAbandon:
 		return s.applyLock(sess, req, resp)
 	case transport.OpLeave:
 		s.withdraw(sess)

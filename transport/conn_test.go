@@ -190,7 +190,7 @@ func TestConnTooLarge(t *testing.T) {
 			// has no buffer: send while reading.
 			sent := make(chan error, 1)
 			go func() {
-				for _, m := range []Message{&Cancel{ID: 1}, atMax, &Cancel{ID: 2}} {
+				for _, m := range []Message{&Request{ID: 1, Op: OpGet, Name: "c"}, atMax, &Request{ID: 2, Op: OpGet, Name: "c"}} {
 					if err := c.Send(m); err != nil {
 						sent <- fmt.Errorf("Send %T after a refused one: %w", m, err)
 						return
@@ -203,7 +203,7 @@ func TestConnTooLarge(t *testing.T) {
 					t.Error(err)
 				}
 			}()
-			for _, want := range []Message{&Cancel{ID: 1}, atMax, &Cancel{ID: 2}} {
+			for _, want := range []Message{&Request{ID: 1, Op: OpGet, Name: "c"}, atMax, &Request{ID: 2, Op: OpGet, Name: "c"}} {
 				body, err := fr.Next()
 				if err != nil {
 					t.Fatalf("Next: %v", err)
@@ -224,7 +224,7 @@ func TestConnSendAfterClose(t *testing.T) {
 			if err := c.Close(); err != nil {
 				t.Fatalf("Close: %v", err)
 			}
-			if err := c.Send(&Cancel{ID: 1}); !errors.Is(err, ErrConnClosed) {
+			if err := c.Send(&Request{ID: 1, Op: OpGet, Name: "c"}); !errors.Is(err, ErrConnClosed) {
 				t.Errorf("Send after Close: %v, want ErrConnClosed", err)
 			}
 			if _, err := c.Recv(); err == nil {
@@ -253,7 +253,7 @@ func TestConnPeerGone(t *testing.T) {
 			// The write error surfaces once the writer hands a frame to
 			// the kernel; WaitDrained waits for the writer to take it.
 			for i := 0; ; i++ {
-				err := c.Send(&Cancel{ID: uint64(i)})
+				err := c.Send(&Request{ID: uint64(i), Op: OpGet, Name: "c"})
 				if errors.Is(err, ErrConnClosed) {
 					break
 				}
@@ -317,7 +317,7 @@ func TestConnNoLeak(t *testing.T) {
 	for _, p := range pairs {
 		a, b := p.make(t)
 		c1, c2 := NewConn(a, DefaultMaxFrame), NewConn(b, DefaultMaxFrame)
-		if err := c1.Queue(&Cancel{ID: 1}); err != nil {
+		if err := c1.Queue(&Request{ID: 1, Op: OpGet, Name: "c"}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := c2.Recv(); err != nil {
@@ -338,7 +338,7 @@ func TestConnWaitDrained(t *testing.T) {
 	defer b.Close()
 	const n = 100
 	for i := range n {
-		if err := c.Queue(&Cancel{ID: uint64(i)}); err != nil {
+		if err := c.Queue(&Request{ID: uint64(i), Op: OpGet, Name: "c"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -351,7 +351,7 @@ func TestConnWaitDrained(t *testing.T) {
 			if err != nil {
 				break
 			}
-			var m Cancel
+			var m Request
 			if m.Decode(body) == nil {
 				ids = append(ids, m.ID)
 			}
@@ -383,7 +383,7 @@ func TestConnBatches(t *testing.T) {
 	// holds the writer while the rest are queued behind it.
 	const n = 50
 	for i := range n {
-		if err := c.Queue(&Cancel{ID: uint64(i)}); err != nil {
+		if err := c.Queue(&Request{ID: uint64(i), Op: OpGet, Name: "c"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -393,7 +393,7 @@ func TestConnBatches(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var m Cancel
+		var m Request
 		if err := m.Decode(body); err != nil || m.ID != uint64(i) {
 			t.Fatalf("frame %d: %+v, %v", i, m, err)
 		}
@@ -451,7 +451,7 @@ func TestConnSendWritesInline(t *testing.T) {
 				_, err := NewFrameReader(b, DefaultMaxFrame).Next()
 				received <- err
 			}()
-			if err := c.Send(&Cancel{ID: 1}); err != nil {
+			if err := c.Send(&Request{ID: 1, Op: OpGet, Name: "c"}); err != nil {
 				t.Fatal(err)
 			}
 			if writes := w.writes(); writes != 1 {

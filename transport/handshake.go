@@ -89,7 +89,13 @@ func accept(nc *net.UnixConn, cfg Config) (*Conn, *Join, error) {
 	}
 	var join Join
 	if err := join.Decode(body); err != nil {
-		return nil, nil, fmt.Errorf("join from pid %d: %w", cred.PID, err)
+		// Another version may lay Join out differently, but always puts
+		// its version first.
+		v, n := binary.Uvarint(body[1:])
+		if n <= 0 || v == Version || KindOf(body) != KindJoin {
+			return nil, nil, fmt.Errorf("join from pid %d: %w", cred.PID, err)
+		}
+		join.Version = v
 	}
 	if join.Version != Version {
 		return nil, nil, &Refuse{Status: StatusVersionMismatch,

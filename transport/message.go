@@ -10,9 +10,9 @@ import (
 type Kind uint8
 
 // Message kinds. The handshake is Hello (owner), Join (client), then Welcome
-// or Refuse (owner); after it, clients send Request and Cancel and the owner
-// answers each request with exactly one Response, and pushes an Event for
-// each message published on a channel the client subscribed to.
+// or Refuse (owner); after it, clients send Requests and the owner answers
+// each request with exactly one Response, and pushes an Event for each
+// message published on a channel the client subscribed to.
 const (
 	KindHello Kind = iota + 1
 	KindJoin
@@ -20,7 +20,6 @@ const (
 	KindRefuse
 	KindRequest
 	KindResponse
-	KindCancel
 	KindEvent
 )
 
@@ -33,7 +32,6 @@ const (
 	StatusBadRequest             // the request is invalid (unknown op, bad name)
 	StatusTooLarge               // a value or key exceeds a limit
 	StatusNotLocked              // Unlock of a lock not held with that token
-	StatusCanceled               // a parked Lock was canceled by the client
 	StatusUnauthorized           // the peer's uid or secret was refused
 	StatusVersionMismatch        // the peers speak different protocol versions
 	StatusShuttingDown           // the owner is closing; retry with the next one
@@ -52,8 +50,6 @@ func (s Status) String() string {
 		return "too large"
 	case StatusNotLocked:
 		return "not locked"
-	case StatusCanceled:
-		return "canceled"
 	case StatusUnauthorized:
 		return "unauthorized"
 	case StatusVersionMismatch:
@@ -101,6 +97,7 @@ const (
 	OpList                           // Int=kind (1 counters, 2 maps, 3 locks), Key=exclusive start, Limit → Entries (Key=name, Version=size), Found=more
 	OpStats                          // → Entries (Key=statistic, Version=value)
 	OpLeave                          // the client's State is closing: release its locks, forget its saved answers
+	OpAbandon                        // Name, Version=id of a Lock or TryLock the client gave up on: withdraw it, or release the lock it got
 	opEnd
 )
 
@@ -113,6 +110,7 @@ var opNames = [...]string{
 	OpRange: "Range", OpLock: "Lock", OpTryLock: "TryLock", OpUnlock: "Unlock",
 	OpLockHeld: "LockHeld", OpPublish: "Publish", OpSubscribe: "Subscribe",
 	OpUnsubscribe: "Unsubscribe", OpList: "List", OpStats: "Stats", OpLeave: "Leave",
+	OpAbandon: "Abandon",
 }
 
 // Known reports whether o is an operation of this protocol version.
@@ -202,13 +200,6 @@ type Entry struct {
 	Key     string
 	Value   []byte
 	Version uint64
-}
-
-// Cancel withdraws a parked request (a Lock still waiting). The owner answers
-// the request with StatusCanceled, or ignores the Cancel if it already
-// answered.
-type Cancel struct {
-	ID uint64
 }
 
 // Event carries a message published on a channel to a subscribed client.
@@ -403,19 +394,6 @@ func (m *Event) Decode(body []byte) error {
 	d.kind(KindEvent)
 	m.Channel = d.String()
 	m.Data = d.Bytes()
-	return d.Finish()
-}
-
-func (m *Cancel) AppendFrame(b []byte) []byte {
-	b, start := beginFrame(b, KindCancel)
-	b = binary.AppendUvarint(b, m.ID)
-	return endFrame(b, start)
-}
-
-func (m *Cancel) Decode(body []byte) error {
-	d := Decoder{b: body}
-	d.kind(KindCancel)
-	m.ID = d.Uvarint()
 	return d.Finish()
 }
 

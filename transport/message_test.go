@@ -53,8 +53,6 @@ func sampleMessages() []Message {
 			},
 		},
 		&Response{},
-		&Cancel{ID: 12345},
-		&Cancel{ID: math.MaxUint64},
 		&Event{Channel: "cache", Data: []byte("drop everything")},
 		&Event{},
 	}
@@ -62,7 +60,7 @@ func sampleMessages() []Message {
 
 // zeroMessages returns a zero value of every message type.
 func zeroMessages() []Message {
-	return []Message{new(Hello), new(Join), new(Welcome), new(Refuse), new(Request), new(Response), new(Cancel), new(Event)}
+	return []Message{new(Hello), new(Join), new(Welcome), new(Refuse), new(Request), new(Response), new(Event)}
 }
 
 // kindOfType returns the Kind that m's type is encoded with.
@@ -80,8 +78,6 @@ func kindOfType(m Message) Kind {
 		return KindRequest
 	case *Response:
 		return KindResponse
-	case *Cancel:
-		return KindCancel
 	case *Event:
 		return KindEvent
 	}
@@ -209,8 +205,8 @@ func TestKindOf(t *testing.T) {
 	if k := KindOf(nil); k != 0 {
 		t.Errorf("KindOf(nil) = %d, want 0", k)
 	}
-	if k := KindOf([]byte{byte(KindCancel), 1, 2}); k != KindCancel {
-		t.Errorf("KindOf = %d, want %d", k, KindCancel)
+	if k := KindOf([]byte{byte(KindEvent), 1, 2}); k != KindEvent {
+		t.Errorf("KindOf = %d, want %d", k, KindEvent)
 	}
 }
 
@@ -231,7 +227,7 @@ func TestDecodeInvalid(t *testing.T) {
 		{"long field", new(Hello), []byte{byte(KindHello), 1, 0, 5, 'a', 'b'}},
 		{"huge field", new(Hello), []byte{byte(KindHello), 1, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}},
 		// A uvarint that overflows 64 bits.
-		{"uvarint overflow", new(Cancel), []byte{byte(KindCancel), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f}},
+		{"uvarint overflow", new(Request), []byte{byte(KindRequest), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f}},
 		// An entry count that cannot fit in the bytes that follow.
 		{"entry count", new(Response), []byte{byte(KindResponse), 0, 0, 0, 0, 0, 0, 0, 0x80, 0x80, 0x80, 0x80, 0x01}},
 		{"entry count just over", new(Response), []byte{byte(KindResponse), 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0}},

@@ -6,7 +6,7 @@
 //   - frames: a 4-byte big-endian length, then a body whose first byte is the
 //     message Kind; frames larger than a hard cap are refused before any of
 //     the body is read, and a body is buffered only as its bytes arrive;
-//   - messages: fixed structs (Hello, Join, Refuse, Request, Response, Cancel)
+//   - messages: fixed structs (Hello, Join, Welcome, Refuse, Request, Response, Event)
 //     with a hand-written binary codec. Decoding allocates in proportion to
 //     the frame (a count is checked against the bytes left before anything
 //     is allocated for it) and has no recursion, so a hostile frame costs a
