@@ -466,3 +466,84 @@ func stop(t *testing.T, pid int) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestLargeAnswersDoNotWedge: many large answers at once through one proxy
+// never stop the connection (the owner used to wait for a backlog that no
+// write was draining), and a client that dies in the middle of them costs
+// the owner nothing once it is gone.
+func TestLargeAnswersDoNotWedge(t *testing.T) {
+	dir := t.TempDir()
+	ctx := testContext(t)
+	owner := open(t, dir, "app")
+	proxy := open(t, dir, "app")
+	m := sharedstate.NewMap[[]byte](owner, "big")
+	for _, load := range []struct{ callers, size int }{{16, 1 << 20}, {128, 100 << 10}, {200, 64 << 10}} {
+		key := strconv.Itoa(load.size)
+		if err := m.Store(ctx, key, make([]byte, load.size)); err != nil {
+			t.Fatal(err)
+		}
+		callCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		errs := make(chan error, load.callers)
+		for range load.callers {
+			go func() {
+				v, ok, err := sharedstate.NewMap[[]byte](proxy, "big").Load(callCtx, key)
+				if err == nil && (!ok || len(v) != load.size) {
+					err = fmt.Errorf("Load = %d bytes, %v", len(v), ok)
+				}
+				errs <- err
+			}()
+		}
+		for range load.callers {
+			if err := <-errs; err != nil {
+				t.Fatalf("%d concurrent Loads of %d bytes: %v", load.callers, load.size, err)
+			}
+		}
+		cancel()
+	}
+	if _, err := proxy.Counter("c").Add(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+
+	// A client killed while its answers pile up.
+	loader := startWorker(t, "bigloads", "SS_DIR="+dir)
+	loader.expectLine(t, "loading")
+	time.Sleep(100 * time.Millisecond)
+	loader.cmd.Process.Kill()
+	loader.cmd.Wait()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		st, err := owner.Stats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Clients == 1 { // the proxy above
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the owner still has %d clients a minute after the loader died", st.Clients)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func init() {
+	// bigloads: Load a 64 KiB value from 200 goroutines until killed.
+	workerRoles["bigloads"] = func() int {
+		ctx := context.Background()
+		st, err := sharedstate.Open(ctx, "app", sharedstate.WithDir(os.Getenv("SS_DIR")), quietLogger(os.Stderr))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		m := sharedstate.NewMap[[]byte](st, "big")
+		for range 200 {
+			go func() {
+				for {
+					m.Load(ctx, strconv.Itoa(64<<10))
+				}
+			}()
+		}
+		fmt.Println("loading")
+		select {}
+	}
+}

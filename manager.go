@@ -19,6 +19,11 @@ import (
 // requests without reading the answers is not read from past it.
 const maxBacklog = 8 << 20
 
+// flushAt is the size of the answers held back for one write beyond which
+// they are written even with more requests at hand: batching pays for small
+// answers, while a large one only waits.
+const flushAt = 256 << 10
+
 // leaveTimeout bounds how long a closing owner waits for its clients to
 // collect the answers to requests they sent before they learnt it is leaving.
 const leaveTimeout = time.Second
@@ -387,7 +392,7 @@ func (m *manager) serveRequests(conn *transport.Conn, sess *session) error {
 			return err
 		}
 		m.serveRequest(conn, sess, &req)
-		if !conn.RecvBuffered() {
+		if !conn.RecvBuffered() || conn.Buffered() >= flushAt {
 			conn.Flush()
 		}
 		conn.WaitDrained(maxBacklog)

@@ -168,9 +168,15 @@ func (c *Conn) Recv() ([]byte, error) {
 
 // WaitDrained blocks while more than limit bytes are queued for writing, so a
 // peer that sends requests but does not read the answers stops being read.
+// If no write is in progress it writes itself: frames added with Append
+// wait for nobody else.
 func (c *Conn) WaitDrained(limit int) {
 	c.mu.Lock()
 	for len(c.out) > limit && c.err == nil {
+		if !c.writing {
+			c.writeLocked()
+			continue
+		}
 		c.drained.Wait()
 	}
 	c.mu.Unlock()

@@ -370,6 +370,37 @@ func TestConnWaitDrained(t *testing.T) {
 	}
 }
 
+// TestConnWaitDrainedWrites checks that WaitDrained writes frames that
+// Append left for a Flush: a server that holds its answers back while
+// requests keep coming must not wait for a write that nobody starts.
+func TestConnWaitDrainedWrites(t *testing.T) {
+	a, b := net.Pipe()
+	c := NewConn(a, DefaultMaxFrame)
+	defer c.Close()
+	defer b.Close()
+	const n = 10
+	for i := range n {
+		if err := c.Append(&Response{ID: uint64(i), Value: make([]byte, 100<<10)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := make(chan int)
+	go func() {
+		fr := NewFrameReader(b, DefaultMaxFrame)
+		got := 0
+		for ; got < n; got++ {
+			if _, err := fr.Next(); err != nil {
+				break
+			}
+		}
+		read <- got
+	}()
+	c.WaitDrained(0)
+	if got := <-read; got != n {
+		t.Fatalf("received %d frames, want %d", got, n)
+	}
+}
+
 // TestConnBatches checks that frames queued while the writer is busy reach
 // the peer as one write: the point of the output buffer.
 func TestConnBatches(t *testing.T) {
