@@ -300,7 +300,7 @@ func (s *store) releaseHeld(client uint64) {
 	if s.broken != nil {
 		return
 	}
-	s.tick(s.now().UnixNano())
+	s.tick(s.elapsed())
 	for name, l := range s.locks {
 		if l.holder == client {
 			s.forceRelease(name, l)
@@ -317,7 +317,7 @@ func (s *store) graceLocks(client uint64) {
 	if s.connected[client] > 0 {
 		return
 	}
-	end := s.tick(s.now().UnixNano()) + int64(s.grace)
+	end := s.tick(s.elapsed()) + int64(s.grace)
 	for _, l := range s.locks {
 		if l.holder == client && l.graceEnd == 0 {
 			l.graceEnd = end

@@ -21,6 +21,7 @@ type config struct {
 	lockGrace        time.Duration
 	lockLease        time.Duration
 	observer         bool
+	clock            func() time.Time // the wall clock; tests move it
 }
 
 func newConfig(opts []Option) config {
@@ -29,6 +30,7 @@ func newConfig(opts []Option) config {
 		maxFrame:         transport.DefaultMaxFrame,
 		handshakeTimeout: 5 * time.Second,
 		lockGrace:        2 * time.Second,
+		clock:            time.Now,
 	}
 	for _, o := range opts {
 		o(&c)

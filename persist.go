@@ -492,6 +492,7 @@ func (s *store) loadSnapshotRecords(records iter.Seq[[]byte]) error {
 // records replayed. The store journals to the same files from then on.
 func recoverStore(base string, cfg config, onBroken func(error)) (*store, int, error) {
 	s := newStore()
+	s.wall = cfg.clock
 	s.persist = persistence{
 		snapshot:  base + ".snapshot",
 		sync:      cfg.durability == DurabilityDisk,
@@ -542,7 +543,8 @@ func recoverStore(base string, cfg config, onBroken func(error)) (*store, int, e
 func (s *store) beginTerm(owner uint64, grace time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := s.tick(s.now().UnixNano())
+	s.startClock()
+	now := s.tick(s.elapsed())
 	prev := s.owner
 	s.owner = owner
 	s.terms++
@@ -603,6 +605,7 @@ func readStore(base string) (*store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sharedstate: journal %s: %w", path, err)
 	}
+	s.startClock()
 	return s, nil
 }
 

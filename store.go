@@ -34,7 +34,13 @@ type store struct {
 	maps     map[string]map[string]entry // entries by value: fewer allocations, less for the GC to trace
 	locks    map[string]*lockState
 	expiries expiryHeap
-	now      func() time.Time
+	// The store's time runs from base, the wall clock's time when the
+	// term began or later, at the pace of the monotonic clock since
+	// started: a wall clock stepped, or an owner whose clock was ahead,
+	// shifts it once, and expiries and lock graces then follow real time.
+	wall    func() time.Time
+	base    int64
+	started time.Time
 
 	// Exactly once: the saved answers to each client's writes, until the
 	// client acknowledges them (Request.Ack).
@@ -89,14 +95,16 @@ type session struct {
 }
 
 func newStore() *store {
-	return &store{
+	s := &store{
 		counters:  make(map[string]int64),
 		maps:      make(map[string]map[string]entry),
 		locks:     make(map[string]*lockState),
 		clients:   make(map[uint64]*clientTable),
 		connected: make(map[uint64]int),
-		now:       time.Now,
+		wall:      time.Now,
 	}
+	s.startClock()
+	return s
 }
 
 func (s *store) newSession(id uint64, pid int, deliver func(transport.Response)) *session {
@@ -235,15 +243,25 @@ func (s *store) timeFor(req *transport.Request) int64 {
 	if len(s.expiries) == 0 && req.TTL == 0 {
 		return 0
 	}
-	return s.tick(s.now().UnixNano())
+	return s.tick(s.elapsed())
 }
 
-// tick advances the store's clock to now, or keeps it if now is earlier: a
-// new owner's clock may be behind the times the journal recorded.
+// tick advances the store's clock to now, or keeps it if now is earlier.
 func (s *store) tick(now int64) int64 {
 	s.clock = max(s.clock, now)
 	return s.clock
 }
+
+// startClock starts the store's time from the wall clock, or from the
+// latest time the journal recorded if that is later: a new owner's clock
+// may be behind its predecessor's. Until the first call, elapsed counts
+// from the time the store was made.
+func (s *store) startClock() {
+	s.base, s.started = max(s.wall().UnixNano(), s.clock), time.Now()
+}
+
+// elapsed returns the store's time now (see startClock).
+func (s *store) elapsed() int64 { return s.base + int64(time.Since(s.started)) }
 
 // exec performs req; s.mu is held.
 func (s *store) exec(sess *session, req *transport.Request, now int64) (resp transport.Response, parked bool) {
@@ -501,7 +519,7 @@ func (s *store) sweep() {
 	if s.broken != nil {
 		return
 	}
-	now := s.tick(s.now().UnixNano())
+	now := s.tick(s.elapsed())
 	if len(s.expiries) > 0 && s.expiries[0].at <= now {
 		// Journaled, as operations after it may record no time (timeFor)
 		// and replay must expire the same entries before them.
