@@ -33,9 +33,11 @@ const (
 	// one fdatasync for each batch of concurrent writes: writes survive a
 	// power cut, at the cost of a disk flush per batch.
 	DurabilityDisk
-	// DurabilityMemory keeps no journal: the state lives only in the
-	// owner's memory and is lost when the owner exits, though the other
-	// processes carry on with an empty state under a new owner.
+	// DurabilityMemory journals only locks: counters and maps live only
+	// in the owner's memory and are lost when the owner exits, though the
+	// other processes carry on with them empty under a new owner. Locks
+	// keep their guarantees, as with the other durabilities: a holder keeps
+	// its lock through a takeover, and fencing tokens keep increasing.
 	DurabilityMemory
 )
 
@@ -55,6 +57,7 @@ func (d Durability) String() string {
 type persistence struct {
 	snapshot  string // path of the snapshot file
 	sync      bool   // DurabilityDisk
+	locksOnly bool   // DurabilityMemory: journal the locks alone
 	compactAt int    // journal size at which to write a snapshot
 	logger    *slog.Logger
 	onBroken  func(error) // the journal failed: give up ownership
@@ -331,6 +334,15 @@ func (s *store) snapshotRecords(w *recordWriter) {
 	b = binary.AppendVarint(b, s.clock)
 	b = binary.AppendUvarint(b, s.owner)
 	w.record(binary.AppendUvarint(b, s.terms))
+	s.snapshotLocks(w, b)
+	if !s.persist.locksOnly {
+		s.snapshotData(w, b)
+	}
+	w.record([]byte{snapEnd})
+}
+
+// snapshotData writes the counters, the maps and the saved answers.
+func (s *store) snapshotData(w *recordWriter, b []byte) {
 	for name, v := range s.counters {
 		b = transport.AppendString(append(b[:0], snapCounter), name)
 		w.record(binary.AppendVarint(b, v))
@@ -350,15 +362,6 @@ func (s *store) snapshotRecords(w *recordWriter) {
 			w.record(binary.AppendVarint(b, expiry))
 		}
 	}
-	for name, l := range s.locks {
-		if l.holder == 0 && l.token == 0 {
-			continue
-		}
-		b = transport.AppendString(append(b[:0], snapLock), name)
-		b = binary.AppendUvarint(b, l.holder)
-		b = binary.AppendUvarint(b, l.holderReq)
-		w.record(binary.AppendUvarint(b, l.token))
-	}
 	for id, t := range s.clients {
 		if len(t.results) == 0 {
 			continue // nothing to answer again: the client may be long gone
@@ -371,7 +374,19 @@ func (s *store) snapshotRecords(w *recordWriter) {
 		}
 		w.record(b)
 	}
-	w.record([]byte{snapEnd})
+}
+
+// snapshotLocks writes the locks ever taken.
+func (s *store) snapshotLocks(w *recordWriter, b []byte) {
+	for name, l := range s.locks {
+		if l.holder == 0 && l.token == 0 {
+			continue
+		}
+		b = transport.AppendString(append(b[:0], snapLock), name)
+		b = binary.AppendUvarint(b, l.holder)
+		b = binary.AppendUvarint(b, l.holderReq)
+		w.record(binary.AppendUvarint(b, l.token))
+	}
 }
 
 // recordWriter writes framed records, keeping the first error.
@@ -496,12 +511,10 @@ func recoverStore(base string, cfg config, onBroken func(error)) (*store, int, e
 	s.persist = persistence{
 		snapshot:  base + ".snapshot",
 		sync:      cfg.durability == DurabilityDisk,
+		locksOnly: cfg.durability == DurabilityMemory,
 		compactAt: minCompact,
 		logger:    cfg.logger,
 		onBroken:  onBroken,
-	}
-	if cfg.durability == DurabilityMemory {
-		return s, 0, nil
 	}
 	gen, snapSize, err := s.loadSnapshot(s.persist.snapshot)
 	if err != nil {

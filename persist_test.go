@@ -90,18 +90,34 @@ func TestRestartKeepsState(t *testing.T) {
 	}
 }
 
-func TestMemoryDurabilityKeepsNothing(t *testing.T) {
+// TestMemoryDurabilityKeepsOnlyLocks: a memory-only state forgets its
+// counters and maps with its owner, and journals its locks alone.
+func TestMemoryDurabilityKeepsOnlyLocks(t *testing.T) {
 	dir := t.TempDir()
+	ctx := context.Background()
 	st := openIn(t, dir, WithDurability(DurabilityMemory))
 	fill(t, st)
+	mu := st.Mutex("l")
+	if err := mu.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first := mu.Token()
 	st.Close()
 	st = openIn(t, dir, WithDurability(DurabilityMemory))
 	defer st.Close()
 	if got := dump(t, st); got != "c=0" {
 		t.Errorf("memory-only state after restart: %s", got)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "app.journal")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("memory-only state wrote a journal: %v", err)
+	mu = st.Mutex("l")
+	if err := mu.Lock(ctx); err != nil || mu.Token() <= first {
+		t.Errorf("Lock after restart: token %d (before %d), %v", mu.Token(), first, err)
+	}
+	journal, err := os.ReadFile(filepath.Join(dir, "app.journal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(journal, []byte("stays")) {
+		t.Error("a memory-only state journaled a map's value")
 	}
 }
 

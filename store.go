@@ -141,7 +141,7 @@ func (s *store) apply(sess *session, req *transport.Request) (resp transport.Res
 			return saved, false
 		}
 	}
-	if s.log != nil && req.Op.Mutates() {
+	if s.log != nil && req.Op.Mutates() && (!s.persist.locksOnly || isLockOp(req.Op)) {
 		// Room first, so that a full disk refuses the write before it
 		// happens. A Lock journals only its grant, a small record.
 		var rec []byte
@@ -176,6 +176,16 @@ func isDeduplicated(req *transport.Request) bool {
 		return false
 	}
 	return req.Op.Mutates()
+}
+
+// isLockOp reports whether op concerns locks, which a memory-only state
+// journals too.
+func isLockOp(op transport.Op) bool {
+	switch op {
+	case transport.OpLock, transport.OpTryLock, transport.OpUnlock, transport.OpLockHeld, transport.OpAbandon:
+		return true
+	}
+	return false
 }
 
 // duplicate returns the saved answer if req was applied before: the client
@@ -338,7 +348,7 @@ func (s *store) exec(sess *session, req *transport.Request, now int64) (resp tra
 		resp.Entries, resp.Found = s.list(req.Int, req.Key, int(req.Limit))
 	case transport.OpStats:
 		resp.Entries = s.stats()
-	case transport.OpLock, transport.OpTryLock, transport.OpUnlock, transport.OpLockHeld, transport.OpAbandon:
+	case transport.OpLock, transport.OpTryLock, transport.OpUnlock, transport.OpLockHeld, transport.OpAbandon: // isLockOp
 		return s.applyLock(sess, req, resp)
 	case transport.OpLeave:
 		s.withdraw(sess)
@@ -523,7 +533,9 @@ func (s *store) sweep() {
 	if len(s.expiries) > 0 && s.expiries[0].at <= now {
 		// Journaled, as operations after it may record no time (timeFor)
 		// and replay must expire the same entries before them.
-		s.journal(expireRecord(s.scratch[:0], now))
+		if !s.persist.locksOnly {
+			s.journal(expireRecord(s.scratch[:0], now))
+		}
 		s.expire(now)
 	}
 	s.expireGrace(now)
