@@ -855,6 +855,9 @@ func TestChaosKillOwner(t *testing.T) {
 		}
 	}
 
+	// (e) What the owner keeps for retries went with the processes.
+	savedAnswersWithin(t, st, 0, "once every worker is dead")
+
 	t.Logf("state files: %s", stateFiles(c.dir))
 	t.Logf("%d owners killed in %v, checked in %v; %d operations (%d adds, %d updates, %d loads; %d errors); slowest call %v; final hits=%d k=%d",
 		kills, ran.Round(time.Millisecond), (time.Since(began) - ran).Round(time.Millisecond), len(h.ops), len(adds), len(updates), len(loads), len(h.errors), maxLatency, hits, k)

@@ -547,3 +547,61 @@ func init() {
 		select {}
 	}
 }
+
+// TestSavedAnswersStayBounded: the answers an owner saves for retries are
+// bounded by the clients alive. A proxy killed with writes in flight loses
+// its saved answers once its death is seen, and owners that take over from
+// one another do not pile up each other's own writes as saved answers.
+func TestSavedAnswersStayBounded(t *testing.T) {
+	dir := t.TempDir()
+	ctx := testContext(t)
+	// Owners handing over to one another, with proxies coming and going.
+	for cycle := range 12 {
+		a := open(t, dir, "app")
+		b := open(t, dir, "app")
+		for range 500 {
+			a.Counter("c").Add(ctx, 1)
+			b.Counter("c").Add(ctx, 1)
+		}
+		a.Close() // b takes over
+		for range 500 {
+			b.Counter("c").Add(ctx, 1)
+		}
+		b.Close()
+		st := open(t, dir, "app")
+		if n, err := st.Counter("c").Load(ctx); err != nil || n != int64(1500*(cycle+1)) {
+			t.Fatalf("cycle %d: counter %d, %v", cycle, n, err)
+		}
+		savedAnswersWithin(t, st, 0, fmt.Sprintf("cycle %d", cycle))
+		st.Close()
+	}
+
+	// A proxy killed in the middle of its writes.
+	st := open(t, dir, "app")
+	for range 3 {
+		w := startWorker(t, "add", "SS_DIR="+dir)
+		time.Sleep(100 * time.Millisecond)
+		w.cmd.Process.Kill()
+		w.cmd.Wait()
+	}
+	savedAnswersWithin(t, st, 0, "after three proxies were killed")
+}
+
+// savedAnswersWithin waits until st's owner keeps at most max saved answers.
+func savedAnswersWithin(t *testing.T, st *sharedstate.State, max int, when string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		stats, err := st.Stats(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stats.SavedAnswers <= max {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: the owner keeps %d saved answers; want at most %d", when, stats.SavedAnswers, max)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

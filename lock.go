@@ -265,12 +265,17 @@ func (s *store) withdraw(sess *session) {
 	}
 }
 
-// connect records a new session of a client: the locks it holds are its
-// own again, whatever grace a takeover or a dropped connection gave them.
-func (s *store) connect(client uint64) {
+// connect records a new session of a client, from process p: the locks it
+// holds are its own again, whatever grace a takeover or a dropped
+// connection gave them.
+func (s *store) connect(client uint64, p process) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.connected[client]++
+	if known, ok := s.procs[client]; !ok || known != p {
+		s.procs[client] = p
+		s.journal(clientRecord(s.scratch[:0], client, p))
+	}
 	for _, l := range s.locks {
 		if l.holder == client {
 			l.graceEnd = 0
@@ -306,6 +311,57 @@ func (s *store) releaseHeld(client uint64) {
 			s.forceRelease(name, l)
 		}
 	}
+}
+
+// collect drops what the owner keeps for clients whose processes have
+// exited without its noticing (it was another owner then, or it missed the
+// exit): their locks, their saved answers and their process. So what the
+// owner keeps is bounded by the processes alive.
+func (s *store) collect() {
+	s.mu.Lock()
+	var idle []uint64 // clients with no session, but locks or answers
+	for id := range s.procs {
+		switch {
+		case s.connected[id] > 0 || id == s.owner:
+		case s.clients[id] == nil && !s.holds(id):
+			delete(s.procs, id) // nothing to keep for it
+		default:
+			idle = append(idle, id)
+		}
+	}
+	procs := make([]process, len(idle))
+	for i, id := range idle {
+		procs[i] = s.procs[id]
+	}
+	s.mu.Unlock()
+	// Read /proc without the store's lock.
+	var gone []uint64
+	for i, p := range procs {
+		if p.exited() {
+			gone = append(gone, idle[i])
+		}
+	}
+	if len(gone) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range gone {
+		if s.connected[id] == 0 {
+			s.releaseHeld(id)
+			s.forget(id)
+		}
+	}
+}
+
+// holds reports whether a client holds a lock; s.mu is held.
+func (s *store) holds(client uint64) bool {
+	for _, l := range s.locks {
+		if l.holder == client {
+			return true
+		}
+	}
+	return false
 }
 
 // graceLocks gives the locks of a client with no session the grace of a

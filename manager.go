@@ -28,6 +28,10 @@ const flushAt = 256 << 10
 // collect the answers to requests they sent before they learnt it is leaving.
 const leaveTimeout = time.Second
 
+// collectEvery is how many sweeps pass between two looks for the clients
+// whose processes have exited (store.collect), which reads /proc.
+const collectEvery = 4
+
 // starvedLogInterval spaces the logs of an owner out of descriptors, which
 // may fail to accept many times a second.
 const starvedLogInterval = time.Minute
@@ -284,10 +288,13 @@ func (m *manager) sweepLoop() {
 	defer m.wg.Done()
 	t := time.NewTicker(sweepInterval)
 	defer t.Stop()
-	for {
+	for i := 0; ; i++ {
 		select {
 		case <-t.C:
 			m.store.sweep()
+			if i%collectEvery == 0 {
+				m.store.collect()
+			}
 		case <-m.quit:
 			return
 		}
@@ -334,7 +341,7 @@ func (m *manager) serve(nc *net.UnixConn) {
 		// With the store locked: queue, never block on a slow reader.
 		m.store.whenDurable(func() { conn.Queue(&resp) })
 	})
-	m.store.connect(join.ClientID)
+	m.store.connect(join.ClientID, proc)
 	err = m.serveRequests(conn, sess)
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, syscall.ECONNRESET) {
 		log.Warn("sharedstate: closed a connection", "state", m.st.name, "pid", join.PID, "reason", err)

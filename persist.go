@@ -84,6 +84,8 @@ const (
 	snapEnd                     // the snapshot is complete
 	snapMap                     // name, entries: sizes the map before its entries come
 	recForget                   // a client's saved answers dropped: client
+	recClient                   // a client connected from a process: client, pid, start
+	snapProc                    // a client's process: client, pid, start
 )
 
 func (s *store) requestRecord(client uint64, now int64, req *transport.Request) []byte {
@@ -122,10 +124,18 @@ func forgetRecord(b []byte, client uint64) []byte {
 // forget drops the answers saved for a client that will not ask for them
 // again; s.mu is held.
 func (s *store) forget(client uint64) {
-	if _, ok := s.clients[client]; ok {
+	_, saved := s.clients[client]
+	_, known := s.procs[client]
+	if saved || known {
 		s.journal(forgetRecord(s.scratch[:0], client))
 		delete(s.clients, client)
+		delete(s.procs, client)
 	}
+}
+
+func clientRecord(b []byte, client uint64, p process) []byte {
+	b = binary.AppendUvarint(append(b, recClient), client)
+	return p.append(b)
 }
 
 func ownerRecord(b []byte, now int64, client uint64) []byte {
@@ -192,7 +202,9 @@ func (s *store) replay(records iter.Seq[[]byte]) (n int, err error) {
 			s.expire(now)
 			sess := sessionOf(client)
 			resp, _ := s.exec(sess, &req, now)
-			if req.ID >= acked[client] {
+			// The owner's own writes are never retried through the
+			// socket: it applied them itself.
+			if req.ID >= acked[client] && client != s.owner {
 				s.save(sess, &req, resp)
 			}
 		case recGrant:
@@ -222,6 +234,13 @@ func (s *store) replay(records iter.Seq[[]byte]) (n int, err error) {
 				return i, fmt.Errorf("record %d: %w", i, err)
 			}
 			delete(s.clients, client)
+			delete(s.procs, client)
+		case recClient:
+			client, p := d.Uvarint(), readProcess(d)
+			if err := d.Finish(); err != nil {
+				return i, fmt.Errorf("record %d: %w", i, err)
+			}
+			s.procs[client] = p
 		case recOwner:
 			client, now := d.Uvarint(), d.Varint()
 			if err := d.Finish(); err != nil {
@@ -335,6 +354,7 @@ func (s *store) snapshotRecords(w *recordWriter) {
 	b = binary.AppendUvarint(b, s.owner)
 	w.record(binary.AppendUvarint(b, s.terms))
 	s.snapshotLocks(w, b)
+	s.snapshotProcs(w, b)
 	if !s.persist.locksOnly {
 		s.snapshotData(w, b)
 	}
@@ -373,6 +393,15 @@ func (s *store) snapshotData(w *recordWriter, b []byte) {
 			b = resp.AppendFrame(b)
 		}
 		w.record(b)
+	}
+}
+
+// snapshotProcs writes the processes of the clients that hold locks or
+// have answers saved.
+func (s *store) snapshotProcs(w *recordWriter, b []byte) {
+	for id, p := range s.procs {
+		b = binary.AppendUvarint(append(b[:0], snapProc), id)
+		w.record(p.append(b))
 	}
 }
 
@@ -487,6 +516,9 @@ func (s *store) loadSnapshotRecords(records iter.Seq[[]byte]) error {
 				t.add(resp.ID, resp)
 			}
 			slices.Sort(t.order) // written from a map, in no order
+		case snapProc:
+			client := d.Uvarint()
+			s.procs[client] = readProcess(d)
 		case snapEnd:
 			complete = true
 		default:
@@ -564,7 +596,7 @@ func (s *store) beginTerm(owner uint64, grace time.Duration) {
 	s.grace = grace
 	s.journal(ownerRecord(s.scratch[:0], now, owner))
 	s.startGrace(prev, owner)
-	delete(s.clients, prev) // that process is gone, and its answers with it
+	s.forget(prev) // that process is gone, and its answers with it
 }
 
 // syncs reports whether answers wait for the journal to reach the disk.

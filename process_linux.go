@@ -10,13 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// process identifies a process beyond its id, which the system reuses: on
-// Linux, by its start time too.
-type process struct {
-	pid   int
-	start uint64 // clock ticks after boot
-}
-
 // processOf returns the process with id pid as it is now. Its start time
 // is 0 if it cannot be read (out of descriptors, say).
 func processOf(pid int) process {

@@ -8,13 +8,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// process identifies a process: by its id alone here, which the system may
-// reuse, so an exit can be missed (and a lock kept for its grace).
-type process struct {
-	pid int
-}
-
-// processOf returns the process with id pid.
+// processOf returns the process with id pid: by its id alone here, which
+// the system may reuse, so an exit can be missed (and a lock kept for its
+// grace).
 func processOf(pid int) process { return process{pid: pid} }
 
 // exited reports whether no process has p's id.

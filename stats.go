@@ -10,16 +10,20 @@ import (
 
 // Stats describes a state as its owner sees it.
 type Stats struct {
-	OwnerPID     int       // the owner's process id
-	OwnerSince   time.Time // when it became the owner
-	Clients      int       // processes connected to the owner, besides itself
-	Durability   Durability
-	Counters     int
-	Maps         int
-	Entries      int    // entries in all maps
-	Bytes        int64  // bytes of map names, keys and values
-	Locks        int    // locks ever used
-	Ops          uint64 // operations the owner has applied since it became the owner
+	OwnerPID   int       // the owner's process id
+	OwnerSince time.Time // when it became the owner
+	Clients    int       // processes connected to the owner, besides itself
+	Durability Durability
+	Counters   int
+	Maps       int
+	Entries    int    // entries in all maps
+	Bytes      int64  // bytes of map names, keys and values
+	Locks      int    // locks ever used
+	Ops        uint64 // operations the owner has applied since it became the owner
+	// SavedAnswers counts the answers kept for writes whose clients may
+	// not have received them and may retry: bounded by the writes in
+	// flight of the processes alive.
+	SavedAnswers int
 	Terms        uint64 // owners the state has had: 1 + takeovers and restarts
 	JournalBytes int64  // the journal's length, before the next compaction
 }
@@ -54,6 +58,8 @@ func (s *State) Stats(ctx context.Context) (Stats, error) {
 			st.Locks = int(v)
 		case "ops":
 			st.Ops = v
+		case "saved_answers":
+			st.SavedAnswers = int(v)
 		case "terms":
 			st.Terms = v
 		case "journal_bytes":

@@ -48,7 +48,11 @@ type store struct {
 	// connected counts each client's sessions: usually one, two while a
 	// client reconnects before the owner has seen its old connection end.
 	connected map[uint64]int
-	grace     time.Duration // see WithLockGrace
+	// procs holds the process of each client that holds a lock or has
+	// answers saved, as it last connected: once that process has exited,
+	// collect drops what the owner keeps for it.
+	procs map[uint64]process
+	grace time.Duration // see WithLockGrace
 	// owner is the client id of the process owning the state in the
 	// latest term the journal records; terms counts the terms.
 	owner uint64
@@ -101,6 +105,7 @@ func newStore() *store {
 		locks:     make(map[string]*lockState),
 		clients:   make(map[uint64]*clientTable),
 		connected: make(map[uint64]int),
+		procs:     make(map[uint64]process),
 		wall:      time.Now,
 	}
 	s.startClock()
@@ -501,7 +506,12 @@ func (s *store) stats() []transport.Entry {
 	if s.log != nil {
 		journal = s.log.size()
 	}
+	saved := 0
+	for _, t := range s.clients {
+		saved += len(t.results)
+	}
 	return []transport.Entry{
+		{Key: "saved_answers", Version: uint64(saved)},
 		{Key: "counters", Version: uint64(len(s.counters))},
 		{Key: "maps", Version: uint64(len(s.maps))},
 		{Key: "entries", Version: uint64(entries)},
