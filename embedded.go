@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sharedstate/sharedstate/internal/statedir"
 	"github.com/sharedstate/sharedstate/transport"
 )
 
@@ -24,9 +25,8 @@ import (
 type embedded struct {
 	name     string
 	cfg      config
-	lockPath string
+	dir      *statedir.Dir // holds name.lock, name.sock, name.journal, name.snapshot
 	sockPath string
-	basePath string // dir/name: the journal and snapshot add a suffix
 	clientID uint64 // this process, as the owner knows it
 	acks     ackTracker
 	subs     subscriptions
@@ -66,28 +66,33 @@ var (
 // openEmbedded joins the state called name in the directory of cfg, as its
 // owner or as a proxy.
 func openEmbedded(ctx context.Context, name string, cfg config) (*embedded, error) {
-	dir, err := stateDir(cfg.dir)
+	path, err := stateDir(cfg.dir)
 	if err != nil {
 		return nil, err
+	}
+	dir, err := statedir.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("sharedstate: %w", err)
 	}
 	s := &embedded{
 		name:     name,
 		cfg:      cfg,
-		lockPath: filepath.Join(dir, name+".lock"),
-		sockPath: filepath.Join(dir, name+".sock"),
-		basePath: filepath.Join(dir, name),
+		dir:      dir,
+		sockPath: dir.Join(name + ".sock"),
 		clientID: randomID(),
 		acks:     ackTracker{done: make(map[uint64]struct{})},
 		ready:    make(chan struct{}),
 		done:     make(chan struct{}),
 	}
 	if len(s.sockPath) >= 108 {
+		dir.Close()
 		return nil, fmt.Errorf("sharedstate: socket path %s is longer than a Unix socket allows; choose a shorter directory", s.sockPath)
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	b, err := s.elect(ctx)
 	if err != nil {
 		s.cancel()
+		dir.Close()
 		return nil, err
 	}
 	s.setRole(b)
@@ -144,8 +149,11 @@ func (s *embedded) Close() error {
 	s.mu.Unlock()
 	s.cancel()
 	<-s.done
-	return nil
+	return s.dir.Close()
 }
+
+// lockName is the name of the state's lock file.
+func (s *embedded) lockName() string { return s.name + ".lock" }
 
 // isOwner reports whether this process currently owns the state.
 func (s *embedded) isOwner() bool {
@@ -226,7 +234,7 @@ func (s *embedded) supervise(b backend) {
 func (s *embedded) elect(ctx context.Context) (backend, error) {
 	backoff := 500 * time.Microsecond
 	for {
-		lf, err := transport.TryLock(s.lockPath)
+		lf, err := s.dir.TryLock(s.lockName())
 		if err != nil {
 			return nil, fmt.Errorf("sharedstate: %w", err)
 		}

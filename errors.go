@@ -35,6 +35,14 @@ var (
 	// ErrReadOnly: a write through an observer while no owner runs (see
 	// WithObserver).
 	ErrReadOnly = errors.New("sharedstate: read-only")
+	// ErrJournalFull: a write the journal has no room for, as the disk (or
+	// tmpfs) holding the state's directory is full; it changed nothing.
+	ErrJournalFull = errors.New("sharedstate: journal full")
+	// ErrDamaged: a state file (journal, snapshot) is missing, damaged, or
+	// does not belong with the others, and nothing was dropped to get
+	// past it. The error names the file and offset; Repair keeps what can
+	// be read and sets the rest aside.
+	ErrDamaged = errors.New("sharedstate: damaged state file")
 )
 
 // statusError turns a status from the owner into one of the errors above.

@@ -334,11 +334,7 @@ func TestResentAtMostOnce(t *testing.T) {
 	dir := t.TempDir()
 	ctx := testContext(t)
 	// An owner by hand, that drops every connection on its first request.
-	lf, err := transport.TryLock(dir + "/app.lock")
-	if err != nil || lf == nil {
-		t.Fatalf("TryLock = %v, %v", lf, err)
-	}
-	defer lf.Release()
+	defer holdLock(t, dir)()
 	ln, err := transport.Listen(dir + "/app.sock")
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sharedstate/sharedstate/internal/statedir"
 	"github.com/sharedstate/sharedstate/transport"
 )
 
@@ -47,7 +48,7 @@ type manager struct {
 	st    *embedded
 	since time.Time // when this process became the owner
 	store *store
-	lock  *transport.LockFile
+	lock  *statedir.Lock
 	ln    *net.UnixListener
 	local *session
 
@@ -70,7 +71,7 @@ type manager struct {
 // startManager makes this process the owner: it binds the socket, rebuilds
 // the state from the snapshot and journal, and starts its term. The caller
 // holds lf.
-func startManager(st *embedded, lf *transport.LockFile) (*manager, error) {
+func startManager(st *embedded, lf *statedir.Lock) (*manager, error) {
 	start := time.Now()
 	m := &manager{
 		st:    st,
@@ -87,7 +88,7 @@ func startManager(st *embedded, lf *transport.LockFile) (*manager, error) {
 	if m.ln, err = transport.Listen(st.sockPath); err != nil {
 		return nil, err
 	}
-	store, replayed, err := recoverStore(st.basePath, st.cfg, func(err error) {
+	store, replayed, err := recoverStore(st.dir, st.name, st.cfg, func(err error) {
 		st.cfg.logger.Error("sharedstate: journal failed; giving up ownership", "state", st.name, "err", err)
 		m.lose()
 	})
@@ -195,12 +196,11 @@ func (m *manager) do(ctx context.Context, req *transport.Request) (transport.Res
 // durable waits until the journal holds a write on disk, with
 // DurabilityDisk; at once otherwise.
 func (m *manager) durable(ctx context.Context, req *transport.Request) error {
-	log := m.store.log
-	if log == nil || !log.sync || !req.Op.Mutates() {
+	if !m.store.syncs() || !req.Op.Mutates() {
 		return nil
 	}
 	done := make(chan struct{})
-	log.whenDurable(func() { close(done) })
+	m.store.whenDurable(func() { close(done) })
 	select {
 	case <-done:
 		return nil

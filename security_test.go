@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/sharedstate/sharedstate"
+	"github.com/sharedstate/sharedstate/internal/statedir"
 	"github.com/sharedstate/sharedstate/transport"
 )
 
@@ -553,11 +554,7 @@ func TestVersionMismatch(t *testing.T) {
 	for _, fake := range fakes {
 		t.Run("owner "+fake.name, func(t *testing.T) {
 			dir := t.TempDir()
-			lf, err := transport.TryLock(filepath.Join(dir, "app.lock"))
-			if err != nil || lf == nil {
-				t.Fatalf("TryLock = %v, %v", lf, err)
-			}
-			defer lf.Release()
+			defer holdLock(t, dir)()
 			ln, err := transport.Listen(filepath.Join(dir, "app.sock"))
 			if err != nil {
 				t.Fatal(err)
@@ -789,16 +786,44 @@ func otherUser() {
 		return
 	}
 	defer os.RemoveAll(own)
-	lf, err := transport.TryLock(filepath.Join(own, "app.lock"))
-	if err != nil || lf == nil {
-		report("linked", nil, fmt.Errorf("TryLock = %v, %v", lf, err))
+	release, err := lockFile(own)
+	if err != nil {
+		report("linked", nil, err)
 		return
 	}
-	defer lf.Release()
+	defer release()
 	if err := os.Symlink(sock, filepath.Join(own, "app.sock")); err != nil {
 		report("linked", nil, err)
 		return
 	}
 	st, err = sharedstate.Open(ctx, "app", sharedstate.WithDir(own), quietLogger(os.Stderr))
 	report("linked", st, err)
+}
+
+// lockFile takes the lock file of state "app" in dir, as an owner does.
+func lockFile(dir string) (release func(), err error) {
+	d, err := statedir.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	lf, err := d.TryLock("app.lock")
+	if err == nil && lf == nil {
+		err = errors.New("the lock file is held")
+	}
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	return func() { lf.Release(); d.Close() }, nil
+}
+
+// holdLock takes the lock file of state "app" in dir, and returns what
+// releases it.
+func holdLock(t *testing.T, dir string) func() {
+	t.Helper()
+	release, err := lockFile(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return release
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sharedstate/sharedstate/internal/journal"
 	"github.com/sharedstate/sharedstate/transport"
 )
 
@@ -59,7 +60,7 @@ type store struct {
 	terms uint64
 	ops   uint64 // operations applied in this process's term
 
-	log *journal // nil: memory only, or replaying
+	log *journal.Journal // nil while replaying, or for an observer
 	// changed, if set, is told of every entry written or removed (for
 	// Map.Watch). It is called with the store locked and must not block.
 	changed func(mapName, key string, deleted bool)
@@ -153,7 +154,7 @@ func (s *store) apply(sess *session, req *transport.Request) (resp transport.Res
 		if dedup {
 			rec = s.requestRecord(sess.id, now, req)
 		}
-		if err := s.log.reserve(len(rec) + len(req.Name)); err != nil {
+		if err := s.log.Reserve(len(rec) + len(req.Name)); err != nil {
 			return fail(resp, transport.StatusJournalFull, err.Error())
 		}
 		if rec != nil {
@@ -163,7 +164,7 @@ func (s *store) apply(sess *session, req *transport.Request) (resp transport.Res
 	resp, parked = s.exec(sess, req, now)
 	if dedup {
 		s.save(sess, req, resp)
-		if s.log != nil && s.log.size() > s.persist.compactAt {
+		if s.log != nil && s.log.Size() > s.persist.compactAt {
 			s.compact()
 		}
 	}
@@ -502,9 +503,9 @@ func (s *store) stats() []transport.Entry {
 			bytes += len(name) + len(k) + len(e.value)
 		}
 	}
-	journal := 0
+	journalBytes := 0
 	if s.log != nil {
-		journal = s.log.size()
+		journalBytes = s.log.Size()
 	}
 	saved := 0
 	for _, t := range s.clients {
@@ -519,7 +520,7 @@ func (s *store) stats() []transport.Entry {
 		{Key: "locks", Version: uint64(len(s.locks))},
 		{Key: "ops", Version: s.ops},
 		{Key: "terms", Version: s.terms},
-		{Key: "journal_bytes", Version: uint64(journal)},
+		{Key: "journal_bytes", Version: uint64(journalBytes)},
 	}
 }
 

@@ -69,32 +69,3 @@ func PeerCred(c *net.UnixConn) (Cred, error) {
 	}
 	return Cred{PID: int(uc.Pid), UID: int(uc.Uid), GID: int(uc.Gid)}, nil
 }
-
-// LockFile is a held election lock: an flock on a file that is never
-// deleted. The kernel releases it when its holder exits, however it exits,
-// so at most one live process holds it and no stale lock outlives a crash.
-type LockFile struct {
-	f *os.File
-}
-
-// TryLock takes the election lock at path if no other process holds it. It
-// returns a nil LockFile and no error when the lock is held elsewhere.
-func TryLock(path string) (*LockFile, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, nil
-		}
-		return nil, &os.PathError{Op: "flock", Path: path, Err: err}
-	}
-	return &LockFile{f: f}, nil
-}
-
-// Release gives the lock up.
-func (l *LockFile) Release() error {
-	return l.f.Close()
-}

@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -72,43 +71,5 @@ func TestPeerCred(t *testing.T) {
 		if got != want {
 			t.Errorf("%s: PeerCred = %+v, want %+v", c.name, got, want)
 		}
-	}
-}
-
-// TestTryLock relies on flock locks belonging to an open file description:
-// TryLock opens the file anew each time, so a second TryLock in the same
-// process conflicts with the first, just as another process's would.
-func TestTryLock(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "lock")
-	l1, err := TryLock(path)
-	if err != nil || l1 == nil {
-		t.Fatalf("first TryLock = %v, %v; want a lock", l1, err)
-	}
-	l2, err := TryLock(path)
-	if err != nil || l2 != nil {
-		t.Fatalf("second TryLock = %v, %v; want nil, nil", l2, err)
-	}
-	if err := l1.Release(); err != nil {
-		t.Fatalf("Release: %v", err)
-	}
-	// The lock file is never deleted: deleting it would let two processes
-	// lock two different files at the same path.
-	if _, err := os.Stat(path); err != nil {
-		t.Fatalf("after Release: %v", err)
-	}
-	l3, err := TryLock(path)
-	if err != nil || l3 == nil {
-		t.Fatalf("TryLock after Release = %v, %v; want a lock", l3, err)
-	}
-	l3.Release()
-}
-
-func TestTryLockError(t *testing.T) {
-	l, err := TryLock(filepath.Join(t.TempDir(), "no", "lock"))
-	if err == nil || l != nil {
-		t.Fatalf("TryLock in a missing directory = %v, %v; want an error", l, err)
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("TryLock in a missing directory: %v, want fs.ErrNotExist", err)
 	}
 }

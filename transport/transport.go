@@ -16,8 +16,8 @@
 //     into as few write(2) calls as the load allows (auto-pipelining);
 //   - the handshake: peer credentials (SO_PEERCRED), protocol version and an
 //     optional HMAC challenge over a shared secret;
-//   - sockets and election: a lock file that is never deleted decides which
-//     process owns the state; only the holder unlinks and binds the socket.
+//   - sockets: only the holder of the state's lock file (package
+//     internal/statedir) unlinks and binds the socket.
 package transport
 
 // Version is the protocol version spoken by this package. A peer speaking

@@ -22,6 +22,7 @@ type command struct {
 	minArgs int
 	maxArgs int
 	long    bool // runs until interrupted, so without -timeout
+	files   bool // works on the state's files, without opening the state
 	// check validates the arguments before the state is opened; nil if
 	// the count is all there is to check.
 	check func(c *cli, args []string) error
@@ -45,6 +46,7 @@ func init() {
 		{name: "pub", args: "CHANNEL MESSAGE", help: "publish a message on a channel", minArgs: 2, maxArgs: 2, run: (*cli).pub},
 		{name: "stats", help: "the owner's statistics, with ops/s measured over one second", run: (*cli).stats},
 		{name: "dump", help: "everything in the state, as JSON", run: (*cli).dump},
+		{name: "repair", help: "make a damaged state openable: keep what reads back whole, set the damaged journal aside (stop the app first)", files: true, run: (*cli).repair},
 	} {
 		commands[cmd.name] = cmd
 		commandOrder = append(commandOrder, cmd.name)
@@ -536,4 +538,23 @@ func plural(n int) string {
 		return ""
 	}
 	return "s"
+}
+
+// repair runs sharedstate.Repair on the state's files.
+func (c *cli) repair(ctx context.Context, args []string) error {
+	report, err := sharedstate.Repair(ctx, c.state, c.options()...)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return c.printJSON(report)
+	}
+	if report.Problem == "" {
+		return c.println(fmt.Sprintf("state %q: nothing to repair", c.state))
+	}
+	msg := fmt.Sprintf("state %q: %s\nkept the snapshot and %d journal record%s", c.state, report.Problem, report.Records, plural(report.Records))
+	for _, f := range report.SetAside {
+		msg += "\nset aside " + f
+	}
+	return c.println(msg)
 }

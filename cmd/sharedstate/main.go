@@ -182,10 +182,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
-	if err := c.open(ctx); err != nil {
-		return c.fail(cmd, err)
+	if !cmd.files {
+		if err := c.open(ctx); err != nil {
+			return c.fail(cmd, err)
+		}
+		defer c.st.Close()
 	}
-	defer c.st.Close()
 
 	cmdCtx := ctx
 	if !cmd.long {
@@ -225,6 +227,15 @@ func (c *cli) fail(cmd *command, err error) int {
 
 // open opens the state as an observer, after checking that it exists so
 // that a mistyped name is reported rather than created.
+// options are the options of every Open and Repair of the inspector.
+func (c *cli) options() []sharedstate.Option {
+	opts := []sharedstate.Option{sharedstate.WithLogger(c.log)}
+	if c.dir != "" {
+		opts = append(opts, sharedstate.WithDir(c.dir))
+	}
+	return opts
+}
+
 func (c *cli) open(ctx context.Context) error {
 	dir := c.dir
 	if dir == "" {
@@ -237,13 +248,9 @@ func (c *cli) open(ctx context.Context) error {
 		}
 		return fmt.Errorf("no state %q in %s (no process has opened it there; see -dir)", c.state, dir)
 	}
-	opts := []sharedstate.Option{sharedstate.WithObserver(), sharedstate.WithLogger(c.log)}
-	if c.dir != "" {
-		opts = append(opts, sharedstate.WithDir(c.dir))
-	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	st, err := sharedstate.Open(ctx, c.state, opts...)
+	st, err := sharedstate.Open(ctx, c.state, append(c.options(), sharedstate.WithObserver())...)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,435 @@
+package journal
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"iter"
+	"os"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sharedstate/sharedstate/internal/statedir"
+)
+
+// Journal is an owner's log of every change, replayed by the next owner on
+// top of the latest snapshot.
+//
+// It is a file mapped into memory. Appending a record is a copy into the
+// mapping, which is the kernel's page cache: once copied, the record
+// survives the death of the process, with no system call. Space is
+// reserved before any write (fallocate where the file system can), so a
+// full disk is an error returned to the caller, never a SIGBUS. With sync
+// (DurabilityDisk), a syncer goroutine flushes the file with one fdatasync
+// per batch of records (group commit), and answers wait for it.
+type Journal struct {
+	dir  *statedir.Dir
+	name string
+	f    *os.File
+	data []byte // the mapping; as long as the file
+	off  int    // where the next record goes
+	hdr  Header
+
+	// Group commit, with sync only.
+	syncMu  sync.Mutex
+	written int             // end of the records appended so far
+	synced  int             // end of the records known on disk
+	waiters []durableWaiter // answers held until their records are synced
+	wake    chan struct{}   // capacity 1: records wait for a sync
+	stop    chan struct{}   // closed to end the syncer
+	done    chan struct{}   // closed when the syncer has ended
+	failed  func(error)     // reports a failed sync
+	sync    bool
+}
+
+// durableWaiter is an answer to run once the journal is synced up to off.
+type durableWaiter struct {
+	off int
+	fn  func()
+}
+
+const (
+	minJournal = 1 << 20 // first size of the file; it doubles as it fills
+	// slack is kept free beyond what a request needs, for the records an
+	// operation adds on its own (a lock granted to the next waiter).
+	slack = 64 << 10
+)
+
+// ErrFull is returned for a record the journal has no room for: the disk
+// (or tmpfs) holding the state's directory is full.
+var ErrFull = errors.New("journal full")
+
+// Create starts a journal of generation gen as name, continuing the
+// snapshot whose salt is link (0 for generation 0), in place of any file
+// of that name.
+func Create(dir *statedir.Dir, name string, gen, link uint64, sync bool) (*Journal, error) {
+	j := &Journal{dir: dir, name: name, sync: sync}
+	next, err := j.Prepare(gen, link)
+	if err == nil {
+		err = j.Switch(next)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return j, nil
+}
+
+// Next is a journal made ready to replace another: its header written and
+// its space reserved, but not yet in place.
+type Next struct {
+	f    *os.File
+	data []byte
+	hdr  Header
+}
+
+// Prepare makes ready the journal that will replace j, of generation gen,
+// continuing the snapshot whose salt is link. A full disk fails here,
+// before anything has changed.
+func (j *Journal) Prepare(gen, link uint64) (*Next, error) {
+	h := Header{Gen: gen, Salt: NewSalt(), Link: link}
+	f, err := j.dir.CreateTemp(j.name)
+	if err != nil {
+		return nil, err
+	}
+	_, err = f.Write(appendHeader(nil, journalMagic, h))
+	if err == nil {
+		err = reserve(f, minJournal)
+	}
+	var data []byte
+	if err == nil {
+		data, err = mapFile(f, minJournal)
+	}
+	if err != nil {
+		j.dir.Discard(f, j.name)
+		return nil, err
+	}
+	return &Next{f: f, data: data, hdr: h}, nil
+}
+
+// Discard gives up a journal from Prepare.
+func (j *Journal) Discard(n *Next) {
+	unix.Munmap(n.data)
+	j.dir.Discard(n.f, j.name)
+}
+
+// Switch puts n, from Prepare, in place of j's file, and appends to it from
+// then on. It is called once the snapshot n continues holds everything j
+// had.
+func (j *Journal) Switch(n *Next) error {
+	if err := j.dir.Commit(n.f, j.name, j.sync); err != nil {
+		j.Discard(n)
+		return err
+	}
+	// Swap files under syncMu: the syncer reads the descriptor there.
+	j.syncMu.Lock()
+	old, oldData := j.f, j.data
+	j.f, j.data, j.hdr = n.f, n.data, n.hdr
+	j.off = HeaderSize
+	j.written, j.synced = j.off, j.off
+	// What they waited for is in the snapshot now, synced before this.
+	ready := j.waiters
+	j.waiters = nil
+	j.syncMu.Unlock()
+	for _, w := range ready {
+		w.fn()
+	}
+	if old != nil {
+		unix.Munmap(oldData)
+		old.Close()
+	}
+	return nil
+}
+
+// NewSalt returns a salt for a new file.
+func NewSalt() uint64 {
+	var b [8]byte
+	rand.Read(b[:])
+	return binary.LittleEndian.Uint64(b[:]) | 1
+}
+
+// Open opens the journal name to append to it. Its records are checked
+// (see scan): a torn tail is reported as torn, and the journal must then
+// be replaced (Restart) before anything is appended, so that no byte of it
+// is overwritten; damage is an error.
+func Open(dir *statedir.Dir, name string, sync bool) (j *Journal, torn bool, err error) {
+	f, err := dir.OpenFile(name, os.O_RDWR, 0)
+	if err != nil {
+		return nil, false, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, false, err
+	}
+	if fi.Size() < HeaderSize {
+		f.Close()
+		return nil, false, &DamageError{File: f.Name(), Reason: fmt.Sprintf("%d bytes, shorter than a header", fi.Size())}
+	}
+	data, err := mapFile(f, int(fi.Size()))
+	if err != nil {
+		f.Close()
+		return nil, false, err
+	}
+	j = &Journal{dir: dir, name: name, f: f, data: data, sync: sync}
+	c := inspect(data, f.Name())
+	if c.err != nil {
+		j.Close()
+		return nil, false, c.err
+	}
+	j.hdr, j.off = c.Header, c.End
+	j.written, j.synced = j.off, j.off
+	return j, c.Torn, nil
+}
+
+// Contents is what a journal file holds, as Read finds it.
+type Contents struct {
+	Header
+	Data []byte
+	End  int  // the records are Data[HeaderSize:End]
+	Torn bool // what follows them is a torn tail, not zeros
+	// Damage, if not nil, says where records that were acknowledged are
+	// damaged: Data[HeaderSize:End] are the records before it.
+	Damage *DamageError
+	err    error
+}
+
+// Records returns the checked records.
+func (c *Contents) Records() iter.Seq[[]byte] { return Records(c.Data, HeaderSize, c.End) }
+
+// Read reads the journal name without changing it. A damaged header is an
+// error; damaged records are reported in the Contents' Damage.
+func Read(dir *statedir.Dir, name string) (*Contents, error) {
+	data, err := dir.ReadFile(name)
+	if err != nil {
+		return nil, err
+	}
+	c := inspect(data, dir.Join(name))
+	var d *DamageError
+	if errors.As(c.err, &d) && d.Offset >= HeaderSize {
+		c.Damage, c.err = d, nil
+	}
+	return c, c.err
+}
+
+func inspect(data []byte, file string) *Contents {
+	c := &Contents{Data: data}
+	if c.Header, c.err = readHeader(data, journalMagic, file); c.err != nil {
+		return c
+	}
+	var t tail
+	c.End, t, c.err = scan(data, HeaderSize, c.Salt, file)
+	c.Torn = t == tailTorn
+	return c
+}
+
+// Header returns the journal's header.
+func (j *Journal) Header() Header { return j.hdr }
+
+// Records returns the journal's records, valid until the next append.
+func (j *Journal) Records() iter.Seq[[]byte] { return Records(j.data, HeaderSize, j.off) }
+
+// Size is the journal's length in bytes: its header and records.
+func (j *Journal) Size() int { return j.off }
+
+// Path returns the journal's path.
+func (j *Journal) Path() string { return j.dir.Join(j.name) }
+
+// File returns the journal's file, for its identity.
+func (j *Journal) File() *os.File { return j.f }
+
+// mapFile maps the first size bytes of f.
+func mapFile(f *os.File, size int) ([]byte, error) {
+	data, err := unix.Mmap(int(f.Fd()), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("mapping %s: %w", f.Name(), err)
+	}
+	return data, nil
+}
+
+// reserve sizes f to size bytes, reserving its blocks where the file system
+// can, so that writes to the mapping never meet a full disk.
+func reserve(f *os.File, size int) error {
+	err := unix.Fallocate(int(f.Fd()), 0, 0, int64(size))
+	if errors.Is(err, unix.EOPNOTSUPP) {
+		// A file system that cannot reserve blocks (some network ones):
+		// size the file anyway. A full disk there is a SIGBUS, not an
+		// error; such file systems are a poor place for the state.
+		err = f.Truncate(int64(size))
+	}
+	if errors.Is(err, unix.ENOSPC) {
+		return fmt.Errorf("%w: growing %s to %d bytes: %v", ErrFull, f.Name(), size, err)
+	}
+	if err != nil {
+		return fmt.Errorf("growing %s: %w", f.Name(), err)
+	}
+	return nil
+}
+
+// grow makes the file and its mapping size bytes long.
+func (j *Journal) grow(size int) error {
+	if err := reserve(j.f, size); err != nil {
+		return err
+	}
+	data, err := mapFile(j.f, size)
+	if err != nil {
+		return err
+	}
+	unix.Munmap(j.data)
+	j.data = data
+	return nil
+}
+
+// Reserve makes room for a record of n payload bytes plus the slack,
+// growing the file if needed. It fails with ErrFull when the disk is full.
+func (j *Journal) Reserve(n int) error {
+	need := j.off + recordHeader + align(n) + slack
+	if need <= len(j.data) {
+		return nil
+	}
+	size := len(j.data)
+	for size < need {
+		size *= 2
+	}
+	return j.grow(size)
+}
+
+// Append adds a record, normally into room that Reserve has made. The
+// record's word goes last, in one store, so that a copy cut short by the
+// process's death reads as the end of the records.
+func (j *Journal) Append(payload []byte) error {
+	next := j.off + recordHeader + align(len(payload))
+	if next > len(j.data) {
+		// Beyond the reservation: an operation that added many records.
+		if err := j.grow(2 * next); err != nil {
+			return err
+		}
+	}
+	committed := j.off // every record before this one is acknowledged...
+	if j.sync {
+		j.syncMu.Lock()
+		committed = j.synced // ...or only those on disk
+		j.syncMu.Unlock()
+	}
+	rec := j.data[j.off:next]
+	binary.LittleEndian.PutUint64(rec[8:], uint64(committed))
+	copy(rec[recordHeader:], payload) // the padding after it is zeros already
+	var word [8]byte
+	binary.LittleEndian.PutUint64(word[:], recordWord(payload, recordSum(j.hdr.Salt, uint64(committed), payload)))
+	atomic.StoreUint64((*uint64)(unsafe.Pointer(&rec[0])), binary.NativeEndian.Uint64(word[:]))
+	j.off = next
+	if j.sync {
+		j.syncMu.Lock()
+		j.written = j.off
+		j.syncMu.Unlock()
+	}
+	return nil
+}
+
+// Restart replaces the journal with an empty one of generation gen,
+// continuing the snapshot whose salt is link, once that snapshot holds
+// everything the journal had.
+func (j *Journal) Restart(gen, link uint64) error {
+	next, err := j.Prepare(gen, link)
+	if err != nil {
+		return err
+	}
+	return j.Switch(next)
+}
+
+// StartSyncer starts the group commit goroutine of a journal opened with
+// sync; failed is told if a sync fails.
+func (j *Journal) StartSyncer(failed func(error)) {
+	j.wake = make(chan struct{}, 1)
+	j.stop = make(chan struct{})
+	j.done = make(chan struct{})
+	j.failed = failed
+	go j.syncLoop()
+}
+
+// Syncs reports whether answers wait for the disk.
+func (j *Journal) Syncs() bool { return j.sync }
+
+// WhenDurable runs fn once the records appended so far are on disk: at
+// once without sync. fn must not block.
+func (j *Journal) WhenDurable(fn func()) {
+	if !j.sync {
+		fn()
+		return
+	}
+	j.syncMu.Lock()
+	if j.synced >= j.written {
+		j.syncMu.Unlock()
+		fn()
+		return
+	}
+	j.waiters = append(j.waiters, durableWaiter{j.written, fn})
+	j.syncMu.Unlock()
+	select {
+	case j.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (j *Journal) syncLoop() {
+	defer close(j.done)
+	for {
+		select {
+		case <-j.wake:
+		case <-j.stop:
+			return
+		}
+		j.syncMu.Lock()
+		target, fd := j.written, int(j.f.Fd())
+		j.syncMu.Unlock()
+		if err := unix.Fdatasync(fd); err != nil {
+			// The records may not be on disk: answering would promise
+			// what is not true.
+			j.failed(fmt.Errorf("syncing %s: %w", j.Path(), err))
+			return
+		}
+		j.syncMu.Lock()
+		j.synced = max(j.synced, target)
+		var ready []durableWaiter
+		ready, j.waiters = splitWaiters(j.waiters, j.synced)
+		more := j.synced < j.written
+		j.syncMu.Unlock()
+		for _, w := range ready {
+			w.fn()
+		}
+		if more {
+			select {
+			case j.wake <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// splitWaiters returns the waiters whose records end by synced, and the
+// rest. Waiters are in append order, so the ready ones come first.
+func splitWaiters(ws []durableWaiter, synced int) (ready, rest []durableWaiter) {
+	i := 0
+	for i < len(ws) && ws[i].off <= synced {
+		i++
+	}
+	return ws[:i], append([]durableWaiter(nil), ws[i:]...)
+}
+
+// Close stops the syncer and unmaps the file. Appended records stay in the
+// page cache and the file.
+func (j *Journal) Close() {
+	if j.stop != nil {
+		close(j.stop)
+		<-j.done
+		j.stop = nil
+	}
+	if j.data != nil {
+		unix.Munmap(j.data)
+		j.data = nil
+	}
+	j.f.Close()
+}

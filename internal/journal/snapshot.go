@@ -1,0 +1,80 @@
+package journal
+
+import (
+	"bufio"
+	"fmt"
+	"iter"
+	"os"
+
+	"github.com/sharedstate/sharedstate/internal/statedir"
+)
+
+// SnapshotWriter writes the records of a snapshot, keeping the first error.
+type SnapshotWriter struct {
+	w    *bufio.Writer
+	salt uint64
+	off  int
+	buf  []byte
+	err  error
+}
+
+// Record appends a record.
+func (w *SnapshotWriter) Record(payload []byte) {
+	if w.err != nil {
+		return
+	}
+	w.buf = appendRecord(w.buf[:0], w.salt, uint64(w.off), payload)
+	_, w.err = w.w.Write(w.buf)
+	w.off += len(w.buf)
+}
+
+// WriteSnapshot writes a snapshot as name, in place of the previous one at
+// once (see statedir.Dir.Replace), with the records that fill writes. h
+// gives its generation and salt, and which journal it replaces (Link and
+// End). It returns the snapshot's size.
+func WriteSnapshot(dir *statedir.Dir, name string, h Header, sync bool, fill func(*SnapshotWriter)) (int, error) {
+	size := 0
+	f, err := dir.Replace(name, sync, func(f *os.File) error {
+		w := &SnapshotWriter{w: bufio.NewWriterSize(f, 256<<10), salt: h.Salt, off: HeaderSize}
+		_, w.err = w.w.Write(appendHeader(nil, snapshotMagic, h))
+		fill(w)
+		if w.err == nil {
+			w.err = w.w.Flush()
+		}
+		size = w.off
+		return w.err
+	})
+	if err != nil {
+		return 0, err
+	}
+	f.Close()
+	return size, nil
+}
+
+// ReadSnapshot reads the snapshot name and checks every record of it: a
+// snapshot is written whole before it is put in place, so any record that
+// fails its check is damage. A missing snapshot is an error matching
+// fs.ErrNotExist.
+func ReadSnapshot(dir *statedir.Dir, name string) (Header, iter.Seq[[]byte], int, error) {
+	data, err := dir.ReadFile(name)
+	if err != nil {
+		return Header{}, nil, 0, err
+	}
+	file := dir.Join(name)
+	h, err := readHeader(data, snapshotMagic, file)
+	if err != nil {
+		return Header{}, nil, 0, err
+	}
+	off := HeaderSize
+	for off < len(data) {
+		_, _, next, ok := record(data, off, h.Salt)
+		if !ok {
+			return Header{}, nil, 0, &DamageError{File: file, Offset: off, Reason: fmt.Sprintf("not a record, %d bytes before the end", len(data)-off)}
+		}
+		off = next
+	}
+	if off != len(data) {
+		return Header{}, nil, 0, &DamageError{File: file, Offset: len(data), Reason: "the last record is cut short"}
+	}
+	return h, Records(data, HeaderSize, len(data)), len(data), nil
+}

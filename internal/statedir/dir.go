@@ -1,0 +1,191 @@
+// Package statedir is the directory that holds the files of a state: its
+// lock file, socket, journal and snapshot.
+//
+// Every file is opened relative to the directory, never through a symbolic
+// link, and only if it is a regular file, so that nothing placed in the
+// directory can make an owner read or write elsewhere, or block on a FIFO.
+// Files are replaced atomically, through a temporary file created anew
+// beside them.
+package statedir
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// Dir is an open state directory.
+type Dir struct {
+	path string
+	f    *os.File // the directory itself
+}
+
+// Open opens the directory at path, which must be a directory itself and
+// not a symbolic link to one.
+func Open(path string) (*Dir, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	return &Dir{path: path, f: os.NewFile(uintptr(fd), path)}, nil
+}
+
+// Path returns the directory's path.
+func (d *Dir) Path() string { return d.path }
+
+// Join returns the path of name in the directory, for messages and for
+// what must be named by path (a Unix socket).
+func (d *Dir) Join(name string) string { return filepath.Join(d.path, name) }
+
+// Close closes the directory.
+func (d *Dir) Close() error { return d.f.Close() }
+
+func (d *Dir) fd() int { return int(d.f.Fd()) }
+
+// OpenFile opens name in the directory with flag (os.O_RDWR, os.O_CREATE
+// and the like) and, if it creates the file, mode perm. It refuses a
+// symbolic link and anything but a regular file, without blocking on a FIFO
+// or a device first.
+func (d *Dir) OpenFile(name string, flag int, perm uint32) (*os.File, error) {
+	fd, err := unix.Openat(d.fd(), name, flag|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, perm)
+	if err != nil {
+		if errors.Is(err, unix.ELOOP) {
+			err = fmt.Errorf("a symbolic link: %w", err)
+		}
+		return nil, &os.PathError{Op: "open", Path: d.Join(name), Err: err}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, &os.PathError{Op: "stat", Path: d.Join(name), Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		unix.Close(fd)
+		return nil, &os.PathError{Op: "open", Path: d.Join(name), Err: ErrNotRegular}
+	}
+	// O_NONBLOCK only kept open from blocking on a FIFO; a regular file
+	// ignores it, but os.NewFile would try the poller.
+	if err := unix.SetNonblock(fd, false); err != nil {
+		unix.Close(fd)
+		return nil, &os.PathError{Op: "fcntl", Path: d.Join(name), Err: err}
+	}
+	return os.NewFile(uintptr(fd), d.Join(name)), nil
+}
+
+// ErrNotRegular reports a state file that is a FIFO, a directory, a device
+// or a socket where a regular file belongs.
+var ErrNotRegular = errors.New("not a regular file")
+
+// ReadFile reads the whole of name. A missing file is an error matching
+// fs.ErrNotExist.
+func (d *Dir) ReadFile(name string) ([]byte, error) {
+	f, err := d.OpenFile(name, os.O_RDONLY, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	data := make([]byte, fi.Size())
+	if _, err := f.ReadAt(data, 0); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", d.Join(name), err)
+	}
+	return data, nil
+}
+
+// Replace writes a new version of name with write, and puts it in place
+// at once with a rename: a crash leaves the old version or the new one.
+// With sync, the file and the rename reach the disk before Replace
+// returns. It returns the new file, still open.
+func (d *Dir) Replace(name string, sync bool, write func(*os.File) error) (*os.File, error) {
+	f, err := d.CreateTemp(name)
+	if err != nil {
+		return nil, err
+	}
+	if err = write(f); err == nil {
+		err = d.Commit(f, name, sync)
+	}
+	if err != nil {
+		d.Discard(f, name)
+		return nil, err
+	}
+	return f, nil
+}
+
+// CreateTemp creates the file that will replace name once Commit puts it in
+// place. It is created anew: a stale one, or a link put in its place, is
+// removed first.
+func (d *Dir) CreateTemp(name string) (*os.File, error) {
+	tmp := name + ".tmp"
+	if err := d.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	return d.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+}
+
+// Commit puts f, from CreateTemp, in place of name. With sync, f and the
+// rename reach the disk first.
+func (d *Dir) Commit(f *os.File, name string, sync bool) error {
+	if sync {
+		if err := f.Sync(); err != nil {
+			return err
+		}
+	}
+	if err := d.Rename(name+".tmp", name); err != nil {
+		return err
+	}
+	if sync {
+		return d.f.Sync()
+	}
+	return nil
+}
+
+// Discard closes and removes f, from CreateTemp for name, not committed.
+func (d *Dir) Discard(f *os.File, name string) {
+	f.Close()
+	d.Remove(name + ".tmp")
+}
+
+// Remove removes name from the directory; a link is removed, not followed.
+func (d *Dir) Remove(name string) error {
+	if err := unix.Unlinkat(d.fd(), name, 0); err != nil {
+		return &os.PathError{Op: "remove", Path: d.Join(name), Err: err}
+	}
+	return nil
+}
+
+// Rename renames old to new within the directory.
+func (d *Dir) Rename(old, new string) error {
+	if err := unix.Renameat(d.fd(), old, d.fd(), new); err != nil {
+		return &os.LinkError{Op: "rename", Old: d.Join(old), New: d.Join(new), Err: err}
+	}
+	return nil
+}
+
+// FileID identifies a file whatever its name: a file replaced, or deleted
+// and created again, has another.
+type FileID struct{ Dev, Ino uint64 }
+
+// Stat returns the identity of name, not following a link.
+func (d *Dir) Stat(name string) (FileID, error) {
+	var st unix.Stat_t
+	if err := unix.Fstatat(d.fd(), name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return FileID{}, &os.PathError{Op: "stat", Path: d.Join(name), Err: err}
+	}
+	return FileID{Dev: uint64(st.Dev), Ino: uint64(st.Ino)}, nil
+}
+
+// IDOf returns the identity of an open file.
+func IDOf(f *os.File) (FileID, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return FileID{}, &os.PathError{Op: "stat", Path: f.Name(), Err: err}
+	}
+	return FileID{Dev: uint64(st.Dev), Ino: uint64(st.Ino)}, nil
+}

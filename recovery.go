@@ -1,0 +1,313 @@
+package sharedstate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"time"
+
+	"github.com/sharedstate/sharedstate/internal/journal"
+	"github.com/sharedstate/sharedstate/internal/statedir"
+)
+
+// persistence is how a store keeps itself: its journal and snapshot, the
+// files name.journal and name.snapshot of its directory.
+type persistence struct {
+	dir       *statedir.Dir
+	name      string
+	sync      bool // DurabilityDisk
+	locksOnly bool // DurabilityMemory: journal the locks alone
+	compactAt int  // journal size at which to write a snapshot
+	logger    *slog.Logger
+	onBroken  func(error) // the journal failed: give up ownership
+}
+
+func (p *persistence) journalName() string  { return p.name + ".journal" }
+func (p *persistence) snapshotName() string { return p.name + ".snapshot" }
+
+// minCompact is the journal size below which no snapshot is written. A
+// journal is compacted once it outgrows the snapshot (the live state), so
+// the two files hold at most about twice the live state, and a takeover
+// replays at most about twice the records the state has.
+const minCompact = 512 << 10
+
+// recoverStore rebuilds the state called name from its snapshot and
+// journal in dir, and returns it with the number of journal records
+// replayed. The store journals to the same files from then on.
+//
+// Nothing is dropped silently: a missing, damaged or mismatched file is an
+// error (ErrDamaged) that names it, and Repair is the way past it. Only a
+// torn tail, writes that were never acknowledged, is dropped; the journal
+// is then replaced rather than written over.
+func recoverStore(dir *statedir.Dir, name string, cfg config, onBroken func(error)) (*store, int, error) {
+	s := newStore()
+	s.wall = cfg.clock
+	s.persist = persistence{
+		dir:       dir,
+		name:      name,
+		sync:      cfg.durability == DurabilityDisk,
+		locksOnly: cfg.durability == DurabilityMemory,
+		compactAt: minCompact,
+		logger:    cfg.logger,
+		onBroken:  onBroken,
+	}
+	snap, haveSnap, snapSize, err := s.loadSnapshot()
+	if err != nil {
+		return nil, 0, damaged(err, name)
+	}
+	j, torn, err := journal.Open(dir, s.persist.journalName(), s.persist.sync)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && !haveSnap: // a new state
+		j, err = journal.Create(dir, s.persist.journalName(), 0, 0, s.persist.sync)
+	case errors.Is(err, fs.ErrNotExist):
+		err = fmt.Errorf("%w: journal %s is missing, and snapshot %s (generation %d) needs one",
+			ErrDamaged, dir.Join(s.persist.journalName()), dir.Join(s.persist.snapshotName()), snap.Gen)
+	}
+	if err != nil {
+		return nil, 0, damaged(err, name)
+	}
+	replayed := 0
+	replay, err := s.persist.follows(snap, haveSnap, j.Header(), j.Size())
+	switch {
+	case err != nil:
+	case replay:
+		if replayed, err = s.replay(j.Records()); err != nil {
+			err = fmt.Errorf("%w: journal %s: %w", ErrDamaged, j.Path(), err)
+		}
+	default: // replaced by the snapshot already
+		torn = false
+		err = j.Restart(snap.Gen, snap.Salt)
+	}
+	if err != nil {
+		j.Close()
+		return nil, 0, damaged(err, name)
+	}
+	s.log = j
+	// The snapshot measures the live state; a journal already past it is
+	// compacted at the next write.
+	s.persist.compactAt = max(minCompact, snapSize)
+	if torn {
+		cfg.logger.Warn("sharedstate: the journal ends in writes that were cut short and never acknowledged; dropping them",
+			"journal", j.Path(), "records end", j.Size())
+		s.compact()
+		if s.broken != nil {
+			j.Close()
+			return nil, 0, s.broken
+		}
+	}
+	if s.persist.sync {
+		j.StartSyncer(onBroken)
+	}
+	return s, replayed, nil
+}
+
+// follows reports whether a journal with header j, whose records end at
+// end, is to be replayed on the snapshot with header snap (the zero header
+// if there is none), or is one the snapshot already replaces: compaction
+// writes the snapshot, then replaces the journal, and may have been cut
+// short between the two. Any other pair means a file was replaced or lost.
+func (p *persistence) follows(snap journal.Header, haveSnap bool, j journal.Header, end int) (replay bool, err error) {
+	switch {
+	case j.Gen == snap.Gen && j.Link == snap.Salt:
+		return true, nil
+	case haveSnap && j.Gen+1 == snap.Gen && j.Salt == snap.Link && uint64(end) == snap.End:
+		return false, nil
+	case !haveSnap:
+		return false, fmt.Errorf("%w: journal %s continues a snapshot of generation %d, and there is no snapshot %s",
+			ErrDamaged, p.dir.Join(p.journalName()), j.Gen, p.dir.Join(p.snapshotName()))
+	}
+	return false, fmt.Errorf("%w: journal %s (generation %d) does not continue snapshot %s (generation %d): one of them was replaced",
+		ErrDamaged, p.dir.Join(p.journalName()), j.Gen, p.dir.Join(p.snapshotName()), snap.Gen)
+}
+
+// damaged explains an error reading a state's files, and what to do.
+func damaged(err error, name string) error {
+	if errors.Is(err, journal.ErrDamaged) && !errors.Is(err, ErrDamaged) {
+		err = fmt.Errorf("%w: %w", ErrDamaged, err)
+	}
+	if errors.Is(err, ErrDamaged) {
+		return fmt.Errorf("%w; nothing was changed: to keep what can be read and set the rest aside, run sharedstate.Repair (the inspector's \"repair %s\")", err, name)
+	}
+	return err
+}
+
+// beginTerm records that owner now owns the state, and deals with the locks
+// of the previous term.
+func (s *store) beginTerm(owner uint64, grace time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.startClock()
+	now := s.tick(s.elapsed())
+	prev := s.owner
+	s.owner = owner
+	s.terms++
+	s.grace = grace
+	s.journal(ownerRecord(s.scratch[:0], now, owner))
+	s.startGrace(prev, owner)
+	s.forget(prev) // that process is gone, and its answers with it
+}
+
+// syncs reports whether answers wait for the journal to reach the disk.
+func (s *store) syncs() bool { return s.log != nil && s.log.Syncs() }
+
+// whenDurable runs fn once the records journaled so far are durable.
+func (s *store) whenDurable(fn func()) {
+	if !s.syncs() {
+		fn()
+		return
+	}
+	s.log.WhenDurable(fn)
+}
+
+// close stops journaling. Records already written stay.
+func (s *store) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.log != nil {
+		s.log.Close()
+		s.log = nil
+	}
+}
+
+// readStore loads the state called name from its files in dir without
+// changing them, for an observer.
+func readStore(dir *statedir.Dir, name string) (*store, error) {
+	s := newStore()
+	s.persist = persistence{dir: dir, name: name}
+	snap, haveSnap, _, err := s.loadSnapshot()
+	if err != nil {
+		return nil, damaged(err, name)
+	}
+	c, err := journal.Read(dir, s.persist.journalName())
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && !haveSnap:
+		return s, nil // a state never written
+	case err == nil && c.Damage != nil:
+		err = c.Damage
+	}
+	if err != nil {
+		return nil, damaged(err, name)
+	}
+	replay, err := s.persist.follows(snap, haveSnap, c.Header, c.End)
+	if err == nil && replay {
+		if _, err = s.replay(c.Records()); err != nil {
+			err = fmt.Errorf("%w: journal %s: %w", ErrDamaged, dir.Join(s.persist.journalName()), err)
+		}
+	}
+	if err != nil {
+		return nil, damaged(err, name)
+	}
+	s.startClock()
+	return s, nil
+}
+
+// RepairReport says what Repair did.
+type RepairReport struct {
+	// Records is how many journal records were kept, on top of the
+	// snapshot.
+	Records int
+	// SetAside lists the files moved aside, under new names in the same
+	// directory, with what could not be kept.
+	SetAside []string
+	// Problem is what Repair found wrong: the error Open reports. It is
+	// empty, and Repair changes nothing, if nothing was.
+	Problem string
+}
+
+// Repair makes the state called name openable again after Open fails with
+// ErrDamaged: a journal damaged in the middle, missing, or not belonging
+// with the snapshot. It keeps everything that reads back whole (the
+// snapshot, and the journal's records up to the damage), moves the
+// journal aside (to name.journal.damaged-TIME), and writes a new snapshot
+// and journal from what it kept. It changes nothing if nothing is wrong,
+// and refuses while a process uses the state. A damaged snapshot cannot be
+// repaired: remove the state's files to start over.
+//
+// Options are those of Open; WithDir must name the same directory.
+func Repair(ctx context.Context, name string, opts ...Option) (RepairReport, error) {
+	var report RepairReport
+	if err := checkName(name); err != nil {
+		return report, err
+	}
+	cfg := newConfig(opts)
+	path, err := stateDir(cfg.dir)
+	if err != nil {
+		return report, err
+	}
+	dir, err := statedir.Open(path)
+	if err != nil {
+		return report, fmt.Errorf("sharedstate: %w", err)
+	}
+	defer dir.Close()
+	lock, err := dir.TryLock(name + ".lock")
+	if err != nil {
+		return report, fmt.Errorf("sharedstate: %w", err)
+	}
+	if lock == nil {
+		return report, fmt.Errorf("%w: repair %q: a process uses the state; stop every process using it first", ErrUnavailable, name)
+	}
+	defer lock.Release()
+	if err := ctx.Err(); err != nil {
+		return report, err
+	}
+
+	s := newStore()
+	s.persist = persistence{dir: dir, name: name, sync: true, logger: cfg.logger}
+	snap, haveSnap, _, err := s.loadSnapshot()
+	if err != nil {
+		return report, fmt.Errorf("%w; a snapshot cannot be repaired: remove the state's files to start over", err)
+	}
+	jname := s.persist.journalName()
+	c, err := journal.Read(dir, jname)
+	setAside := true
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && !haveSnap:
+		return report, nil // a state never written
+	case errors.Is(err, fs.ErrNotExist):
+		report.Problem = fmt.Sprintf("journal %s is missing", dir.Join(jname))
+		setAside = false
+	case err != nil:
+		report.Problem = err.Error() // its header: nothing of it can be kept
+	default:
+		replay, ferr := s.persist.follows(snap, haveSnap, c.Header, c.End)
+		switch {
+		case ferr != nil:
+			report.Problem = ferr.Error()
+		case c.Damage != nil:
+			report.Problem = c.Damage.Error()
+		default:
+			return report, nil // Open would succeed
+		}
+		if ferr == nil && replay {
+			if report.Records, err = s.replay(c.Records()); err != nil {
+				return report, fmt.Errorf("sharedstate: repair %q: journal %s: %w", name, dir.Join(jname), err)
+			}
+		}
+	}
+	if setAside {
+		aside := jname + ".damaged-" + time.Now().UTC().Format("20060102T150405Z")
+		if err := dir.Rename(jname, aside); err != nil {
+			return report, fmt.Errorf("sharedstate: repair %q: %w", name, err)
+		}
+		report.SetAside = append(report.SetAside, dir.Join(aside))
+	}
+	// What was kept becomes a snapshot of the next generation, with an
+	// empty journal on it: written and synced before the journal, so that
+	// an interrupted repair leaves a state that Repair can take up again.
+	newSnap := journal.Header{Gen: snap.Gen + 1, Salt: journal.NewSalt()}
+	_, err = journal.WriteSnapshot(dir, s.persist.snapshotName(), newSnap, true, s.snapshotRecords)
+	if err == nil {
+		var j *journal.Journal
+		if j, err = journal.Create(dir, jname, newSnap.Gen, newSnap.Salt, true); err == nil {
+			j.Close()
+		}
+	}
+	if err != nil {
+		return report, fmt.Errorf("sharedstate: repair %q: %w", name, err)
+	}
+	cfg.logger.Warn("sharedstate: repaired a state", "state", name, "problem", report.Problem,
+		"records kept", report.Records, "set aside", report.SetAside)
+	return report, nil
+}

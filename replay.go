@@ -1,0 +1,225 @@
+package sharedstate
+
+import (
+	"encoding/binary"
+	"fmt"
+	"iter"
+
+	"github.com/sharedstate/sharedstate/transport"
+)
+
+// Record types. Journal records change the state; snapshot records set it.
+const (
+	recRequest  byte = iota + 1 // a client's write: client, time, request
+	recGrant                    // a lock granted: client, time, request id, name, token
+	recRelease                  // a lock taken from a gone holder: time, name
+	recOwner                    // a new owner's term begins: client, time
+	recExpire                   // entries expired with no operation: time
+	snapMeta                    // rev, clock, owner of the latest term, terms
+	snapCounter                 // name, value
+	snapEntry                   // map, key, value, version, expiry (0: none)
+	snapLock                    // name, holder, holder's request, token
+	snapClient                  // client, ack, then its saved answers as frames
+	snapEnd                     // the snapshot is complete
+	snapMap                     // name, entries: sizes the map before its entries come
+	recForget                   // a client's saved answers dropped: client
+	recClient                   // a client connected from a process: client, pid, start
+	snapProc                    // a client's process: client, pid, start
+)
+
+func (s *store) requestRecord(client uint64, now int64, req *transport.Request) []byte {
+	b := append(s.scratch[:0], recRequest)
+	b = binary.AppendUvarint(b, client)
+	b = binary.AppendVarint(b, now)
+	b = req.AppendFrame(b)
+	s.scratch = b
+	return b
+}
+
+func grantRecord(b []byte, now int64, client, req uint64, name string, token uint64) []byte {
+	b = append(b, recGrant)
+	b = binary.AppendUvarint(b, client)
+	b = binary.AppendVarint(b, now)
+	b = binary.AppendUvarint(b, req)
+	b = transport.AppendString(b, name)
+	return binary.AppendUvarint(b, token)
+}
+
+func releaseRecord(b []byte, now int64, name string) []byte {
+	b = append(b, recRelease)
+	b = binary.AppendVarint(b, now)
+	return transport.AppendString(b, name)
+}
+
+func expireRecord(b []byte, now int64) []byte {
+	b = append(b, recExpire)
+	return binary.AppendVarint(b, now)
+}
+
+func forgetRecord(b []byte, client uint64) []byte {
+	return binary.AppendUvarint(append(b, recForget), client)
+}
+
+// forget drops the answers saved for a client that will not ask for them
+// again; s.mu is held.
+func (s *store) forget(client uint64) {
+	_, saved := s.clients[client]
+	_, known := s.procs[client]
+	if saved || known {
+		s.journal(forgetRecord(s.scratch[:0], client))
+		delete(s.clients, client)
+		delete(s.procs, client)
+	}
+}
+
+func clientRecord(b []byte, client uint64, p process) []byte {
+	b = binary.AppendUvarint(append(b, recClient), client)
+	return p.append(b)
+}
+
+func ownerRecord(b []byte, now int64, client uint64) []byte {
+	b = append(b, recOwner)
+	b = binary.AppendUvarint(b, client)
+	return binary.AppendVarint(b, now)
+}
+
+// journal appends a record; s.mu is held. If the journal cannot take it, the
+// store stops serving: its memory now holds a change the journal lacks, so
+// no answer may be given from it.
+func (s *store) journal(rec []byte) {
+	s.scratch = rec[:0]
+	if s.log == nil || s.broken != nil {
+		return
+	}
+	if err := s.log.Append(rec); err != nil {
+		s.broken = err
+		s.persist.onBroken(err)
+	}
+}
+
+// replay applies the records of a journal to the store. Each request is
+// applied as its client's, at the time it was first applied. Answers are
+// saved only for the writes whose clients had not acknowledged them by the
+// journal's end: saving every answer to drop it a record later made up a
+// third of a replay's time.
+func (s *store) replay(records iter.Seq[[]byte]) (n int, err error) {
+	acked := finalAcks(records)
+	defer func() {
+		for client, ack := range acked {
+			if t := s.clients[client]; t != nil {
+				t.acknowledge(ack)
+			}
+		}
+	}()
+	sessions := make(map[uint64]*session)
+	sessionOf := func(id uint64) *session {
+		if sessions[id] == nil {
+			sessions[id] = s.newSession(id, 0, func(transport.Response) {})
+		}
+		return sessions[id]
+	}
+	var req transport.Request
+	i := -1
+	for rec := range records {
+		i++
+		if len(rec) == 0 {
+			return i, fmt.Errorf("record %d is empty", i)
+		}
+		d := transport.NewDecoder(rec[1:])
+		switch rec[0] {
+		case recRequest:
+			client, now, frame := d.Uvarint(), d.Varint(), d.Frame()
+			if err := d.Finish(); err != nil {
+				return i, fmt.Errorf("record %d: %w", i, err)
+			}
+			if err := req.Decode(frame); err != nil {
+				return i, fmt.Errorf("record %d: %w", i, err)
+			}
+			if now != 0 {
+				now = s.tick(now)
+			}
+			s.expire(now)
+			sess := sessionOf(client)
+			resp, _ := s.exec(sess, &req, now)
+			// The owner's own writes are never retried through the
+			// socket: it applied them itself.
+			if req.ID >= acked[client] && client != s.owner {
+				s.save(sess, &req, resp)
+			}
+		case recGrant:
+			client, now, id, name, token := d.Uvarint(), d.Varint(), d.Uvarint(), d.String(), d.Uvarint()
+			if err := d.Finish(); err != nil {
+				return i, fmt.Errorf("record %d: %w", i, err)
+			}
+			s.expire(s.tick(now))
+			l := s.lockNamed(name)
+			l.holder, l.holderReq, l.token = client, id, token
+		case recRelease:
+			now, name := d.Varint(), d.String()
+			if err := d.Finish(); err != nil {
+				return i, fmt.Errorf("record %d: %w", i, err)
+			}
+			s.expire(s.tick(now))
+			s.release(name, s.lockNamed(name))
+		case recExpire:
+			now := d.Varint()
+			if err := d.Finish(); err != nil {
+				return i, fmt.Errorf("record %d: %w", i, err)
+			}
+			s.expire(s.tick(now))
+		case recForget:
+			client := d.Uvarint()
+			if err := d.Finish(); err != nil {
+				return i, fmt.Errorf("record %d: %w", i, err)
+			}
+			delete(s.clients, client)
+			delete(s.procs, client)
+		case recClient:
+			client, p := d.Uvarint(), readProcess(d)
+			if err := d.Finish(); err != nil {
+				return i, fmt.Errorf("record %d: %w", i, err)
+			}
+			s.procs[client] = p
+		case recOwner:
+			client, now := d.Uvarint(), d.Varint()
+			if err := d.Finish(); err != nil {
+				return i, fmt.Errorf("record %d: %w", i, err)
+			}
+			s.tick(now)
+			s.owner = client
+			s.terms++
+		default:
+			return i, fmt.Errorf("record %d: unknown type %d", i, rec[0])
+		}
+	}
+	return i + 1, nil
+}
+
+// finalAcks returns each client's latest Ack in the journal records: a
+// quick pass that reads only the start of each request.
+func finalAcks(records iter.Seq[[]byte]) map[uint64]uint64 {
+	acked := make(map[uint64]uint64)
+	for rec := range records {
+		if len(rec) == 0 || rec[0] != recRequest {
+			continue
+		}
+		d := transport.NewDecoder(rec[1:])
+		client, _, frame := d.Uvarint(), d.Varint(), d.Frame()
+		if len(frame) == 0 || transport.Kind(frame[0]) != transport.KindRequest {
+			continue // replay reports it
+		}
+		d = transport.NewDecoder(frame[1:])
+		_, ack := d.Uvarint(), d.Uvarint()
+		acked[client] = max(acked[client], ack)
+	}
+	return acked
+}
+
+func (s *store) lockNamed(name string) *lockState {
+	l := s.locks[name]
+	if l == nil {
+		l = &lockState{}
+		s.locks[name] = l
+	}
+	return l
+}

@@ -1,0 +1,206 @@
+package sharedstate
+
+import (
+	"container/heap"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"iter"
+	"slices"
+	"time"
+
+	"github.com/sharedstate/sharedstate/internal/journal"
+	"github.com/sharedstate/sharedstate/transport"
+)
+
+// compact writes a snapshot of the store and starts an empty journal on it;
+// s.mu is held. The new journal's space is reserved first, and the
+// snapshot is written next: a full disk fails either before anything is
+// in place, and leaves the journal as it was, to try again later.
+func (s *store) compact() {
+	start := time.Now()
+	j := s.log.Header()
+	snap := journal.Header{Gen: j.Gen + 1, Salt: journal.NewSalt(), Link: j.Salt, End: uint64(s.log.Size())}
+	next, err := s.log.Prepare(snap.Gen, snap.Salt)
+	size := 0
+	if err == nil {
+		size, err = journal.WriteSnapshot(s.persist.dir, s.persist.snapshotName(), snap, s.persist.sync, s.snapshotRecords)
+		if err != nil {
+			s.log.Discard(next)
+		}
+	}
+	if err == nil {
+		if err = s.log.Switch(next); err != nil {
+			// The snapshot holds everything and replaces the old journal
+			// (see follows): nothing more may be appended to it.
+			s.broken = err
+			s.persist.onBroken(err)
+		}
+	}
+	// Whatever happened, wait for the journal to grow well past the live
+	// state before trying again.
+	s.persist.compactAt = s.log.Size() + max(minCompact, size)
+	if err != nil {
+		s.persist.logger.Error("sharedstate: cannot write a snapshot", "err", err)
+		return
+	}
+	s.persist.logger.Debug("sharedstate: wrote a snapshot", "bytes", size, "took", time.Since(start))
+}
+
+// snapshotRecords writes every part of the store as records.
+func (s *store) snapshotRecords(w *journal.SnapshotWriter) {
+	b := []byte{snapMeta}
+	b = binary.AppendUvarint(b, s.rev)
+	b = binary.AppendVarint(b, s.clock)
+	b = binary.AppendUvarint(b, s.owner)
+	w.Record(binary.AppendUvarint(b, s.terms))
+	s.snapshotLocks(w, b)
+	s.snapshotProcs(w, b)
+	if !s.persist.locksOnly {
+		s.snapshotData(w, b)
+	}
+	w.Record([]byte{snapEnd})
+}
+
+// snapshotData writes the counters, the maps and the saved answers.
+func (s *store) snapshotData(w *journal.SnapshotWriter, b []byte) {
+	for name, v := range s.counters {
+		b = transport.AppendString(append(b[:0], snapCounter), name)
+		w.Record(binary.AppendVarint(b, v))
+	}
+	for mapName, m := range s.maps {
+		b = transport.AppendString(append(b[:0], snapMap), mapName)
+		w.Record(binary.AppendUvarint(b, uint64(len(m))))
+		for key, e := range m {
+			b = transport.AppendString(append(b[:0], snapEntry), mapName)
+			b = transport.AppendString(b, key)
+			b = transport.AppendBytes(b, e.value)
+			b = binary.AppendUvarint(b, e.version)
+			var expiry int64
+			if e.expiry != nil {
+				expiry = e.expiry.at
+			}
+			w.Record(binary.AppendVarint(b, expiry))
+		}
+	}
+	for id, t := range s.clients {
+		if len(t.results) == 0 {
+			continue // nothing to answer again: the client may be long gone
+		}
+		b = binary.AppendUvarint(append(b[:0], snapClient), id)
+		b = binary.AppendUvarint(b, t.ack)
+		b = binary.AppendUvarint(b, uint64(len(t.results)))
+		for _, resp := range t.results {
+			b = resp.AppendFrame(b)
+		}
+		w.Record(b)
+	}
+}
+
+// snapshotProcs writes the processes of the clients that hold locks or
+// have answers saved.
+func (s *store) snapshotProcs(w *journal.SnapshotWriter, b []byte) {
+	for id, p := range s.procs {
+		b = binary.AppendUvarint(append(b[:0], snapProc), id)
+		w.Record(p.append(b))
+	}
+}
+
+// snapshotLocks writes the locks ever taken.
+func (s *store) snapshotLocks(w *journal.SnapshotWriter, b []byte) {
+	for name, l := range s.locks {
+		if l.holder == 0 && l.token == 0 {
+			continue
+		}
+		b = transport.AppendString(append(b[:0], snapLock), name)
+		b = binary.AppendUvarint(b, l.holder)
+		b = binary.AppendUvarint(b, l.holderReq)
+		w.Record(binary.AppendUvarint(b, l.token))
+	}
+}
+
+// loadSnapshot reads the snapshot, if there is one, into the empty store,
+// and returns its header and size.
+func (s *store) loadSnapshot() (h journal.Header, found bool, size int, err error) {
+	h, records, size, err := journal.ReadSnapshot(s.persist.dir, s.persist.snapshotName())
+	if errors.Is(err, fs.ErrNotExist) {
+		return journal.Header{}, false, 0, nil
+	}
+	if err == nil {
+		if err = s.loadSnapshotRecords(records); err != nil {
+			err = fmt.Errorf("%w: snapshot %s: %w", ErrDamaged, s.persist.dir.Join(s.persist.snapshotName()), err)
+		}
+	}
+	if err != nil {
+		return journal.Header{}, false, 0, err
+	}
+	return h, true, size, nil
+}
+
+func (s *store) loadSnapshotRecords(records iter.Seq[[]byte]) error {
+	var resp transport.Response
+	i, complete := -1, false
+	for rec := range records {
+		i++
+		switch {
+		case len(rec) == 0:
+			return fmt.Errorf("record %d is empty", i)
+		case complete:
+			return fmt.Errorf("record %d follows the end", i)
+		}
+		d := transport.NewDecoder(rec[1:])
+		switch rec[0] {
+		case snapMeta:
+			s.rev, s.clock, s.owner, s.terms = d.Uvarint(), d.Varint(), d.Uvarint(), d.Uvarint()
+		case snapMap:
+			name, n := d.String(), d.Uvarint()
+			s.maps[name] = make(map[string]entry, min(n, 1<<24)) // a size, not a promise
+		case snapCounter:
+			name := d.String()
+			s.counters[name] = d.Varint()
+		case snapEntry:
+			mapName, key, value, version, expiry := d.String(), d.String(), d.Bytes(), d.Uvarint(), d.Varint()
+			m := s.maps[mapName]
+			if m == nil {
+				m = make(map[string]entry)
+				s.maps[mapName] = m
+			}
+			e := entry{value: value, version: version}
+			if expiry != 0 {
+				e.expiry = &expiryRef{at: expiry, mapName: mapName, key: key}
+				heap.Push(&s.expiries, e.expiry)
+			}
+			m[key] = e
+		case snapLock:
+			l := s.lockNamed(d.String())
+			l.holder, l.holderReq, l.token = d.Uvarint(), d.Uvarint(), d.Uvarint()
+		case snapClient:
+			t := &clientTable{results: make(map[uint64]transport.Response)}
+			s.clients[d.Uvarint()] = t
+			t.ack = d.Uvarint()
+			n := d.Uvarint()
+			for range n {
+				if err := resp.Decode(d.Frame()); err != nil {
+					return fmt.Errorf("record %d: %w", i, err)
+				}
+				t.add(resp.ID, resp)
+			}
+			slices.Sort(t.order) // written from a map, in no order
+		case snapProc:
+			client := d.Uvarint()
+			s.procs[client] = readProcess(d)
+		case snapEnd:
+			complete = true
+		default:
+			return fmt.Errorf("record %d: unknown type %d", i, rec[0])
+		}
+		if err := d.Finish(); err != nil {
+			return fmt.Errorf("record %d: %w", i, err)
+		}
+	}
+	if !complete {
+		return errors.New("incomplete: no end record")
+	}
+	return nil
+}
