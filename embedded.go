@@ -78,7 +78,7 @@ func openEmbedded(ctx context.Context, name string, cfg config) (*embedded, erro
 		name:     name,
 		cfg:      cfg,
 		dir:      dir,
-		sockPath: dir.Join(name + ".sock"),
+		sockPath: dir.Join(name + ".sock"), // what Dial and Listen take
 		clientID: randomID(),
 		acks:     ackTracker{done: make(map[uint64]struct{})},
 		ready:    make(chan struct{}),
@@ -152,8 +152,9 @@ func (s *embedded) Close() error {
 	return s.dir.Close()
 }
 
-// lockName is the name of the state's lock file.
+// lockName and sockName are the names of the state's lock file and socket.
 func (s *embedded) lockName() string { return s.name + ".lock" }
+func (s *embedded) sockName() string { return s.name + ".sock" }
 
 // isOwner reports whether this process currently owns the state.
 func (s *embedded) isOwner() bool {
@@ -234,24 +235,9 @@ func (s *embedded) supervise(b backend) {
 func (s *embedded) elect(ctx context.Context) (backend, error) {
 	backoff := 500 * time.Microsecond
 	for {
-		lf, err := s.dir.TryLock(s.lockName())
-		if err != nil {
-			return nil, fmt.Errorf("sharedstate: %w", err)
-		}
-		if lf != nil && s.cfg.observer {
-			// No owner: read the state as its files hold it, holding the
-			// lock meanwhile so that no owner starts changing them.
-			b, err := openOffline(s)
-			lf.Release()
-			return b, err
-		}
-		if lf != nil {
-			m, err := startManager(s, lf)
-			if err != nil {
-				lf.Release()
-				return nil, fmt.Errorf("sharedstate: becoming owner: %w", err)
-			}
-			return m, nil
+		m, err := s.own()
+		if m != nil || err != nil {
+			return m, err
 		}
 		p, err := dialProxy(ctx, s)
 		if err == nil {
@@ -271,6 +257,60 @@ func (s *embedded) elect(ctx context.Context) (backend, error) {
 		// survivor should notice at once.
 		backoff = min(2*backoff, 5*time.Millisecond)
 	}
+}
+
+// own makes this process the owner if no other process is, and returns
+// nil if one is. An owner holds the lock file and the beacon (where the
+// system has one): the lock file alone cannot tell a process whose lock
+// file was deleted under it from no owner at all. An observer that finds
+// no owner reads the state from its files instead.
+func (s *embedded) own() (backend, error) {
+	// The directory the lock file is in may have been deleted and made
+	// again since this process opened it.
+	if _, err := stateDir(s.cfg.dir); err != nil {
+		return nil, err
+	}
+	if _, err := s.dir.Reopen(); err != nil {
+		return nil, fmt.Errorf("sharedstate: %w", err)
+	}
+	lf, err := s.dir.TryLock(s.lockName())
+	if err != nil || lf == nil {
+		return nil, err
+	}
+	b, err := statedir.ClaimBeacon(s.dir.Path(), s.name)
+	switch {
+	case errors.Is(err, statedir.ErrOwned):
+		lf.Release()
+		return nil, nil
+	case errors.Is(err, statedir.ErrBeaconTaken):
+		s.cfg.logger.Error("sharedstate: another user holds this state's beacon: the lock file alone tells owners apart, and deleting it under a running owner would let a second one start",
+			"state", s.name, "err", err)
+	case err != nil:
+		lf.Release()
+		return nil, fmt.Errorf("sharedstate: %w", err)
+	}
+	if s.cfg.observer {
+		// No owner: read the state as its files hold it, holding the lock
+		// meanwhile so that no owner starts changing them.
+		if b != nil {
+			b.Release()
+		}
+		o, err := openOffline(s)
+		lf.Release()
+		if err != nil {
+			return nil, err
+		}
+		return o, nil
+	}
+	m, err := startManager(s, lf, b)
+	if err != nil {
+		if b != nil {
+			b.Release()
+		}
+		lf.Release()
+		return nil, fmt.Errorf("sharedstate: becoming owner: %w", err)
+	}
+	return m, nil
 }
 
 // do performs one operation through the current backend, waiting for one

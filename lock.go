@@ -163,11 +163,7 @@ type waiter struct {
 
 // applyLock performs the lock operations of apply; s.mu is held.
 func (s *store) applyLock(sess *session, req *transport.Request, resp transport.Response) (transport.Response, bool) {
-	l := s.locks[req.Name]
-	if l == nil {
-		l = &lockState{}
-		s.locks[req.Name] = l
-	}
+	l := s.lockNamed(req.Name)
 	switch req.Op {
 	case transport.OpLock, transport.OpTryLock:
 		if l.holder == sess.id && l.holderReq == req.ID && req.ID != 0 {

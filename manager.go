@@ -45,12 +45,12 @@ const sweepInterval = 250 * time.Millisecond
 // the store, serves the other processes on the socket, and serves its own
 // process directly.
 type manager struct {
-	st    *embedded
-	since time.Time // when this process became the owner
-	store *store
-	lock  *statedir.Lock
-	ln    *net.UnixListener
-	local *session
+	st     *embedded
+	since  time.Time // when this process became the owner
+	store  *store
+	lock   *statedir.Lock   // replaced by guard if the lock file is
+	beacon *statedir.Beacon // nil where there is none
+	local  *session
 
 	waitMu sync.Mutex
 	waits  map[uint64]chan transport.Response // parked Locks of this process
@@ -58,6 +58,8 @@ type manager struct {
 	mu      sync.Mutex
 	conns   map[*net.UnixConn]*transport.Conn // open client connections; nil until joined
 	closing atomic.Bool                       // set under mu; requests now get StatusShuttingDown
+	ln      *net.UnixListener                 // replaced by guard if the socket is
+	sockID  statedir.FileID                   // the socket file ln is bound to
 
 	channels channels // pub/sub subscriptions
 
@@ -70,22 +72,22 @@ type manager struct {
 
 // startManager makes this process the owner: it binds the socket, rebuilds
 // the state from the snapshot and journal, and starts its term. The caller
-// holds lf.
-func startManager(st *embedded, lf *statedir.Lock) (*manager, error) {
+// holds lf and b (nil where there is no beacon).
+func startManager(st *embedded, lf *statedir.Lock, b *statedir.Beacon) (*manager, error) {
 	start := time.Now()
 	m := &manager{
-		st:    st,
-		since: start,
-		lock:  lf,
-		waits: make(map[uint64]chan transport.Response),
-		conns: make(map[*net.UnixConn]*transport.Conn),
-		quit:  make(chan struct{}),
-		lostC: make(chan struct{}),
+		st:     st,
+		since:  start,
+		lock:   lf,
+		beacon: b,
+		waits:  make(map[uint64]chan transport.Response),
+		conns:  make(map[*net.UnixConn]*transport.Conn),
+		quit:   make(chan struct{}),
+		lostC:  make(chan struct{}),
 	}
 	// Bound first: clients connect while the state is replayed, and their
 	// handshakes complete as soon as it is ready, instead of retrying.
-	var err error
-	if m.ln, err = transport.Listen(st.sockPath); err != nil {
+	if err := m.listen(); err != nil {
 		return nil, err
 	}
 	store, replayed, err := recoverStore(st.dir, st.name, st.cfg, func(err error) {
@@ -101,9 +103,10 @@ func startManager(st *embedded, lf *statedir.Lock) (*manager, error) {
 	store.changed = m.channels.publishChange // after replay: replayed writes are old news
 	m.local = store.newSession(st.clientID, os.Getpid(), m.deliverLocal)
 	m.local.saveResults = false
-	m.wg.Add(2)
-	go m.acceptLoop()
+	m.wg.Add(3)
+	go m.acceptLoop(m.ln)
 	go m.sweepLoop()
+	go m.guardLoop()
 	st.cfg.logger.Info("sharedstate: became owner", "state", st.name, "pid", os.Getpid(),
 		"replayed", replayed, "took", time.Since(start), "durability", st.cfg.durability)
 	return m, nil
@@ -121,8 +124,8 @@ func (m *manager) lose() { m.loseOnce.Do(func() { close(m.lostC) }) }
 // unsure whether a write happened. Clients close their end once answered.
 func (m *manager) close() {
 	m.closing.Store(true) // before the listener closes: acceptLoop reads it
-	m.ln.Close()
 	m.mu.Lock()
+	m.ln.Close()
 	for _, conn := range m.conns {
 		if conn != nil {
 			conn.Queue(&transport.Response{Status: transport.StatusShuttingDown})
@@ -143,6 +146,9 @@ func (m *manager) close() {
 	m.store.disconnect(m.local)
 	m.store.releaseLocks(m.local.id)
 	m.store.close()
+	if m.beacon != nil {
+		m.beacon.Release()
+	}
 	m.lock.Release()
 }
 
@@ -247,13 +253,46 @@ func (m *manager) deliverLocal(resp transport.Response) {
 	}
 }
 
-func (m *manager) acceptLoop() {
+// listen binds the state's socket, in place of whatever is at its path.
+func (m *manager) listen() error {
+	ln, err := transport.Listen(m.st.sockPath)
+	if err != nil {
+		return err
+	}
+	id, err := m.st.dir.Stat(m.st.sockName())
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	m.mu.Lock()
+	if m.closing.Load() {
+		m.mu.Unlock()
+		ln.Close()
+		return errors.New("the owner is closing")
+	}
+	old := m.ln
+	m.ln, m.sockID = ln, id
+	m.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	return nil
+}
+
+func (m *manager) listener() *net.UnixListener {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.ln
+}
+
+// acceptLoop accepts the connections to ln until it closes.
+func (m *manager) acceptLoop(ln *net.UnixListener) {
 	defer m.wg.Done()
 	var starved time.Time // when accept last failed for want of descriptors, logged
 	for {
-		nc, err := m.ln.AcceptUnix()
+		nc, err := ln.AcceptUnix()
 		if err != nil {
-			if m.closing.Load() {
+			if m.closing.Load() || m.listener() != ln { // closed, or replaced by guard
 				return
 			}
 			var ne net.Error

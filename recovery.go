@@ -20,8 +20,11 @@ type persistence struct {
 	sync      bool // DurabilityDisk
 	locksOnly bool // DurabilityMemory: journal the locks alone
 	compactAt int  // journal size at which to write a snapshot
-	logger    *slog.Logger
-	onBroken  func(error) // the journal failed: give up ownership
+	// snapshotID is the snapshot's file, if there is one, to notice its
+	// deletion or replacement.
+	snapshotID statedir.FileID
+	logger     *slog.Logger
+	onBroken   func(error) // the journal failed: give up ownership
 }
 
 func (p *persistence) journalName() string  { return p.name + ".journal" }
@@ -297,7 +300,7 @@ func Repair(ctx context.Context, name string, opts ...Option) (RepairReport, err
 	// empty journal on it: written and synced before the journal, so that
 	// an interrupted repair leaves a state that Repair can take up again.
 	newSnap := journal.Header{Gen: snap.Gen + 1, Salt: journal.NewSalt()}
-	_, err = journal.WriteSnapshot(dir, s.persist.snapshotName(), newSnap, true, s.snapshotRecords)
+	_, _, err = journal.WriteSnapshot(dir, s.persist.snapshotName(), newSnap, true, s.snapshotRecords)
 	if err == nil {
 		var j *journal.Journal
 		if j, err = journal.Create(dir, jname, newSnap.Gen, newSnap.Salt, true); err == nil {
@@ -310,4 +313,37 @@ func Repair(ctx context.Context, name string, opts ...Option) (RepairReport, err
 	cfg.logger.Warn("sharedstate: repaired a state", "state", name, "problem", report.Problem,
 		"records kept", report.Records, "set aside", report.SetAside)
 	return report, nil
+}
+
+// guardFiles writes the journal and snapshot anew, with a compaction, if
+// either is no longer the file the store wrote: deleted, or replaced. It
+// reports whether it did.
+func (s *store) guardFiles() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.log == nil || s.broken != nil {
+		return false
+	}
+	p := &s.persist
+	id, err := p.dir.Stat(p.journalName())
+	ours := err == nil && id == s.log.ID()
+	if ours && p.snapshotID != (statedir.FileID{}) {
+		id, err = p.dir.Stat(p.snapshotName())
+		ours = err == nil && id == p.snapshotID
+	}
+	if ours {
+		return false
+	}
+	s.compact()
+	return true
+}
+
+// stop makes the store refuse every request from now on, for an owner that
+// must not write again.
+func (s *store) stop(why error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.broken == nil {
+		s.broken = why
+	}
 }

@@ -220,6 +220,7 @@ func (s *store) lockNamed(name string) *lockState {
 	if l == nil {
 		l = &lockState{}
 		s.locks[name] = l
+		s.lockNames.Insert(name)
 	}
 	return l
 }

@@ -25,7 +25,7 @@ func (s *store) compact() {
 	next, err := s.log.Prepare(snap.Gen, snap.Salt)
 	size := 0
 	if err == nil {
-		size, err = journal.WriteSnapshot(s.persist.dir, s.persist.snapshotName(), snap, s.persist.sync, s.snapshotRecords)
+		size, s.persist.snapshotID, err = journal.WriteSnapshot(s.persist.dir, s.persist.snapshotName(), snap, s.persist.sync, s.snapshotRecords)
 		if err != nil {
 			s.log.Discard(next)
 		}
@@ -65,14 +65,17 @@ func (s *store) snapshotRecords(w *journal.SnapshotWriter) {
 
 // snapshotData writes the counters, the maps and the saved answers.
 func (s *store) snapshotData(w *journal.SnapshotWriter, b []byte) {
-	for name, v := range s.counters {
+	// In order, so that loading builds each index by appending.
+	for name := range s.counterNames.From("", true) {
 		b = transport.AppendString(append(b[:0], snapCounter), name)
-		w.Record(binary.AppendVarint(b, v))
+		w.Record(binary.AppendVarint(b, s.counters[name]))
 	}
-	for mapName, m := range s.maps {
+	for mapName := range s.mapNames.From("", true) {
+		m := s.maps[mapName]
 		b = transport.AppendString(append(b[:0], snapMap), mapName)
-		w.Record(binary.AppendUvarint(b, uint64(len(m))))
-		for key, e := range m {
+		w.Record(binary.AppendUvarint(b, uint64(len(m.entries))))
+		for key := range m.keys.From("", true) {
+			e := m.entries[key]
 			b = transport.AppendString(append(b[:0], snapEntry), mapName)
 			b = transport.AppendString(b, key)
 			b = transport.AppendBytes(b, e.value)
@@ -109,7 +112,8 @@ func (s *store) snapshotProcs(w *journal.SnapshotWriter, b []byte) {
 
 // snapshotLocks writes the locks ever taken.
 func (s *store) snapshotLocks(w *journal.SnapshotWriter, b []byte) {
-	for name, l := range s.locks {
+	for name := range s.lockNames.From("", true) {
+		l := s.locks[name]
 		if l.holder == 0 && l.token == 0 {
 			continue
 		}
@@ -123,6 +127,8 @@ func (s *store) snapshotLocks(w *journal.SnapshotWriter, b []byte) {
 // loadSnapshot reads the snapshot, if there is one, into the empty store,
 // and returns its header and size.
 func (s *store) loadSnapshot() (h journal.Header, found bool, size int, err error) {
+	// Its identity first: a snapshot replaced meanwhile is noticed later.
+	s.persist.snapshotID, _ = s.persist.dir.Stat(s.persist.snapshotName())
 	h, records, size, err := journal.ReadSnapshot(s.persist.dir, s.persist.snapshotName())
 	if errors.Is(err, fs.ErrNotExist) {
 		return journal.Header{}, false, 0, nil
@@ -155,23 +161,18 @@ func (s *store) loadSnapshotRecords(records iter.Seq[[]byte]) error {
 			s.rev, s.clock, s.owner, s.terms = d.Uvarint(), d.Varint(), d.Uvarint(), d.Uvarint()
 		case snapMap:
 			name, n := d.String(), d.Uvarint()
-			s.maps[name] = make(map[string]entry, min(n, 1<<24)) // a size, not a promise
+			s.mapNamed(name, int(min(n, 1<<24))) // a size, not a promise
 		case snapCounter:
 			name := d.String()
-			s.counters[name] = d.Varint()
+			s.setCounter(name, d.Varint())
 		case snapEntry:
 			mapName, key, value, version, expiry := d.String(), d.String(), d.Bytes(), d.Uvarint(), d.Varint()
-			m := s.maps[mapName]
-			if m == nil {
-				m = make(map[string]entry)
-				s.maps[mapName] = m
-			}
 			e := entry{value: value, version: version}
 			if expiry != 0 {
 				e.expiry = &expiryRef{at: expiry, mapName: mapName, key: key}
 				heap.Push(&s.expiries, e.expiry)
 			}
-			m[key] = e
+			s.put(mapName, s.mapNamed(mapName, 0), key, e)
 		case snapLock:
 			l := s.lockNamed(d.String())
 			l.holder, l.holderReq, l.token = d.Uvarint(), d.Uvarint(), d.Uvarint()

@@ -2,7 +2,9 @@ package sharedstate_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -118,5 +120,72 @@ func TestObserverFollowsNewOwner(t *testing.T) {
 	}
 	if _, err := obs.Counter("c").Add(ctx, 1); err != nil {
 		t.Errorf("observer Add through the new owner: %v", err)
+	}
+}
+
+// TestRangeAndStatsAtScale: a Range over a large map is a cursor, costing
+// a page's work per page, not a sort of every key for each (at 300,000 keys
+// that took 47 seconds); Stats counts entries and bytes as they
+// change, not by visiting them.
+func TestRangeAndStatsAtScale(t *testing.T) {
+	const n = 300_000
+	dir := t.TempDir()
+	ctx := testContext(t)
+	owner := open(t, dir, "app", sharedstate.WithDurability(sharedstate.DurabilityMemory))
+	proxy := open(t, dir, "app", sharedstate.WithDurability(sharedstate.DurabilityMemory))
+	m := sharedstate.NewMap[int](owner, "big")
+	for i := range n {
+		if err := m.Store(ctx, fmt.Sprintf("k%07d", i), i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rangeCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	i := 0
+	err := sharedstate.NewMap[int](proxy, "big").Range(rangeCtx, func(k string, v int) bool {
+		if k != fmt.Sprintf("k%07d", i) || v != i {
+			t.Fatalf("entry %d: %s=%d", i, k, v)
+		}
+		i++
+		return true
+	})
+	if err != nil || i != n {
+		t.Fatalf("Range of %d entries: %d seen, %v", n, i, err)
+	}
+	// Stats as entries come and go.
+	m.Store(ctx, "k0000001", 123456789) // a longer value
+	m.Delete(ctx, "k0000002")
+	m.Delete(ctx, "absent")
+	sharedstate.NewMap[string](owner, "small").Store(ctx, "a", "xyz")
+	stats, err := proxy.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Entries, and bytes: each key's name, the map's name and the msgpack of
+	// the value (an int under 128 is one byte, under 256 two, under 65536
+	// three, then five).
+	wantBytes := int64(0)
+	for i := range n {
+		if i == 2 {
+			continue
+		}
+		v := i
+		if i == 1 {
+			v = 123456789
+		}
+		size := 1
+		switch {
+		case v >= 1<<16:
+			size = 5
+		case v >= 1<<8:
+			size = 3
+		case v >= 1<<7:
+			size = 2
+		}
+		wantBytes += int64(len("big") + 8 + size)
+	}
+	wantBytes += int64(len("small") + 1 + 4)
+	if stats.Entries != n || stats.Maps != 2 || stats.Bytes != wantBytes {
+		t.Errorf("Stats: %d entries in %d maps, %d bytes; want %d in 2, %d bytes", stats.Entries, stats.Maps, stats.Bytes, n, wantBytes)
 	}
 }

@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"container/heap"
 	"math"
-	"slices"
 	"sync"
 	"time"
 
 	"github.com/sharedstate/sharedstate/internal/journal"
+	"github.com/sharedstate/sharedstate/internal/sorted"
 	"github.com/sharedstate/sharedstate/transport"
 )
 
@@ -32,8 +32,13 @@ type store struct {
 	rev      uint64 // the last version given to an entry
 	clock    int64  // unix nanoseconds of the latest operation; never goes back
 	counters map[string]int64
-	maps     map[string]map[string]entry // entries by value: fewer allocations, less for the GC to trace
+	maps     map[string]*mapState
 	locks    map[string]*lockState
+	// The names of each kind in order, for List.
+	counterNames, mapNames, lockNames sorted.Set
+	// entries and bytes count what Stats reports, as they change.
+	entries  int
+	bytes    int64
 	expiries expiryHeap
 	// The store's time runs from base, the wall clock's time when the
 	// term began or later, at the pace of the monotonic clock since
@@ -80,6 +85,13 @@ type clientTable struct {
 	order []uint64
 }
 
+// mapState is one map: its entries by key, and its keys in order, for
+// Range to read a page at a time.
+type mapState struct {
+	entries map[string]entry // by value: fewer allocations, less for the GC to trace
+	keys    sorted.Set
+}
+
 type entry struct {
 	value   []byte
 	version uint64     // unique across the store, so a re-created key never repeats one
@@ -102,7 +114,7 @@ type session struct {
 func newStore() *store {
 	s := &store{
 		counters:  make(map[string]int64),
-		maps:      make(map[string]map[string]entry),
+		maps:      make(map[string]*mapState),
 		locks:     make(map[string]*lockState),
 		clients:   make(map[uint64]*clientTable),
 		connected: make(map[uint64]int),
@@ -284,57 +296,57 @@ func (s *store) exec(sess *session, req *transport.Request, now int64) (resp tra
 	resp.ID = req.ID
 	switch req.Op {
 	case transport.OpAdd:
-		s.counters[req.Name] += req.Int
-		resp.Int = s.counters[req.Name]
+		resp.Int = s.counters[req.Name] + req.Int
+		s.setCounter(req.Name, resp.Int)
 	case transport.OpGet:
 		resp.Int = s.counters[req.Name]
 	case transport.OpSet:
-		s.counters[req.Name] = req.Int
+		s.setCounter(req.Name, req.Int)
 	case transport.OpSwap:
 		resp.Int = s.counters[req.Name]
-		s.counters[req.Name] = req.Int
+		s.setCounter(req.Name, req.Int)
 	case transport.OpCAS:
 		if resp.Found = s.counters[req.Name] == req.OldInt; resp.Found {
-			s.counters[req.Name] = req.Int
+			s.setCounter(req.Name, req.Int)
 		}
 	case transport.OpLoad:
-		if e, ok := s.maps[req.Name][req.Key]; ok {
+		if e, ok := s.entry(req.Name, req.Key); ok {
 			resp.Found, resp.Value, resp.Version = true, e.value, e.version
 		}
 	case transport.OpStore:
 		resp.Version = s.set(req, now)
 	case transport.OpLoadOrStore:
-		if e, ok := s.maps[req.Name][req.Key]; ok {
+		if e, ok := s.entry(req.Name, req.Key); ok {
 			resp.Found, resp.Value, resp.Version = true, e.value, e.version
 		} else {
 			resp.Version = s.set(req, now)
 		}
 	case transport.OpLoadAndDelete:
-		if e, ok := s.maps[req.Name][req.Key]; ok {
+		if e, ok := s.entry(req.Name, req.Key); ok {
 			resp.Found, resp.Value = true, e.value
 			s.remove(req.Name, req.Key)
 		}
 	case transport.OpDelete:
 		s.remove(req.Name, req.Key)
 	case transport.OpMapSwap:
-		if e, ok := s.maps[req.Name][req.Key]; ok {
+		if e, ok := s.entry(req.Name, req.Key); ok {
 			resp.Found, resp.Value = true, e.value
 		}
 		resp.Version = s.set(req, now)
 	case transport.OpCompareAndSwap:
-		if e, ok := s.maps[req.Name][req.Key]; ok && bytes.Equal(e.value, req.Old) {
+		if e, ok := s.entry(req.Name, req.Key); ok && bytes.Equal(e.value, req.Old) {
 			resp.Found = true
 			resp.Version = s.set(req, now)
 		}
 	case transport.OpCompareAndDelete:
-		if e, ok := s.maps[req.Name][req.Key]; ok && bytes.Equal(e.value, req.Old) {
+		if e, ok := s.entry(req.Name, req.Key); ok && bytes.Equal(e.value, req.Old) {
 			resp.Found = true
 			s.remove(req.Name, req.Key)
 		}
 	case transport.OpStoreIfVersion:
 		// On a conflict the answer carries the current entry, so that the
 		// caller's next attempt needs no extra Load.
-		e, ok := s.maps[req.Name][req.Key]
+		e, ok := s.entry(req.Name, req.Key)
 		current := e.version // 0 if absent
 		if current == req.Version {
 			resp.Found = true
@@ -343,10 +355,14 @@ func (s *store) exec(sess *session, req *transport.Request, now int64) (resp tra
 			resp.Value, resp.Version = e.value, e.version
 		}
 	case transport.OpLen:
-		resp.Int = int64(len(s.maps[req.Name]))
+		if m := s.maps[req.Name]; m != nil {
+			resp.Int = int64(len(m.entries))
+		}
 	case transport.OpClear:
-		for key := range s.maps[req.Name] {
-			s.remove(req.Name, key)
+		if m := s.maps[req.Name]; m != nil {
+			for key := range m.entries {
+				s.remove(req.Name, key)
+			}
 		}
 	case transport.OpRange:
 		resp.Entries, resp.Found = s.page(req.Name, req.Key, req.Int == transport.RangeInclusive, int(req.Limit))
@@ -371,14 +387,51 @@ func fail(resp transport.Response, s transport.Status, msg string) (transport.Re
 	return resp, false
 }
 
+// setCounter sets a counter, which exists from then on.
+func (s *store) setCounter(name string, v int64) {
+	if _, ok := s.counters[name]; !ok {
+		s.counterNames.Insert(name)
+	}
+	s.counters[name] = v
+}
+
+// entry returns the entry for key in a map.
+func (s *store) entry(mapName, key string) (entry, bool) {
+	if m := s.maps[mapName]; m != nil {
+		e, ok := m.entries[key]
+		return e, ok
+	}
+	return entry{}, false
+}
+
+// mapNamed returns the map called name, made if it is missing.
+func (s *store) mapNamed(name string, size int) *mapState {
+	m := s.maps[name]
+	if m == nil {
+		m = &mapState{entries: make(map[string]entry, size)}
+		s.maps[name] = m
+		s.mapNames.Insert(name)
+	}
+	return m
+}
+
+// put stores e for key in m, keeping the keys' order and the counts.
+func (s *store) put(mapName string, m *mapState, key string, e entry) {
+	old, ok := m.entries[key]
+	if ok {
+		s.bytes += int64(len(e.value) - len(old.value))
+	} else {
+		m.keys.Append(key) // in order while a snapshot loads; else an insert
+		s.entries++
+		s.bytes += int64(len(mapName) + len(key) + len(e.value))
+	}
+	m.entries[key] = e
+}
+
 // set writes req's key and value with its TTL and returns the new version.
 func (s *store) set(req *transport.Request, now int64) uint64 {
-	m := s.maps[req.Name]
-	if m == nil {
-		m = make(map[string]entry)
-		s.maps[req.Name] = m
-	}
-	e := m[req.Key]
+	m := s.mapNamed(req.Name, 0)
+	e := m.entries[req.Key]
 	s.rev++
 	e.value, e.version = req.Value, s.rev
 	switch {
@@ -392,7 +445,7 @@ func (s *store) set(req *transport.Request, now int64) uint64 {
 		heap.Remove(&s.expiries, e.expiry.index)
 		e.expiry = nil
 	}
-	m[req.Key] = e
+	s.put(req.Name, m, req.Key, e)
 	if s.changed != nil {
 		s.changed(req.Name, req.Key, false)
 	}
@@ -410,16 +463,23 @@ func expiryAt(now int64, ttl time.Duration) int64 {
 
 func (s *store) remove(mapName, key string) {
 	m := s.maps[mapName]
-	e, ok := m[key]
+	if m == nil {
+		return
+	}
+	e, ok := m.entries[key]
 	if !ok {
 		return
 	}
 	if e.expiry != nil {
 		heap.Remove(&s.expiries, e.expiry.index)
 	}
-	delete(m, key)
-	if len(m) == 0 {
+	delete(m.entries, key)
+	m.keys.Delete(key)
+	s.entries--
+	s.bytes -= int64(len(mapName) + len(key) + len(e.value))
+	if len(m.entries) == 0 {
 		delete(s.maps, mapName)
+		s.mapNames.Delete(mapName)
 	}
 	if s.changed != nil {
 		s.changed(mapName, key, true)
@@ -434,20 +494,16 @@ const rangeBudget = 1 << 20
 // follow. A page holds at least one entry if any remain.
 func (s *store) page(mapName, start string, inclusive bool, limit int) ([]transport.Entry, bool) {
 	m := s.maps[mapName]
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		if k > start || inclusive && k == start {
-			keys = append(keys, k)
-		}
+	if m == nil {
+		return nil, false
 	}
-	slices.Sort(keys)
 	var out []transport.Entry
 	size := 0
-	for _, k := range keys {
-		if len(out) == limit && limit > 0 || (len(out) > 0 && size+len(k)+len(m[k].value) > rangeBudget) {
+	for k := range m.keys.From(start, inclusive) {
+		e := m.entries[k]
+		if len(out) == limit && limit > 0 || (len(out) > 0 && size+len(k)+len(e.value) > rangeBudget) {
 			return out, true
 		}
-		e := m[k]
 		size += len(k) + len(e.value)
 		out = append(out, transport.Entry{Key: k, Value: e.value, Version: e.version})
 	}
@@ -465,44 +521,30 @@ const (
 // with a size (a counter's value, a map's length, a lock's holder: 0 if
 // free), and whether more follow.
 func (s *store) list(kind int64, start string, limit int) ([]transport.Entry, bool) {
-	var names []string
-	size := map[string]uint64{}
+	var names *sorted.Set
+	var size func(name string) uint64
 	switch kind {
 	case listCounters:
-		for name, v := range s.counters {
-			names, size[name] = append(names, name), uint64(v)
-		}
+		names, size = &s.counterNames, func(n string) uint64 { return uint64(s.counters[n]) }
 	case listMaps:
-		for name, m := range s.maps {
-			names, size[name] = append(names, name), uint64(len(m))
-		}
+		names, size = &s.mapNames, func(n string) uint64 { return uint64(len(s.maps[n].entries)) }
 	case listLocks:
-		for name, l := range s.locks {
-			names, size[name] = append(names, name), l.holder
+		names, size = &s.lockNames, func(n string) uint64 { return s.locks[n].holder }
+	default:
+		return nil, false
+	}
+	var out []transport.Entry
+	for name := range names.From(start, false) {
+		if len(out) == limit && limit > 0 {
+			return out, true
 		}
+		out = append(out, transport.Entry{Key: name, Version: size(name)})
 	}
-	names = slices.DeleteFunc(names, func(n string) bool { return n <= start })
-	slices.Sort(names)
-	more := limit > 0 && len(names) > limit
-	if more {
-		names = names[:limit]
-	}
-	out := make([]transport.Entry, len(names))
-	for i, n := range names {
-		out[i] = transport.Entry{Key: n, Version: size[n]}
-	}
-	return out, more
+	return out, false
 }
 
 // stats describes the store, as entries of a Stats response.
 func (s *store) stats() []transport.Entry {
-	entries, bytes := 0, 0
-	for name, m := range s.maps {
-		entries += len(m)
-		for k, e := range m {
-			bytes += len(name) + len(k) + len(e.value)
-		}
-	}
 	journalBytes := 0
 	if s.log != nil {
 		journalBytes = s.log.Size()
@@ -515,8 +557,8 @@ func (s *store) stats() []transport.Entry {
 		{Key: "saved_answers", Version: uint64(saved)},
 		{Key: "counters", Version: uint64(len(s.counters))},
 		{Key: "maps", Version: uint64(len(s.maps))},
-		{Key: "entries", Version: uint64(entries)},
-		{Key: "bytes", Version: uint64(bytes)},
+		{Key: "entries", Version: uint64(s.entries)},
+		{Key: "bytes", Version: uint64(s.bytes)},
 		{Key: "locks", Version: uint64(len(s.locks))},
 		{Key: "ops", Version: s.ops},
 		{Key: "terms", Version: s.terms},

@@ -33,6 +33,7 @@ type Journal struct {
 	data []byte // the mapping; as long as the file
 	off  int    // where the next record goes
 	hdr  Header
+	id   statedir.FileID
 
 	// Group commit, with sync only.
 	syncMu  sync.Mutex
@@ -84,6 +85,7 @@ type Next struct {
 	f    *os.File
 	data []byte
 	hdr  Header
+	id   statedir.FileID
 }
 
 // Prepare makes ready the journal that will replace j, of generation gen,
@@ -103,11 +105,15 @@ func (j *Journal) Prepare(gen, link uint64) (*Next, error) {
 	if err == nil {
 		data, err = mapFile(f, minJournal)
 	}
+	var id statedir.FileID
+	if err == nil {
+		id, err = statedir.IDOf(f)
+	}
 	if err != nil {
 		j.dir.Discard(f, j.name)
 		return nil, err
 	}
-	return &Next{f: f, data: data, hdr: h}, nil
+	return &Next{f: f, data: data, hdr: h, id: id}, nil
 }
 
 // Discard gives up a journal from Prepare.
@@ -127,7 +133,7 @@ func (j *Journal) Switch(n *Next) error {
 	// Swap files under syncMu: the syncer reads the descriptor there.
 	j.syncMu.Lock()
 	old, oldData := j.f, j.data
-	j.f, j.data, j.hdr = n.f, n.data, n.hdr
+	j.f, j.data, j.hdr, j.id = n.f, n.data, n.hdr, n.id
 	j.off = HeaderSize
 	j.written, j.synced = j.off, j.off
 	// What they waited for is in the snapshot now, synced before this.
@@ -175,6 +181,10 @@ func Open(dir *statedir.Dir, name string, sync bool) (j *Journal, torn bool, err
 		return nil, false, err
 	}
 	j = &Journal{dir: dir, name: name, f: f, data: data, sync: sync}
+	if j.id, err = statedir.IDOf(f); err != nil {
+		j.Close()
+		return nil, false, err
+	}
 	c := inspect(data, f.Name())
 	if c.err != nil {
 		j.Close()
@@ -238,8 +248,9 @@ func (j *Journal) Size() int { return j.off }
 // Path returns the journal's path.
 func (j *Journal) Path() string { return j.dir.Join(j.name) }
 
-// File returns the journal's file, for its identity.
-func (j *Journal) File() *os.File { return j.f }
+// ID returns the identity of the journal's file, to tell whether its name
+// still is this file.
+func (j *Journal) ID() statedir.FileID { return j.id }
 
 // mapFile maps the first size bytes of f.
 func mapFile(f *os.File, size int) ([]byte, error) {

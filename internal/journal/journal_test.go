@@ -133,7 +133,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	d := openDir(t)
 	h := Header{Gen: 2, Salt: NewSalt(), Link: 5, End: 100}
 	want := payloads(100, 0)
-	size, err := WriteSnapshot(d, "s", h, false, func(w *SnapshotWriter) {
+	size, _, err := WriteSnapshot(d, "s", h, false, func(w *SnapshotWriter) {
 		for _, p := range want {
 			w.Record(p)
 		}

@@ -31,8 +31,8 @@ func (w *SnapshotWriter) Record(payload []byte) {
 // WriteSnapshot writes a snapshot as name, in place of the previous one at
 // once (see statedir.Dir.Replace), with the records that fill writes. h
 // gives its generation and salt, and which journal it replaces (Link and
-// End). It returns the snapshot's size.
-func WriteSnapshot(dir *statedir.Dir, name string, h Header, sync bool, fill func(*SnapshotWriter)) (int, error) {
+// End). It returns the snapshot's size and the identity of its file.
+func WriteSnapshot(dir *statedir.Dir, name string, h Header, sync bool, fill func(*SnapshotWriter)) (int, statedir.FileID, error) {
 	size := 0
 	f, err := dir.Replace(name, sync, func(f *os.File) error {
 		w := &SnapshotWriter{w: bufio.NewWriterSize(f, 256<<10), salt: h.Salt, off: HeaderSize}
@@ -45,10 +45,11 @@ func WriteSnapshot(dir *statedir.Dir, name string, h Header, sync bool, fill fun
 		return w.err
 	})
 	if err != nil {
-		return 0, err
+		return 0, statedir.FileID{}, err
 	}
-	f.Close()
-	return size, nil
+	defer f.Close()
+	id, err := statedir.IDOf(f)
+	return size, id, err
 }
 
 // ReadSnapshot reads the snapshot name and checks every record of it: a

@@ -14,24 +14,72 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// Dir is an open state directory.
+// Dir is an open state directory. It is the directory at its path as it
+// was when opened, or when Reopen last looked: a directory deleted and
+// made again is another one.
+//
+// Every process holding a Dir holds a shared flock on the directory, which
+// systemd-tmpfiles (since version 242) takes as a sign to leave the
+// directory and everything in it alone.
 type Dir struct {
 	path string
-	f    *os.File // the directory itself
+	mu   sync.RWMutex // held across each use of f, which Reopen replaces
+	f    *os.File     // the directory itself
+	id   FileID
 }
 
 // Open opens the directory at path, which must be a directory itself and
 // not a symbolic link to one.
 func Open(path string) (*Dir, error) {
+	f, id, err := openDir(path)
+	if err != nil {
+		return nil, err
+	}
+	return &Dir{path: path, f: f, id: id}, nil
+}
+
+func openDir(path string) (*os.File, FileID, error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+		return nil, FileID{}, &os.PathError{Op: "open", Path: path, Err: err}
 	}
-	return &Dir{path: path, f: os.NewFile(uintptr(fd), path)}, nil
+	f := os.NewFile(uintptr(fd), path)
+	id, err := IDOf(f)
+	if err == nil {
+		if err = unix.Flock(fd, unix.LOCK_SH|unix.LOCK_NB); err != nil {
+			err = &os.PathError{Op: "flock", Path: path, Err: err}
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, FileID{}, err
+	}
+	return f, id, nil
+}
+
+// Reopen opens the directory at the path again if it is no longer the one
+// d holds (deleted, or deleted and made again), and reports whether it
+// did. Files opened before stay open.
+func (d *Dir) Reopen() (bool, error) {
+	f, id, err := openDir(d.path)
+	if err != nil {
+		return false, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if id == d.id {
+		f.Close()
+		return false, nil
+	}
+	d.f.Close()
+	d.f, d.id = f, id
+	return true, nil
 }
 
 // Path returns the directory's path.
@@ -42,16 +90,30 @@ func (d *Dir) Path() string { return d.path }
 func (d *Dir) Join(name string) string { return filepath.Join(d.path, name) }
 
 // Close closes the directory.
-func (d *Dir) Close() error { return d.f.Close() }
+func (d *Dir) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.f.Close()
+}
 
-func (d *Dir) fd() int { return int(d.f.Fd()) }
+// use runs fn with the directory's descriptor, which Reopen does not close
+// meanwhile.
+func (d *Dir) use(fn func(fd int) error) error {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return fn(int(d.f.Fd()))
+}
 
 // OpenFile opens name in the directory with flag (os.O_RDWR, os.O_CREATE
 // and the like) and, if it creates the file, mode perm. It refuses a
 // symbolic link and anything but a regular file, without blocking on a FIFO
 // or a device first.
 func (d *Dir) OpenFile(name string, flag int, perm uint32) (*os.File, error) {
-	fd, err := unix.Openat(d.fd(), name, flag|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, perm)
+	var fd int
+	err := d.use(func(dfd int) (err error) {
+		fd, err = unix.Openat(dfd, name, flag|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, perm)
+		return err
+	})
 	if err != nil {
 		if errors.Is(err, unix.ELOOP) {
 			err = fmt.Errorf("a symbolic link: %w", err)
@@ -141,7 +203,7 @@ func (d *Dir) Commit(f *os.File, name string, sync bool) error {
 		return err
 	}
 	if sync {
-		return d.f.Sync()
+		return d.use(func(fd int) error { return unix.Fsync(fd) })
 	}
 	return nil
 }
@@ -154,7 +216,7 @@ func (d *Dir) Discard(f *os.File, name string) {
 
 // Remove removes name from the directory; a link is removed, not followed.
 func (d *Dir) Remove(name string) error {
-	if err := unix.Unlinkat(d.fd(), name, 0); err != nil {
+	if err := d.use(func(fd int) error { return unix.Unlinkat(fd, name, 0) }); err != nil {
 		return &os.PathError{Op: "remove", Path: d.Join(name), Err: err}
 	}
 	return nil
@@ -162,7 +224,7 @@ func (d *Dir) Remove(name string) error {
 
 // Rename renames old to new within the directory.
 func (d *Dir) Rename(old, new string) error {
-	if err := unix.Renameat(d.fd(), old, d.fd(), new); err != nil {
+	if err := d.use(func(fd int) error { return unix.Renameat(fd, old, fd, new) }); err != nil {
 		return &os.LinkError{Op: "rename", Old: d.Join(old), New: d.Join(new), Err: err}
 	}
 	return nil
@@ -175,10 +237,41 @@ type FileID struct{ Dev, Ino uint64 }
 // Stat returns the identity of name, not following a link.
 func (d *Dir) Stat(name string) (FileID, error) {
 	var st unix.Stat_t
-	if err := unix.Fstatat(d.fd(), name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	if err := d.use(func(fd int) error { return unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) }); err != nil {
 		return FileID{}, &os.PathError{Op: "stat", Path: d.Join(name), Err: err}
 	}
 	return FileID{Dev: uint64(st.Dev), Ino: uint64(st.Ino)}, nil
+}
+
+// Touch sets the access and modification times of name, or of the
+// directory itself if name is "", to now, unless they are more recent than
+// age: age-based cleaners of temporary directories (systemd-tmpfiles,
+// tmpreaper, tmpwatch) remove what has not been touched for days.
+func (d *Dir) Touch(name string, age time.Duration) error {
+	return d.use(func(fd int) error {
+		var st unix.Stat_t
+		var err error
+		if name == "" {
+			err = unix.Fstat(fd, &st)
+		} else {
+			err = unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
+		}
+		if err != nil {
+			return &os.PathError{Op: "stat", Path: d.Join(name), Err: err}
+		}
+		oldest := time.Now().Add(-age)
+		if time.Unix(st.Atim.Unix()).After(oldest) && time.Unix(st.Mtim.Unix()).After(oldest) {
+			return nil
+		}
+		if name == "" {
+			name = "."
+		}
+		// nil times: now, set by the kernel.
+		if err := unix.UtimesNanoAt(fd, name, nil, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return &os.PathError{Op: "utimes", Path: d.Join(name), Err: err}
+		}
+		return nil
+	})
 }
 
 // IDOf returns the identity of an open file.
