@@ -17,8 +17,9 @@ import (
 // The lock belongs to the process that acquired it, not to a goroutine:
 // like sync.Mutex, any goroutine of that process may unlock it, and a second
 // Lock from the same process waits like any other. Waiters are served in
-// the order they asked. When the holding process dies, the owner releases
-// the lock at once.
+// the order they asked. When the holding process dies or closes its State,
+// the owner releases the lock at once; a holder whose connection to the
+// owner drops keeps it while it connects again (see WithLockGrace).
 //
 // Each acquisition carries a fencing token, larger than every token given
 // before for the same name. Pass it to any external system the lock guards,

@@ -68,7 +68,8 @@ func WithSecret(secret []byte) Option {
 func WithDurability(d Durability) Option { return func(c *config) { c.durability = d } }
 
 // WithLockGrace sets how long a new owner keeps a lock for a holder that has
-// not reconnected to it yet, before giving the lock to the next waiter. The
+// not reconnected to it yet, or an owner the lock of a live process whose
+// connection dropped, before giving the lock to the next waiter. The
 // default is 2 seconds. Locks of a holder whose process died are released
 // at once, and the previous owner's own locks at once on takeover.
 func WithLockGrace(d time.Duration) Option { return func(c *config) { c.lockGrace = d } }

@@ -46,7 +46,10 @@
 // to a map's entries. Stats and Names describe a state.
 //
 // Errors wrap the sentinel values of this package (ErrUnavailable,
-// ErrClosed, ErrTooLarge...): test them with errors.Is.
+// ErrClosed, ErrTooLarge, ErrInvalidArgument, ErrDamaged...): test them with
+// errors.Is. A refused request (a TTL that is not positive, a value over the
+// frame cap) changes nothing and costs nothing else: not the connection, not
+// a lock.
 //
 // # Guarantees
 //
@@ -54,11 +57,21 @@
 // process sees them in one order, across takeovers too. An acknowledged write
 // survives what the Durability option says: by default the death of any
 // process (the journal is in the kernel's page cache), with DurabilityDisk a
-// machine crash, with DurabilityMemory nothing beyond the owner. A lock is
-// held by at most one process; it is released at once when its holder's
-// process dies, kept by a holder through a takeover, and released if its
-// holder does not reconnect to a new owner within WithLockGrace. Fencing
-// tokens increase across owners. Messages are delivered at most once.
+// machine crash, with DurabilityMemory nothing beyond the owner (locks
+// excepted). A lock is held by at most one process; it is released at once
+// when its holder's process dies or its State closes, kept by a holder
+// through a takeover or a dropped connection, and released if its holder
+// does not come back within WithLockGrace. Fencing tokens increase across
+// owners. Messages are delivered at most once. Every call returns within
+// its context, whatever the owner is doing; expiries and lock graces follow
+// the monotonic clock.
+//
+// At most one process owns a state, whatever happens to its files: the
+// owner holds a beacon no file operation can remove (on Linux), and puts
+// back, from memory, any file of the state deleted or replaced under it. A
+// state file that does not read back as written fails Open with ErrDamaged,
+// naming the file and offset, and changes nothing; Repair keeps what reads
+// back whole.
 //
 // # Security
 //

@@ -296,8 +296,12 @@ func (s *store) exec(sess *session, req *transport.Request, now int64) (resp tra
 	resp.ID = req.ID
 	switch req.Op {
 	case transport.OpAdd:
-		resp.Int = s.counters[req.Name] + req.Int
-		s.setCounter(req.Name, resp.Int)
+		v, ok := s.counters[req.Name]
+		if !ok {
+			s.counterNames.Insert(req.Name)
+		}
+		resp.Int = v + req.Int
+		s.counters[req.Name] = resp.Int
 	case transport.OpGet:
 		resp.Int = s.counters[req.Name]
 	case transport.OpSet:

@@ -23,10 +23,11 @@
 //	                 this one was written
 //	payload          length bytes, then zeros to a multiple of 8
 //
-// All integers are little-endian. A record's CRC covers its file's salt,
-// its committed offset, its length and its payload, so that a record left
-// by another file (an earlier generation) never passes for one of this
-// file, and bytes elsewhere in a damaged file rarely pass for a record.
+// All integers are little-endian. A record's CRC is of its committed
+// offset and payload, seeded with the CRC of its file's salt, so that a
+// record left by another file (an earlier generation) never passes for one
+// of this file, and bytes elsewhere in a damaged file rarely pass for a
+// record. Padding must be zeros.
 // The journal's word is written last, in one 8-byte store: a process that
 // dies while appending leaves a word of zeros, which ends the records.
 //
@@ -124,33 +125,31 @@ func kindOf(magic [4]byte) string {
 // align rounds n up to a multiple of 8, where records begin.
 func align(n int) int { return (n + 7) &^ 7 }
 
-// recordSum is a record's CRC.
-func recordSum(salt, committed uint64, payload []byte) uint32 {
-	var b [20]byte
-	binary.LittleEndian.PutUint64(b[:], salt)
-	binary.LittleEndian.PutUint64(b[8:], committed)
-	binary.LittleEndian.PutUint32(b[16:], uint32(len(payload)))
-	return crc32.Update(crc32.Checksum(b[:], crcTable), crcTable, payload)
+// seedOf is the CRC of a file's salt, which every record's CRC starts from.
+func seedOf(salt uint64) uint32 {
+	return crc32.Checksum(binary.LittleEndian.AppendUint64(nil, salt), crcTable)
 }
 
-// recordWord is a record's first 8 bytes: its length and CRC.
-func recordWord(payload []byte, sum uint32) uint64 {
-	return uint64(len(payload)) | uint64(sum)<<32
-}
+// recordSum is a record's CRC, of body: its committed offset and payload,
+// which follow each other in the record, seeded with its file's salt. The
+// length needs no part in it: a wrong one puts the payload's end elsewhere.
+func recordSum(seed uint32, body []byte) uint32 { return crc32.Update(seed, crcTable, body) }
 
-// appendRecord appends a whole record to b, which ends at file offset off
-// (a multiple of 8), and returns it with the record's padding.
-func appendRecord(b []byte, salt, committed uint64, payload []byte) []byte {
-	b = binary.LittleEndian.AppendUint64(b, recordWord(payload, recordSum(salt, committed, payload)))
+// appendRecord appends a whole record to b, with its padding.
+func appendRecord(b []byte, seed uint32, committed uint64, payload []byte) []byte {
+	at := len(b)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(payload)))
+	b = binary.LittleEndian.AppendUint32(b, 0) // the CRC, once the body is in place
 	b = binary.LittleEndian.AppendUint64(b, committed)
 	b = append(b, payload...)
+	binary.LittleEndian.PutUint32(b[at+4:], recordSum(seed, b[at+8:]))
 	return append(b, make([]byte, align(len(payload))-len(payload))...)
 }
 
 // record checks the record at off, a multiple of 8, in data. It returns the
 // payload and the offset of the next record, or ok false if off does not
-// hold a record of a file with this salt.
-func record(data []byte, off int, salt uint64) (payload []byte, committed uint64, next int, ok bool) {
+// hold a record of a file whose salt has this seed.
+func record(data []byte, off int, seed uint32) (payload []byte, committed uint64, next int, ok bool) {
 	if off+recordHeader > len(data) {
 		return nil, 0, 0, false
 	}
@@ -164,7 +163,7 @@ func record(data []byte, off int, salt uint64) (payload []byte, committed uint64
 		return nil, 0, 0, false
 	}
 	payload, next = data[start:start+n], align(start+n)
-	if next > len(data) || !zero(data[start+n:next]) || uint32(word>>32) != recordSum(salt, committed, payload) {
+	if next > len(data) || !zero(data[start+n:next]) || uint32(word>>32) != recordSum(seed, data[off+8:start+n]) {
 		return nil, 0, 0, false
 	}
 	return payload, committed, next, true

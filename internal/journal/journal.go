@@ -33,6 +33,7 @@ type Journal struct {
 	data []byte // the mapping; as long as the file
 	off  int    // where the next record goes
 	hdr  Header
+	seed uint32 // of hdr.Salt
 	id   statedir.FileID
 
 	// Group commit, with sync only.
@@ -134,6 +135,7 @@ func (j *Journal) Switch(n *Next) error {
 	j.syncMu.Lock()
 	old, oldData := j.f, j.data
 	j.f, j.data, j.hdr, j.id = n.f, n.data, n.hdr, n.id
+	j.seed = seedOf(n.hdr.Salt)
 	j.off = HeaderSize
 	j.written, j.synced = j.off, j.off
 	// What they waited for is in the snapshot now, synced before this.
@@ -190,7 +192,7 @@ func Open(dir *statedir.Dir, name string, sync bool) (j *Journal, torn bool, err
 		j.Close()
 		return nil, false, c.err
 	}
-	j.hdr, j.off = c.Header, c.End
+	j.hdr, j.off, j.seed = c.Header, c.End, seedOf(c.Salt)
 	j.written, j.synced = j.off, j.off
 	return j, c.Torn, nil
 }
@@ -329,7 +331,8 @@ func (j *Journal) Append(payload []byte) error {
 	binary.LittleEndian.PutUint64(rec[8:], uint64(committed))
 	copy(rec[recordHeader:], payload) // the padding after it is zeros already
 	var word [8]byte
-	binary.LittleEndian.PutUint64(word[:], recordWord(payload, recordSum(j.hdr.Salt, uint64(committed), payload)))
+	binary.LittleEndian.PutUint32(word[:], uint32(len(payload)))
+	binary.LittleEndian.PutUint32(word[4:], recordSum(j.seed, rec[8:recordHeader+len(payload)]))
 	atomic.StoreUint64((*uint64)(unsafe.Pointer(&rec[0])), binary.NativeEndian.Uint64(word[:]))
 	j.off = next
 	if j.sync {

@@ -24,8 +24,9 @@ const (
 // error: a record after the end claims that the end was committed before
 // it was written.
 func scan(data []byte, off int, salt uint64, file string) (end int, t tail, err error) {
+	seed := seedOf(salt)
 	for {
-		_, _, next, ok := record(data, off, salt)
+		_, _, next, ok := record(data, off, seed)
 		if !ok {
 			break
 		}
@@ -37,7 +38,7 @@ func scan(data []byte, off int, salt uint64, file string) (end int, t tail, err 
 	}
 	claim, first := uint64(0), -1
 	for at := end + 8; at+recordHeader <= len(data); {
-		if _, committed, next, ok := record(data, at, salt); ok {
+		if _, committed, next, ok := record(data, at, seed); ok {
 			claim = max(claim, committed)
 			if first < 0 {
 				first = at

@@ -97,7 +97,7 @@ func build(salt uint64, committed []int, size int) ([]byte, []int) {
 		case c == 0:
 			c = offs[2] + align(recordHeader+len("record 2, some bytes"))
 		}
-		data = appendRecord(data, salt, uint64(c), []byte(fmt.Sprintf("record %d, some bytes", i)))
+		data = appendRecord(data, seedOf(salt), uint64(c), []byte(fmt.Sprintf("record %d, some bytes", i)))
 	}
 	return append(data, make([]byte, size-len(data))...), offs
 }

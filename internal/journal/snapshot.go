@@ -12,7 +12,7 @@ import (
 // SnapshotWriter writes the records of a snapshot, keeping the first error.
 type SnapshotWriter struct {
 	w    *bufio.Writer
-	salt uint64
+	seed uint32
 	off  int
 	buf  []byte
 	err  error
@@ -23,7 +23,7 @@ func (w *SnapshotWriter) Record(payload []byte) {
 	if w.err != nil {
 		return
 	}
-	w.buf = appendRecord(w.buf[:0], w.salt, uint64(w.off), payload)
+	w.buf = appendRecord(w.buf[:0], w.seed, uint64(w.off), payload)
 	_, w.err = w.w.Write(w.buf)
 	w.off += len(w.buf)
 }
@@ -35,7 +35,7 @@ func (w *SnapshotWriter) Record(payload []byte) {
 func WriteSnapshot(dir *statedir.Dir, name string, h Header, sync bool, fill func(*SnapshotWriter)) (int, statedir.FileID, error) {
 	size := 0
 	f, err := dir.Replace(name, sync, func(f *os.File) error {
-		w := &SnapshotWriter{w: bufio.NewWriterSize(f, 256<<10), salt: h.Salt, off: HeaderSize}
+		w := &SnapshotWriter{w: bufio.NewWriterSize(f, 256<<10), seed: seedOf(h.Salt), off: HeaderSize}
 		_, w.err = w.w.Write(appendHeader(nil, snapshotMagic, h))
 		fill(w)
 		if w.err == nil {
@@ -66,9 +66,9 @@ func ReadSnapshot(dir *statedir.Dir, name string) (Header, iter.Seq[[]byte], int
 	if err != nil {
 		return Header{}, nil, 0, err
 	}
-	off := HeaderSize
+	off, seed := HeaderSize, seedOf(h.Salt)
 	for off < len(data) {
-		_, _, next, ok := record(data, off, h.Salt)
+		_, _, next, ok := record(data, off, seed)
 		if !ok {
 			return Header{}, nil, 0, &DamageError{File: file, Offset: off, Reason: fmt.Sprintf("not a record, %d bytes before the end", len(data)-off)}
 		}
