@@ -66,13 +66,9 @@ var (
 // openEmbedded joins the state called name in the directory of cfg, as its
 // owner or as a proxy.
 func openEmbedded(ctx context.Context, name string, cfg config) (*embedded, error) {
-	path, err := stateDir(cfg.dir)
+	dir, err := openStateDir(cfg)
 	if err != nil {
 		return nil, err
-	}
-	dir, err := statedir.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("sharedstate: %w", err)
 	}
 	s := &embedded{
 		name:     name,
@@ -98,6 +94,19 @@ func openEmbedded(ctx context.Context, name string, cfg config) (*embedded, erro
 	s.setRole(b)
 	go s.supervise(b)
 	return s, nil
+}
+
+// openStateDir opens the directory of cfg, made if missing.
+func openStateDir(cfg config) (*statedir.Dir, error) {
+	path, err := stateDir(cfg.dir)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := statedir.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("sharedstate: %w", err)
+	}
+	return dir, nil
 }
 
 func stateDir(dir string) (string, error) {

@@ -601,3 +601,54 @@ func savedAnswersWithin(t *testing.T, st *sharedstate.State, max int, when strin
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestClockAheadAcrossOwners: after an owner whose clock ran an hour ahead,
+// a new owner with the right time still expires entries and ends lock
+// graces in real time; a clock step between owners shifts the store's time
+// once, instead of freezing it until the wall clock catches up (a 1 s TTL
+// outlived 5 s before).
+func TestClockAheadAcrossOwners(t *testing.T) {
+	for _, d := range []sharedstate.Durability{sharedstate.DurabilityProcess, sharedstate.DurabilityMemory} {
+		t.Run(d.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			ctx := testContext(t)
+			const grace = 300 * time.Millisecond
+			opts := []sharedstate.Option{sharedstate.WithLockGrace(grace), sharedstate.WithDurability(d)}
+			ahead := open(t, dir, "app", append(opts, sharedstate.WithClockShift(time.Hour))...)
+			// A client holding a lock that stays through the handover and
+			// never connects to the next owner.
+			c, err := dialJoinedAs(dir+"/app.sock", 99)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.nc.Close()
+			if resp, err := c.do(&transport.Request{ID: 1, Op: transport.OpLock, Name: "l"}); err != nil || resp.Status != transport.StatusOK {
+				t.Fatalf("Lock: %+v, %v", resp, err)
+			}
+			m := sharedstate.NewMap[int](ahead, "m")
+			if err := m.Store(ctx, "later", 1, sharedstate.WithTTL(time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			ahead.Close()
+
+			st := open(t, dir, "app", opts...)
+			m = sharedstate.NewMap[int](st, "m")
+			if err := m.Store(ctx, "soon", 1, sharedstate.WithTTL(time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			within(t, 5*time.Second, "an entry with a TTL of 1s expires", func() bool {
+				_, ok, err := m.Load(ctx, "soon")
+				return err == nil && !ok
+			})
+			within(t, 5*time.Second, "the lock of a holder that did not come back is released", func() bool {
+				ok, err := st.Mutex("l").TryLock(ctx)
+				return err == nil && ok
+			})
+			if d == sharedstate.DurabilityProcess {
+				if _, ok, err := m.Load(ctx, "later"); err != nil || !ok {
+					t.Errorf("an entry with an hour to live written by the owner ahead: Load = %v, %v", ok, err)
+				}
+			}
+		})
+	}
+}

@@ -235,13 +235,9 @@ func Repair(ctx context.Context, name string, opts ...Option) (RepairReport, err
 		return report, err
 	}
 	cfg := newConfig(opts)
-	path, err := stateDir(cfg.dir)
+	dir, err := openStateDir(cfg)
 	if err != nil {
 		return report, err
-	}
-	dir, err := statedir.Open(path)
-	if err != nil {
-		return report, fmt.Errorf("sharedstate: %w", err)
 	}
 	defer dir.Close()
 	lock, err := dir.TryLock(name + ".lock")
