@@ -2,6 +2,7 @@ package sharedstate
 
 import (
 	"bytes"
+	"math"
 	"testing"
 	"time"
 
@@ -87,5 +88,42 @@ func TestDecodeRefusesHostileValues(t *testing.T) {
 	var v any
 	if err := c.decode(append(bytes.Repeat([]byte{0x91}, 100), 0x01), &v); err != nil {
 		t.Errorf("moderate nesting refused: %v", err)
+	}
+}
+
+// TestMsgpackInts: the owner reads every msgpack form of an integer, and
+// writes each in the one form the encoder gives any Go integer type.
+func TestMsgpackInts(t *testing.T) {
+	ints := []int64{0, 1, 127, 128, 255, 256, 65535, 65536, 1<<32 - 1, 1 << 32, math.MaxInt64,
+		-1, -32, -33, -128, -129, -32768, -32769, math.MinInt32, math.MinInt32 - 1, math.MinInt64}
+	codec := codecFor[int64]()
+	for _, n := range ints {
+		want, err := codec.encode(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendMsgpackInt(nil, n); !bytes.Equal(got, want) {
+			t.Errorf("appendMsgpackInt(%d) = %x, the encoder writes %x", n, got, want)
+		}
+		forms := []any{n, int(n), int32(n), int8(n)}
+		if n >= 0 {
+			forms = append(forms, uint64(n)) // a larger uint64 is no int64
+		}
+		for _, v := range forms {
+			b, err := msgpack.Marshal(v) // not compact: every form
+			if err != nil {
+				t.Fatal(err)
+			}
+			var exact int64
+			msgpack.Unmarshal(b, &exact)
+			if got, ok := msgpackInt(b); !ok || got != exact {
+				t.Errorf("msgpackInt(%x) = %d, %v; want %d", b, got, ok, exact)
+			}
+		}
+	}
+	for _, b := range [][]byte{nil, {0xc0}, {0xcd, 1}, {0xcc, 1, 2}, {0xcf, 0x80, 0, 0, 0, 0, 0, 0, 0}, {0xa1, 'x'}, {0x05, 0x05}} {
+		if n, ok := msgpackInt(b); ok {
+			t.Errorf("msgpackInt(%x) = %d, true; want no integer", b, n)
+		}
 	}
 }

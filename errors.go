@@ -35,6 +35,10 @@ var (
 	// ErrReadOnly: a write through an observer while no owner runs (see
 	// WithObserver).
 	ErrReadOnly = errors.New("sharedstate: read-only")
+	// ErrWrongType: an operation on an entry that holds another kind of
+	// value than it needs, such as Map.Add on an entry that holds no
+	// integer; it changed nothing.
+	ErrWrongType = errors.New("sharedstate: wrong type")
 	// ErrJournalFull: a write the journal has no room for, as the disk (or
 	// tmpfs) holding the state's directory is full; it changed nothing.
 	ErrJournalFull = errors.New("sharedstate: journal full")
@@ -67,6 +71,8 @@ func statusError(s transport.Status, msg string) error {
 		sentinel = ErrJournalFull
 	case transport.StatusReadOnly:
 		sentinel = ErrReadOnly
+	case transport.StatusWrongType:
+		sentinel = ErrWrongType
 	default:
 		return fmt.Errorf("sharedstate: %v: %s", s, msg)
 	}

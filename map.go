@@ -3,6 +3,7 @@ package sharedstate
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/sharedstate/sharedstate/transport"
 )
@@ -133,36 +134,74 @@ func (m *Map[V]) CompareAndDelete(ctx context.Context, key string, old V) (delet
 // newer value. So fn may run more than once and should have no side effects
 // besides computing the value. If fn returns an error, Update stores nothing
 // and returns that error.
+//
+// Updates of one key from the goroutines of a process queue and go in
+// batches: each batch writes once for all its calls, each of whose fn sees
+// the value the one before it returned. So a hot key costs a round trip
+// per batch, however many goroutines update it. For a counter, Add is one
+// step at the owner and cheaper still.
 func (m *Map[V]) Update(ctx context.Context, key string, fn func(old V, ok bool) (V, error), opts ...WriteOption) (V, error) {
-	var zero V
-	resp, err := m.do(ctx, transport.Request{Op: transport.OpLoad, Key: key})
+	var zero, result V
+	w, err := applyWriteOptions(opts)
+	if err != nil {
+		return zero, fmt.Errorf("sharedstate: map %q: update %q: %w", m.name, key, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return zero, err
+	}
+	_, err = m.update(ctx, key, func(b []byte, ok bool) ([]byte, error) {
+		var old V
+		if ok {
+			if err := m.codec.decode(b, &old); err != nil {
+				return nil, fmt.Errorf("sharedstate: map %q: %w", m.name, err)
+			}
+		}
+		v, err := fn(old, ok)
+		if err != nil {
+			return nil, err
+		}
+		result = v // the last run's is the one stored
+		enc, err := m.codec.encode(v)
+		if err != nil {
+			return nil, fmt.Errorf("sharedstate: map %q: %w", m.name, err)
+		}
+		return enc, nil
+	}, w)
 	if err != nil {
 		return zero, err
 	}
-	for {
-		// resp holds the entry as last seen: a version of 0 means absent.
-		var old V
-		if resp.Version != 0 {
-			if err := m.codec.decode(resp.Value, &old); err != nil {
-				return zero, fmt.Errorf("sharedstate: map %q: %w", m.name, err)
-			}
-		}
-		v, err := fn(old, resp.Version != 0)
-		if err != nil {
-			return zero, err
-		}
-		req, err := m.write(transport.OpStoreIfVersion, key, v, opts)
-		if err != nil {
-			return zero, err
-		}
-		req.Version = resp.Version
-		if resp, err = m.do(ctx, req); err != nil {
-			return zero, err
-		}
-		if resp.Found {
-			return v, nil
-		}
+	return result, nil
+}
+
+// Add adds delta to the integer stored for key and returns the sum, in one
+// step at the owner, as sync/atomic's Add does for a variable and Redis's
+// INCRBY for a key. A missing entry counts as 0, and is made with the TTL
+// of WithTTL, if given; an existing entry keeps its expiry, so a count
+// started for a window of time ends with it. The entry must hold an
+// integer (V is an integer type): else Add returns ErrWrongType. A sum
+// beyond an int64 is ErrInvalidArgument. Either changes nothing.
+func (m *Map[V]) Add(ctx context.Context, key string, delta int64, opts ...WriteOption) (int64, error) {
+	n, _, err := m.AddTTL(ctx, key, delta, opts...)
+	return n, err
+}
+
+// AddTTL is Add, and also returns the time the entry has left before it
+// expires, or 0 if it never does.
+func (m *Map[V]) AddTTL(ctx context.Context, key string, delta int64, opts ...WriteOption) (int64, time.Duration, error) {
+	w, err := applyWriteOptions(opts)
+	if err != nil {
+		return 0, 0, fmt.Errorf("sharedstate: map %q: add %q: %w", m.name, key, err)
 	}
+	resp, err := m.do(ctx, transport.Request{Op: transport.OpMapAdd, Key: key, Int: delta, TTL: w.ttl})
+	return resp.Int, resp.TTL, err
+}
+
+// LoadTTL is Load, and also returns the time the entry has left before it
+// expires, or 0 if it never does.
+func (m *Map[V]) LoadTTL(ctx context.Context, key string) (value V, ttl time.Duration, ok bool, err error) {
+	resp, err := m.do(ctx, transport.Request{Op: transport.OpLoad, Key: key})
+	value, ok, err = m.decodeFound(resp, err)
+	return value, resp.TTL, ok, err
 }
 
 // Len returns the number of entries.
@@ -251,5 +290,5 @@ func (m *Map[V]) write(op transport.Op, key string, value V, opts []WriteOption)
 	if err != nil {
 		return transport.Request{}, fmt.Errorf("sharedstate: map %q: %w", m.name, err)
 	}
-	return transport.Request{Op: op, Key: key, Value: b, TTL: w.ttl}, nil
+	return transport.Request{Op: op, Key: key, Value: b, TTL: w.ttl, KeepTTL: w.keepTTL}, nil
 }

@@ -105,8 +105,9 @@ func WithObserver() Option { return func(c *config) { c.observer = true } }
 type WriteOption func(*writeOptions)
 
 type writeOptions struct {
-	ttl    time.Duration
-	hasTTL bool
+	ttl     time.Duration
+	hasTTL  bool
+	keepTTL bool
 }
 
 // WithTTL makes the written entry expire after d, which must be positive:
@@ -114,10 +115,16 @@ type writeOptions struct {
 // refused with ErrInvalidArgument rather than taken to mean "now" or
 // "never". A TTL so long that the expiry would pass the year 2262 ends
 // there. Without WithTTL the entry never expires, and a write replaces an
-// earlier entry's TTL.
+// earlier entry's TTL (unless WithKeepTTL).
 func WithTTL(d time.Duration) WriteOption {
 	return func(w *writeOptions) { w.ttl, w.hasTTL = d, true }
 }
+
+// WithKeepTTL makes a write leave an existing entry's expiry as it is (or
+// its lack of one), as Redis's SET KEEPTTL does: a session saved again keeps
+// its end, a count updated in a window keeps the window's. An entry the
+// write creates takes the TTL of WithTTL, if given.
+func WithKeepTTL() WriteOption { return func(w *writeOptions) { w.keepTTL = true } }
 
 func applyWriteOptions(opts []WriteOption) (writeOptions, error) {
 	var w writeOptions

@@ -107,6 +107,7 @@ type State struct {
 	cfg      config
 	engine   Engine
 	embedded *embedded // the engine, if it is Open's; else nil
+	updates  updateQueues
 }
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$`)

@@ -3,6 +3,7 @@ package sharedstate
 import (
 	"bytes"
 	"container/heap"
+	"fmt"
 	"math"
 	"sync"
 	"time"
@@ -268,7 +269,7 @@ func (t *clientTable) acknowledge(ack uint64) {
 // time matters: an entry may expire, or req sets a TTL. Otherwise the time is
 // 0, which the journal records too, so that replay sees the same.
 func (s *store) timeFor(req *transport.Request) int64 {
-	if len(s.expiries) == 0 && req.TTL == 0 {
+	if len(s.expiries) == 0 && req.TTL == 0 && req.Op != transport.OpTake {
 		return 0
 	}
 	return s.tick(s.elapsed())
@@ -315,10 +316,14 @@ func (s *store) exec(sess *session, req *transport.Request, now int64) (resp tra
 		}
 	case transport.OpLoad:
 		if e, ok := s.entry(req.Name, req.Key); ok {
-			resp.Found, resp.Value, resp.Version = true, e.value, e.version
+			resp.Found, resp.Value, resp.Version, resp.TTL = true, e.value, e.version, e.left(now)
 		}
 	case transport.OpStore:
 		resp.Version = s.set(req, now)
+	case transport.OpMapAdd:
+		return s.mapAdd(req, resp, now)
+	case transport.OpTake:
+		return s.take(req, resp, now)
 	case transport.OpLoadOrStore:
 		if e, ok := s.entry(req.Name, req.Key); ok {
 			resp.Found, resp.Value, resp.Version = true, e.value, e.version
@@ -433,12 +438,14 @@ func (s *store) put(mapName string, m *mapState, key string, e entry) {
 }
 
 // set writes req's key and value with its TTL and returns the new version.
+// With KeepTTL an existing entry keeps its expiry, or lack of one.
 func (s *store) set(req *transport.Request, now int64) uint64 {
 	m := s.mapNamed(req.Name, 0)
-	e := m.entries[req.Key]
+	e, exists := m.entries[req.Key]
 	s.rev++
 	e.value, e.version = req.Value, s.rev
 	switch {
+	case req.KeepTTL && exists:
 	case req.TTL > 0 && e.expiry != nil:
 		e.expiry.at = expiryAt(now, req.TTL)
 		heap.Fix(&s.expiries, e.expiry.index)
@@ -454,6 +461,71 @@ func (s *store) set(req *transport.Request, now int64) uint64 {
 		s.changed(req.Name, req.Key, false)
 	}
 	return s.rev
+}
+
+// left returns the time e has left at now, or 0 if it never expires.
+func (e entry) left(now int64) time.Duration {
+	if e.expiry == nil {
+		return 0
+	}
+	return time.Duration(max(e.expiry.at-now, 1)) // not expired yet: 0 would read as never
+}
+
+// mapAdd adds req.Int to the integer an entry holds, or makes the entry
+// with it (and req.TTL) if there is none; an existing entry keeps its
+// expiry, as Redis's INCRBY does.
+func (s *store) mapAdd(req *transport.Request, resp transport.Response, now int64) (transport.Response, bool) {
+	n := req.Int
+	if e, ok := s.entry(req.Name, req.Key); ok {
+		v, isInt := msgpackInt(e.value)
+		if !isInt {
+			return fail(resp, transport.StatusWrongType, "the entry holds no integer")
+		}
+		if n > 0 && v > math.MaxInt64-n || n < 0 && v < math.MinInt64-n {
+			return fail(resp, transport.StatusBadRequest, fmt.Sprintf("%d + %d overflows an int64", v, n))
+		}
+		n += v
+	}
+	w := *req
+	w.Value, w.KeepTTL = appendMsgpackInt(nil, n), true
+	resp.Int, resp.Version = n, s.set(&w, now)
+	e, _ := s.entry(req.Name, req.Key)
+	resp.TTL = e.left(now)
+	return resp, false
+}
+
+// take is the generic cell rate algorithm (GCRA), a token bucket kept as
+// one time per key: the theoretical arrival time (TAT) of the next event,
+// in the store's time, as an msgpack integer in the entry, which expires
+// when the bucket is full again. The bucket gains a token every req.Int
+// nanoseconds and holds req.OldInt nanoseconds' worth (its capacity times
+// the interval); req.Limit events take that many tokens. An event is
+// allowed if, with it, the TAT is no further ahead of now than the
+// capacity. The answer says whether (Found), else how long to wait (Int),
+// and how long until the bucket is full (TTL).
+func (s *store) take(req *transport.Request, resp transport.Response, now int64) (transport.Response, bool) {
+	interval, capacity, n := req.Int, req.OldInt, int64(max(req.Limit, 1))
+	if interval <= 0 || capacity < interval || n > capacity/interval {
+		return fail(resp, transport.StatusBadRequest, "a bucket needs a positive interval, a capacity of at least one interval, and no more events than it holds")
+	}
+	tat := now
+	if e, ok := s.entry(req.Name, req.Key); ok {
+		v, isInt := msgpackInt(e.value)
+		if !isInt {
+			return fail(resp, transport.StatusWrongType, "the entry holds no time")
+		}
+		tat = max(tat, v)
+	}
+	next := tat + n*interval
+	if wait := next - capacity - now; wait > 0 {
+		resp.Int, resp.TTL = wait, time.Duration(tat-now)
+		return resp, false
+	}
+	w := *req
+	w.Value, w.TTL, w.KeepTTL = appendMsgpackInt(nil, next), time.Duration(next-now), false
+	s.set(&w, now)
+	resp.Found, resp.TTL = true, time.Duration(next-now)
+	return resp, false
 }
 
 // expiryAt is ttl after now, or the last instant the clock can count (the

@@ -59,6 +59,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -245,7 +246,7 @@ func refuse(s transport.Status, msg string) (transport.Response, error) {
 }
 
 func (e *engine) do(ctx context.Context, req *transport.Request) (transport.Response, error) {
-	k, name, ttl := e.keys, req.Name, ttlMillis(req.TTL)
+	k, name, ttl := e.keys, req.Name, ttlArg(req.TTL, req.KeepTTL)
 	var r result
 	var err error
 	switch req.Op {
@@ -277,6 +278,13 @@ func (e *engine) do(ctx context.Context, req *transport.Request) (transport.Resp
 		r, err = e.writeEntry(ctx, scriptCompareAndDelete, req, req.Old)
 	case transport.OpStoreIfVersion:
 		r, err = e.writeEntry(ctx, scriptStoreIfVersion, req, req.Value, ttl, req.Version)
+	case transport.OpMapAdd:
+		keys := []string{k.entry(name, req.Key), k.index(name), k.expiries(name), k.versions(), k.scratch()}
+		r, err = e.write(ctx, scriptMapAdd, keys, req.Key, k.entryPrefix(name), req.Int, ttlMillis(req.TTL))
+	case transport.OpTake:
+		micro := func(ns int64) int64 { return (ns + 999) / 1000 }
+		r, err = e.writeEntry(ctx, scriptTake, req, micro(req.Int), micro(req.OldInt), max(req.Limit, 1))
+		r.n *= 1000 // the wait, from microseconds
 	case transport.OpLen:
 		err = e.retry(ctx, false, func(ctx context.Context) (err error) {
 			r.n, err = scriptLen.Run(ctx, e.rdb, []string{k.index(name), k.expiries(name)}, k.entryPrefix(name)).Int64()
@@ -302,10 +310,29 @@ func (e *engine) do(ctx context.Context, req *transport.Request) (transport.Resp
 	default:
 		return refuse(transport.StatusBadRequest, "the Redis engine does not support "+req.Op.String())
 	}
+	if status, msg, ok := refused(err); ok {
+		return refuse(status, msg)
+	}
 	if err != nil {
 		return transport.Response{}, err
 	}
-	return transport.Response{Found: r.found, Value: r.value, Version: r.version, Int: r.n}, nil
+	return transport.Response{Found: r.found, Value: r.value, Version: r.version, Int: r.n, TTL: r.ttl}, nil
+}
+
+// refused turns the errors the scripts raise for bad requests into the
+// statuses the embedded engine answers with.
+func refused(err error) (transport.Status, string, bool) {
+	var rerr redis.Error
+	if !errors.As(err, &rerr) {
+		return 0, "", false
+	}
+	switch msg := rerr.Error(); {
+	case strings.HasPrefix(msg, "SSWRONGTYPE "):
+		return transport.StatusWrongType, strings.TrimPrefix(msg, "SSWRONGTYPE "), true
+	case strings.HasPrefix(msg, "SSRANGE "):
+		return transport.StatusBadRequest, strings.TrimPrefix(msg, "SSRANGE "), true
+	}
+	return 0, "", false
 }
 
 // ttlMillis returns d in milliseconds, rounded up so that a TTL never
@@ -317,29 +344,42 @@ func ttlMillis(d time.Duration) int64 {
 	return int64((d + time.Millisecond - 1) / time.Millisecond)
 }
 
+// ttlArg is the TTL argument of the scripts that store an entry (see put
+// in scripts.go): milliseconds, after a '+' if an existing entry keeps its
+// expiry.
+func ttlArg(d time.Duration, keep bool) string {
+	ms := strconv.FormatInt(ttlMillis(d), 10)
+	if keep {
+		return "+" + ms
+	}
+	return ms
+}
+
 // result is the answer of a write script, or of a read.
 type result struct {
 	found   bool
 	value   []byte
 	version uint64
 	n       int64
+	ttl     time.Duration // left; 0: none
 }
 
 // parseResult reads the {found, value, version, int} that write scripts
 // return.
 func parseResult(v any) (result, error) {
 	a, ok := v.([]any)
-	if !ok || len(a) != 4 {
+	if !ok || len(a) != 5 {
 		return result{}, fmt.Errorf("redisstate: unexpected reply %v", v)
 	}
 	found, _ := a[0].(int64)
 	value, _ := a[1].(string)
 	version, err1 := strconv.ParseUint(fmt.Sprint(a[2]), 10, 64)
 	n, err2 := strconv.ParseInt(fmt.Sprint(a[3]), 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
+	ms, err3 := strconv.ParseInt(fmt.Sprint(a[4]), 10, 64)
+	if err := errors.Join(err1, err2, err3); err != nil {
 		return result{}, fmt.Errorf("redisstate: unexpected reply %v: %w", v, err)
 	}
-	r := result{found: found == 1, version: version, n: n}
+	r := result{found: found == 1, version: version, n: n, ttl: time.Duration(ms) * time.Millisecond}
 	if value != "" {
 		r.value = []byte(value)
 	}
@@ -454,19 +494,23 @@ func (e *engine) get(ctx context.Context, key string) (result, error) {
 	return r, err
 }
 
-// load reads a map entry.
+// load reads a map entry, and the time it has left.
 func (e *engine) load(ctx context.Context, key string) (result, error) {
 	var v []any
 	err := e.retry(ctx, false, func(ctx context.Context) (err error) {
-		v, err = e.rdb.HMGet(ctx, key, "v", "n").Result()
+		v, err = scriptLoad.Run(ctx, e.rdb, []string{key}).Slice()
 		return err
 	})
-	if err != nil || v[0] == nil {
+	if errors.Is(err, redis.Nil) {
+		return result{}, nil
+	}
+	if err != nil || len(v) != 3 {
 		return result{}, err
 	}
 	value, _ := v[0].(string)
 	version, _ := v[1].(string)
-	r := result{found: true, value: []byte(value)}
+	ms, _ := v[2].(int64)
+	r := result{found: true, value: []byte(value), ttl: time.Duration(ms) * time.Millisecond}
 	r.version, err = strconv.ParseUint(version, 10, 64)
 	return r, err
 }
@@ -534,6 +578,7 @@ func (k keys) result(client string, id uint64) string {
 }
 func (k keys) channel(name string) string { return k.prefix + "channel:" + name }
 func (k keys) unlocked() string           { return k.prefix + "unlocked" }
+func (k keys) scratch() string            { return k.prefix + "scratch" }
 
 // acks holds the result keys of the requests whose answers arrived (or
 // that were given up), for the next write to delete. Those that do not fit

@@ -28,10 +28,11 @@ local function nextid(key)
   return redis.call('GET', key)
 end
 
--- reply is the answer of every write: found (0 or 1), value, version and
--- int, numbers as decimal strings so that no precision is lost in Lua.
-local function reply(found, value, version, int)
-  return {found and 1 or 0, value or '', version or '0', int or '0'}
+-- reply is the answer of every write: found (0 or 1), value, version, int
+-- and ttl (milliseconds left), numbers as decimal strings so that no
+-- precision is lost in Lua.
+local function reply(found, value, version, int, ttl)
+  return {found and 1 or 0, value or '', version or '0', int or '0', ttl or '0'}
 end
 
 -- get returns the map entry at the Redis key e as {value, version}, or nil.
@@ -71,13 +72,21 @@ local key, prefix = ARGV[1], ARGV[2]
 forget(index, expiries, prefix, 100)
 
 -- put stores value with a new version, expiring after ttl milliseconds
--- (never if 0), and returns the version.
+-- (never if 0), and returns the version. A ttl of '+' then milliseconds
+-- keeps the expiry of an existing entry (the milliseconds are a new one's).
 local function put(value, ttl)
+  local keep = string.sub(ttl, 1, 1) == '+'
+  if keep then
+    ttl = string.sub(ttl, 2)
+  end
+  local existed = redis.call('EXISTS', entry) == 1
   local version = nextid(versions)
   redis.call('HSET', entry, 'v', value, 'n', version)
   redis.call('ZADD', index, 0, key)
   ttl = tonumber(ttl)
-  if ttl > 0 then
+  if keep and existed then
+    -- HSET leaves the entry's expiry as it was.
+  elseif ttl > 0 then
     local at = now() + ttl
     redis.call('PEXPIREAT', entry, at)
     redis.call('ZADD', expiries, at, key)
@@ -92,6 +101,134 @@ local function remove()
   redis.call('DEL', entry)
   redis.call('ZREM', index, key)
   redis.call('ZREM', expiries, key)
+end
+
+-- left returns the milliseconds the entry has left, or 0 if it never
+-- expires (or is missing).
+local function left()
+  return math.max(redis.call('PTTL', entry), 0)
+end
+`
+
+// intLib reads and writes integers in their msgpack forms (the shortest, as
+// the Go encoder writes them) exactly, whatever their size: Lua's numbers
+// are doubles, exact to 2^53 only, so larger ones go through decimal
+// strings and limbs of 10^7, and through Redis's INCRBY for the sum.
+const intLib = `
+-- dec64 returns hi * 2^32 + lo (each below 2^32) in decimal.
+local function dec64(hi, lo)
+  local h1, h0 = math.floor(hi / 1e7), hi % 1e7
+  -- 2^32 = 429 * 1e7 + 4967296
+  local l0 = h0 * 4967296 + lo
+  local l1 = h1 * 4967296 + h0 * 429 + math.floor(l0 / 1e7)
+  l0 = l0 % 1e7
+  local l2 = h1 * 429 + math.floor(l1 / 1e7)
+  l1 = l1 % 1e7
+  if l2 > 0 then
+    return string.format('%d%07d%07d', l2, l1, l0)
+  elseif l1 > 0 then
+    return string.format('%d%07d', l1, l0)
+  end
+  return string.format('%d', l0)
+end
+
+-- mpdec returns the integer the msgpack bytes s hold, in decimal, or nil
+-- if they hold another value.
+local function mpdec(s)
+  local n, c = #s, string.byte(s, 1)
+  if n == 1 and c and (c <= 0x7f or c >= 0xe0) then
+    return string.format('%d', c <= 0x7f and c or c - 256)
+  end
+  local size = ({[0xcc] = 1, [0xcd] = 2, [0xce] = 4, [0xcf] = 8, [0xd0] = 1, [0xd1] = 2, [0xd2] = 4, [0xd3] = 8})[c]
+  if not size or n ~= size + 1 then
+    return nil
+  end
+  local signed = c >= 0xd0
+  if size < 8 then
+    local v = 0
+    for i = 2, n do
+      v = v * 256 + string.byte(s, i)
+    end
+    if signed and v >= 2 ^ (size * 8 - 1) then
+      v = v - 2 ^ (size * 8)
+    end
+    return string.format('%d', v)
+  end
+  local hi, lo = 0, 0
+  for i = 2, 5 do
+    hi = hi * 256 + string.byte(s, i)
+  end
+  for i = 6, 9 do
+    lo = lo * 256 + string.byte(s, i)
+  end
+  if hi < 2147483648 then
+    return dec64(hi, lo)
+  elseif not signed then
+    return nil -- a uint64 beyond an int64
+  end
+  -- Two's complement: the magnitude is the complement plus one.
+  hi, lo = 4294967295 - hi, 4294967295 - lo + 1
+  if lo == 4294967296 then
+    hi, lo = hi + 1, 0
+  end
+  return '-' .. dec64(hi, lo)
+end
+
+-- split64 returns the decimal magnitude d (below 2^64) as hi, lo: its
+-- halves of 32 bits, by long division in limbs of 10^7.
+local function split64(d)
+  local limbs, i = {}, #d
+  while i > 0 do
+    table.insert(limbs, 1, tonumber(string.sub(d, math.max(i - 6, 1), i)))
+    i = i - 7
+  end
+  local parts = {}
+  for round = 1, 2 do
+    local r = 0
+    for j, x in ipairs(limbs) do
+      local cur = r * 1e7 + x
+      limbs[j], r = math.floor(cur / 65536), cur % 65536
+    end
+    parts[round] = r
+  end
+  local hi = 0
+  for _, x in ipairs(limbs) do
+    hi = hi * 1e7 + x
+  end
+  return hi, parts[2] * 65536 + parts[1]
+end
+
+-- mpenc returns the decimal integer d in its shortest msgpack form.
+local function mpenc(d)
+  local neg = string.sub(d, 1, 1) == '-'
+  local hi, lo = split64(neg and string.sub(d, 2) or d)
+  if not neg then
+    if hi > 0 then
+      return struct.pack('>BI4I4', 0xcf, hi, lo)
+    elseif lo <= 127 then
+      return string.char(lo)
+    elseif lo <= 255 then
+      return string.char(0xcc, lo)
+    elseif lo <= 65535 then
+      return struct.pack('>BI2', 0xcd, lo)
+    end
+    return struct.pack('>BI4', 0xce, lo)
+  end
+  if hi == 0 and lo <= 32 then
+    return string.char(256 - lo)
+  elseif hi == 0 and lo <= 128 then
+    return string.char(0xd0, 256 - lo)
+  elseif hi == 0 and lo <= 32768 then
+    return struct.pack('>BI2', 0xd1, 65536 - lo)
+  elseif hi == 0 and lo <= 2147483648 then
+    return struct.pack('>BI4', 0xd2, 4294967296 - lo)
+  end
+  -- Two's complement of the magnitude: its complement plus one.
+  hi, lo = 4294967295 - hi, 4294967295 - lo + 1
+  if lo == 4294967296 then
+    hi, lo = hi + 1, 0
+  end
+  return struct.pack('>BI4I4', 0xd3, hi, lo)
 end
 `
 
@@ -215,6 +352,66 @@ if e then
   return reply(false, e[1], e[2])
 end
 return reply(false)`))
+)
+
+// Integer entries, on the Go side's Map.Add and Buckets.
+var (
+	// KEYS = mapLib's, then {scratch} (where INCRBY adds exactly), ARGV =
+	// {key, prefix, delta, ttl} → int: the sum; version; ttl. A missing
+	// entry counts as 0 and takes ttl; an existing one keeps its expiry.
+	scriptMapAdd = redis.NewScript(lib + once(mapLib+intLib+`
+local e = get(entry)
+local base = '0'
+if e then
+  base = mpdec(e[1])
+  if not base then
+    return redis.error_reply('SSWRONGTYPE the entry holds no integer')
+  end
+end
+local scratch = KEYS[5]
+redis.call('SET', scratch, base)
+local ok = redis.pcall('INCRBY', scratch, ARGV[3])
+local sum = redis.call('GET', scratch)
+redis.call('DEL', scratch)
+if type(ok) == 'table' and ok.err then
+  return redis.error_reply('SSRANGE ' .. base .. ' + ' .. ARGV[3] .. ' overflows an int64')
+end
+local version = put(mpenc(sum), '+' .. ARGV[4])
+return reply(false, nil, version, sum, left())`))
+
+	// KEYS = mapLib's, ARGV = {key, prefix, interval, capacity, n} (in
+	// microseconds): the generic cell rate algorithm, as the embedded
+	// engine's store runs it, on the server's clock. The entry holds the
+	// time (µs) at which the bucket will be full. → found: allowed; int:
+	// the microseconds to wait if not; ttl: until the bucket is full.
+	scriptTake = redis.NewScript(lib + once(mapLib+intLib+`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval, capacity, n = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local tat = now
+local e = get(entry)
+if e then
+  local v = mpdec(e[1])
+  if not v then
+    return redis.error_reply('SSWRONGTYPE the entry holds no time')
+  end
+  tat = math.max(tat, tonumber(v))
+end
+local nxt = tat + n * interval
+local wait = nxt - capacity - now
+if wait > 0 then
+  return reply(false, nil, nil, string.format('%d', wait), string.format('%d', math.ceil((tat - now) / 1000)))
+end
+put(mpenc(string.format('%d', nxt)), string.format('%d', math.ceil((nxt - now) / 1000)))
+return reply(true, nil, nil, '0', string.format('%d', math.ceil((nxt - now) / 1000)))`))
+
+	// KEYS = {entry} → {value, version, ttl (ms; 0: none)}, or nil.
+	scriptLoad = redis.NewScript(`
+local v = redis.call('HMGET', KEYS[1], 'v', 'n')
+if not v[1] then
+  return nil
+end
+return {v[1], v[2], math.max(redis.call('PTTL', KEYS[1]), 0)}`)
 )
 
 // Whole maps. KEYS = {index, expiries}, ARGV = {prefix, ...}.

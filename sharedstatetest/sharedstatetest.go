@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -32,6 +33,10 @@ func Run(t *testing.T, newState func(t *testing.T) *sharedstate.State) {
 		{"MapUpdate", testMapUpdate},
 		{"MapRange", testMapRange},
 		{"MapTTL", testMapTTL},
+		{"MapAdd", testMapAdd},
+		{"MapKeepTTL", testMapKeepTTL},
+		{"MapHotKey", testMapHotKey},
+		{"Buckets", testBuckets},
 		{"MapValues", testMapValues},
 		{"Mutex", testMutex},
 		{"MutexWait", testMutexWait},
@@ -281,6 +286,189 @@ func testMapTTL(t *testing.T, st *sharedstate.State) {
 	_, loaded, err := m.LoadOrStore(ctx, "short", "again", sharedstate.WithTTL(time.Hour))
 	check(t, err)
 	equal(t, "LoadOrStore over an expired entry: loaded", loaded, false)
+}
+
+// within checks that a TTL reported is positive and no more than max.
+func within(t *testing.T, what string, ttl, max time.Duration) {
+	t.Helper()
+	if ttl <= 0 || ttl > max {
+		t.Errorf("%s: TTL %v, want in (0, %v]", what, ttl, max)
+	}
+}
+
+func testMapAdd(t *testing.T, st *sharedstate.State) {
+	ctx := ctxFor(t)
+	m := sharedstate.NewMap[int64](st, "conformance.add")
+	// A missing entry starts at 0 with the TTL given; an existing one keeps
+	// its expiry, as INCRBY does.
+	n, ttl, err := m.AddTTL(ctx, "hits", 5, sharedstate.WithTTL(time.Hour))
+	check(t, err)
+	equal(t, "AddTTL to a missing entry", n, int64(5))
+	within(t, "a new entry's", ttl, time.Hour)
+	n, ttl, err = m.AddTTL(ctx, "hits", -2, sharedstate.WithTTL(time.Millisecond))
+	check(t, err)
+	equal(t, "AddTTL to an existing entry", n, int64(3))
+	within(t, "an existing entry's, with another WithTTL", ttl, time.Hour)
+	if ttl < time.Minute {
+		t.Errorf("an Add with WithTTL(1ms) changed an existing entry's expiry: %v left", ttl)
+	}
+	v, ttl, ok, err := m.LoadTTL(ctx, "hits")
+	check(t, err)
+	if !ok || v != 3 {
+		t.Errorf("LoadTTL = %d, %v", v, ok)
+	}
+	within(t, "LoadTTL", ttl, time.Hour)
+	expect(t, "Add without a TTL", int64(10))(m.Add(ctx, "forever", 10))
+	if _, ttl, _, _ := m.LoadTTL(ctx, "forever"); ttl != 0 {
+		t.Errorf("an entry Add made without a TTL has %v left", ttl)
+	}
+	// The sum is what a Map of any integer type reads, and what
+	// CompareAndSwap compares against.
+	swapped, err := m.CompareAndSwap(ctx, "forever", 10, 11)
+	check(t, err)
+	equal(t, "CompareAndSwap of an added value", swapped, true)
+	expect(t, "Map[int] reads an added value", 11)(func() (int, error) {
+		v, _, err := sharedstate.NewMap[int](st, "conformance.add").Load(ctx, "forever")
+		return v, err
+	}())
+	// Exact at any size, in the encoding a Go integer gets.
+	for _, v := range []int64{1<<53 + 1, -(1 << 53) - 1, 1 << 62, -1 << 62, math.MaxInt64 - 2, math.MinInt64 + 2,
+		1<<32 - 1, 1 << 32, -1<<31 - 1, 127, 128, -32, -33, 255, 65535, 65536} {
+		for _, d := range []int64{1, -1, 2, -2} {
+			check(t, m.Store(ctx, "exact", v))
+			expect(t, fmt.Sprintf("%d + %d", v, d), v+d)(m.Add(ctx, "exact", d))
+			swapped, err := m.CompareAndSwap(ctx, "exact", v+d, 0)
+			check(t, err)
+			if !swapped {
+				t.Errorf("%d + %d is not stored as the encoder writes %d", v, d, v+d)
+			}
+		}
+	}
+	// Expired: counts from 0 again.
+	expect(t, "Add with a short TTL", int64(1))(m.Add(ctx, "short", 1, sharedstate.WithTTL(30*time.Millisecond)))
+	time.Sleep(100 * time.Millisecond)
+	expect(t, "Add after expiry", int64(1))(m.Add(ctx, "short", 1, sharedstate.WithTTL(time.Hour)))
+	// Errors change nothing.
+	check(t, sharedstate.NewMap[string](st, "conformance.add").Store(ctx, "text", "not a number"))
+	if _, err := m.Add(ctx, "text", 1); !errors.Is(err, sharedstate.ErrWrongType) {
+		t.Errorf("Add to an entry holding a string: %v; want ErrWrongType", err)
+	}
+	check(t, m.Store(ctx, "big", 1<<62))
+	if _, err := m.Add(ctx, "big", 1<<62); !errors.Is(err, sharedstate.ErrInvalidArgument) {
+		t.Errorf("Add past an int64: %v; want ErrInvalidArgument", err)
+	}
+	expect(t, "an entry after a refused Add", int64(1<<62))(func() (int64, error) {
+		v, _, err := m.Load(ctx, "big")
+		return v, err
+	}())
+	// Concurrent Adds: none lost.
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 100 {
+				if _, err := m.Add(ctx, "racy", 1); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	expect(t, "after 800 concurrent Adds", int64(800))(func() (int64, error) {
+		v, _, err := m.Load(ctx, "racy")
+		return v, err
+	}())
+}
+
+func testMapKeepTTL(t *testing.T, st *sharedstate.State) {
+	ctx := ctxFor(t)
+	m := sharedstate.NewMap[string](st, "conformance.keepttl")
+	check(t, m.Store(ctx, "s", "v1", sharedstate.WithTTL(time.Hour)))
+	check(t, m.Store(ctx, "s", "v2", sharedstate.WithKeepTTL()))
+	_, ttl, _, err := m.LoadTTL(ctx, "s")
+	check(t, err)
+	within(t, "WithKeepTTL on an entry with a TTL", ttl, time.Hour)
+	check(t, m.Store(ctx, "none", "v1"))
+	check(t, m.Store(ctx, "none", "v2", sharedstate.WithKeepTTL(), sharedstate.WithTTL(time.Hour)))
+	if _, ttl, _, _ := m.LoadTTL(ctx, "none"); ttl != 0 {
+		t.Errorf("WithKeepTTL on an entry without one gave it %v", ttl)
+	}
+	check(t, m.Store(ctx, "new", "v", sharedstate.WithKeepTTL(), sharedstate.WithTTL(time.Hour)))
+	_, ttl, _, err = m.LoadTTL(ctx, "new")
+	check(t, err)
+	within(t, "WithKeepTTL and WithTTL on a new entry", ttl, time.Hour)
+	_, err = m.Update(ctx, "s", func(old string, _ bool) (string, error) { return old + "+", nil }, sharedstate.WithKeepTTL())
+	check(t, err)
+	v, ttl, _, err := m.LoadTTL(ctx, "s")
+	check(t, err)
+	equal(t, "value after Update", v, "v2+")
+	within(t, "Update WithKeepTTL", ttl, time.Hour)
+	if _, ttl, _, _ := m.LoadTTL(ctx, "missing"); ttl != 0 {
+		t.Errorf("LoadTTL of a missing entry: %v", ttl)
+	}
+}
+
+// testMapHotKey: many goroutines updating one key at once all get through,
+// each seeing the value the one before left.
+func testMapHotKey(t *testing.T, st *sharedstate.State) {
+	ctx := ctxFor(t)
+	m := sharedstate.NewMap[int](st, "conformance.hot")
+	const goroutines, each = 200, 20
+	var wg sync.WaitGroup
+	var seen sync.Map
+	for range goroutines {
+		wg.Go(func() {
+			for range each {
+				v, err := m.Update(ctx, "k", func(old int, _ bool) (int, error) { return old + 1, nil })
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if _, dup := seen.LoadOrStore(v, true); dup {
+					t.Errorf("two Updates returned %d", v)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	expect(t, "after the hot key's Updates", goroutines*each)(func() (int, error) {
+		v, _, err := m.Load(ctx, "k")
+		return v, err
+	}())
+}
+
+func testBuckets(t *testing.T, st *sharedstate.State) {
+	ctx := ctxFor(t)
+	b := st.Buckets("conformance.buckets", 3, time.Hour)
+	for i := range 3 {
+		taken, err := b.Take(ctx, "k", 1)
+		check(t, err)
+		if !taken.OK || taken.Remaining != 2-i {
+			t.Fatalf("Take %d of a full bucket of 3: %+v", i+1, taken)
+		}
+	}
+	taken, err := b.Take(ctx, "k", 1)
+	check(t, err)
+	if taken.OK || taken.RetryAfter <= 0 || taken.RetryAfter > time.Hour || taken.Remaining != 0 {
+		t.Errorf("Take of an empty bucket: %+v", taken)
+	}
+	fast := st.Buckets("conformance.buckets.fast", 2, 20*time.Millisecond)
+	for range 2 {
+		if taken, _ := fast.Take(ctx, "k", 1); !taken.OK {
+			t.Fatal("a full bucket refused")
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // two tokens back
+	if taken, err := fast.Take(ctx, "k", 2); err != nil || !taken.OK {
+		t.Errorf("Take 2 after refilling: %+v, %v", taken, err)
+	}
+	if _, err := b.Take(ctx, "k", 4); !errors.Is(err, sharedstate.ErrInvalidArgument) {
+		t.Errorf("Take of more than the capacity: %v; want ErrInvalidArgument", err)
+	}
+	check(t, sharedstate.NewMap[string](st, "conformance.buckets.text").Store(ctx, "k", "text"))
+	if _, err := st.Buckets("conformance.buckets.text", 3, time.Hour).Take(ctx, "k", 1); !errors.Is(err, sharedstate.ErrWrongType) {
+		t.Errorf("Take on an entry holding a string: %v; want ErrWrongType", err)
+	}
 }
 
 type session struct {

@@ -37,6 +37,7 @@ const (
 	StatusShuttingDown           // the owner is closing; retry with the next one
 	StatusJournalFull            // the owner cannot journal the write: disk full
 	StatusReadOnly               // a write to a state opened read-only
+	StatusWrongType              // an entry holds another kind of value than the operation needs
 	statusEnd
 )
 
@@ -60,6 +61,8 @@ func (s Status) String() string {
 		return "journal full"
 	case StatusReadOnly:
 		return "read-only"
+	case StatusWrongType:
+		return "wrong type"
 	}
 	return fmt.Sprintf("status(%d)", uint8(s))
 }
@@ -75,15 +78,15 @@ const (
 	OpSet                            // Name, Int
 	OpSwap                           // Name, Int=new → Int=old
 	OpCAS                            // Name, OldInt, Int=new → Found=swapped
-	OpLoad                           // Name, Key → Found, Value, Version
-	OpStore                          // Name, Key, Value, TTL → Version
+	OpLoad                           // Name, Key → Found, Value, Version, TTL=left (0: none)
+	OpStore                          // Name, Key, Value, TTL, KeepTTL → Version
 	OpLoadOrStore                    // Name, Key, Value, TTL → Found=loaded, Value=actual, Version
 	OpLoadAndDelete                  // Name, Key → Found, Value
 	OpDelete                         // Name, Key
-	OpMapSwap                        // Name, Key, Value, TTL → Found=loaded, Value=previous, Version
-	OpCompareAndSwap                 // Name, Key, Old, Value, TTL → Found=swapped, Version
+	OpMapSwap                        // Name, Key, Value, TTL, KeepTTL → Found=loaded, Value=previous, Version
+	OpCompareAndSwap                 // Name, Key, Old, Value, TTL, KeepTTL → Found=swapped, Version
 	OpCompareAndDelete               // Name, Key, Old → Found=deleted
-	OpStoreIfVersion                 // Name, Key, Value, TTL, Version (0: absent) → Found=stored, Version
+	OpStoreIfVersion                 // Name, Key, Value, TTL, KeepTTL, Version (0: absent) → Found=stored, Version; else the current entry
 	OpLen                            // Name → Int
 	OpClear                          // Name
 	OpRange                          // Name, Key=start, Int=RangeInclusive or not, Limit → Entries sorted by key, Found=more
@@ -98,6 +101,8 @@ const (
 	OpStats                          // → Entries (Key=statistic, Version=value)
 	OpLeave                          // the client's State is closing: release its locks, forget its saved answers
 	OpAbandon                        // Name, Version=id of a Lock or TryLock the client gave up on: withdraw it, or release the lock it got
+	OpMapAdd                         // Name, Key, Int=delta, TTL (of a new entry) → Int=new value, Version, TTL=left; the entry holds an msgpack integer
+	OpTake                           // Name, Key, Int=interval, OldInt=burst, Limit=n (GCRA; see the store) → Found=allowed, Int=wait, TTL=until full
 	opEnd
 )
 
@@ -110,7 +115,7 @@ var opNames = [...]string{
 	OpRange: "Range", OpLock: "Lock", OpTryLock: "TryLock", OpUnlock: "Unlock",
 	OpLockHeld: "LockHeld", OpPublish: "Publish", OpSubscribe: "Subscribe",
 	OpUnsubscribe: "Unsubscribe", OpList: "List", OpStats: "Stats", OpLeave: "Leave",
-	OpAbandon: "Abandon",
+	OpAbandon: "Abandon", OpMapAdd: "MapAdd", OpTake: "Take",
 }
 
 // Known reports whether o is an operation of this protocol version.
@@ -180,6 +185,7 @@ type Request struct {
 	OldInt  int64
 	Version uint64
 	TTL     time.Duration
+	KeepTTL bool // a write keeps an existing entry's expiry (TTL applies to a new one)
 	Limit   uint64
 }
 
@@ -192,6 +198,7 @@ type Response struct {
 	Value   []byte
 	Int     int64
 	Version uint64
+	TTL     time.Duration // the time an entry has left; 0 if it never expires
 	Entries []Entry
 }
 
@@ -314,6 +321,7 @@ func (m *Request) AppendFrame(b []byte) []byte {
 	b = binary.AppendVarint(b, m.OldInt)
 	b = binary.AppendUvarint(b, m.Version)
 	b = binary.AppendVarint(b, int64(m.TTL))
+	b = AppendBool(b, m.KeepTTL)
 	b = binary.AppendUvarint(b, m.Limit)
 	return endFrame(b, start)
 }
@@ -332,6 +340,7 @@ func (m *Request) Decode(body []byte) error {
 	m.OldInt = d.Varint()
 	m.Version = d.Uvarint()
 	m.TTL = time.Duration(d.Varint())
+	m.KeepTTL = d.Bool()
 	m.Limit = d.Uvarint()
 	// An unknown op or a bad argument is the owner's to refuse, with an
 	// answer: the frame itself is sound.
@@ -347,6 +356,7 @@ func (m *Response) AppendFrame(b []byte) []byte {
 	b = AppendBytes(b, m.Value)
 	b = binary.AppendVarint(b, m.Int)
 	b = binary.AppendUvarint(b, m.Version)
+	b = binary.AppendVarint(b, int64(m.TTL))
 	b = binary.AppendUvarint(b, uint64(len(m.Entries)))
 	for _, e := range m.Entries {
 		b = AppendString(b, e.Key)
@@ -366,6 +376,7 @@ func (m *Response) Decode(body []byte) error {
 	m.Value = d.Bytes()
 	m.Int = d.Varint()
 	m.Version = d.Uvarint()
+	m.TTL = time.Duration(d.Varint())
 	// Each entry takes at least three bytes, so the count is checked against
 	// what is left before anything is allocated for it.
 	n := d.Uvarint()

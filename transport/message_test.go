@@ -34,6 +34,7 @@ func sampleMessages() []Message {
 			OldInt:  math.MaxInt64,
 			Version: 300,
 			TTL:     90 * time.Second,
+			KeepTTL: true,
 			Limit:   math.MaxUint64,
 		},
 		&Request{Op: OpUnlock},
@@ -46,6 +47,7 @@ func sampleMessages() []Message {
 			Value:   []byte("v"),
 			Int:     -5,
 			Version: 1 << 40,
+			TTL:     time.Hour,
 			Entries: []Entry{
 				{Key: "a", Value: []byte("1"), Version: 1},
 				{},
