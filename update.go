@@ -27,17 +27,23 @@ import (
 const maxUpdateBackoff = 2 * time.Millisecond
 
 // updateQueues holds the queue of each key that has Updates waiting or in
-// flight in this process.
+// flight in this process, and of up to maxIdleQueues keys that had some
+// lately, for the entry they last saw.
 type updateQueues struct {
 	mu     sync.Mutex
 	queues map[string]*updateQueue // by map name, NUL, key
 }
 
+// maxIdleQueues bounds the queues kept idle, each for the entry its last
+// batch saw: a hot key's next Update then writes at once, with no read.
+const maxIdleQueues = 1024
+
 // updateQueue is the Updates of one key.
 type updateQueue struct {
 	pending []*updateCall // waiting for the next batch; under updateQueues.mu
+	running bool          // a batch is in flight; under updateQueues.mu
 	// The entry as the last batch saw it, for the next to start from. Only
-	// the goroutine running the batches uses these.
+	// the batch in flight uses these.
 	known   bool
 	version uint64 // 0: absent
 	value   []byte
@@ -72,7 +78,9 @@ type updateBatch struct {
 }
 
 // update runs fn, an Update's function on encodings, in the queue of key,
-// and returns the encoding stored.
+// and returns the encoding stored. With no batch in flight, the call is a
+// batch of its own, run at once on its own context; else it waits for the
+// next batch, which a goroutine runs for all its calls.
 func (m *Map[V]) update(ctx context.Context, key string, fn func([]byte, bool) ([]byte, error), w writeOptions) ([]byte, error) {
 	u := &m.st.updates
 	id := m.name + "\x00" + key
@@ -82,16 +90,20 @@ func (m *Map[V]) update(ctx context.Context, key string, fn func([]byte, bool) (
 		u.queues = make(map[string]*updateQueue)
 	}
 	q := u.queues[id]
-	start := q == nil
-	if start {
+	if q == nil {
 		q = &updateQueue{}
 		u.queues[id] = q
 	}
+	if !q.running {
+		q.running = true
+		u.mu.Unlock()
+		call.state.Store(callSent)
+		m.runBatch(ctx, key, q, []*updateCall{call})
+		m.next(id, key, q)
+		return call.value, call.err
+	}
 	q.pending = append(q.pending, call)
 	u.mu.Unlock()
-	if start {
-		go m.runUpdates(id, key, q)
-	}
 	select {
 	case <-call.done:
 		return call.value, call.err
@@ -111,8 +123,27 @@ func (m *Map[V]) update(ctx context.Context, key string, fn func([]byte, bool) (
 	return nil, fmt.Errorf("%w; the Update may or may not have been applied", ctx.Err())
 }
 
-// runUpdates runs batches of a key's queue until it is empty, then drops
-// the queue.
+// next hands the calls that queued meanwhile to a goroutine, or leaves the
+// queue idle.
+func (m *Map[V]) next(id, key string, q *updateQueue) {
+	u := &m.st.updates
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(q.pending) > 0 {
+		go m.runUpdates(id, key, q)
+		return
+	}
+	q.running = false
+	if len(u.queues) > maxIdleQueues {
+		for other, oq := range u.queues {
+			if !oq.running && len(u.queues) > maxIdleQueues/2 {
+				delete(u.queues, other)
+			}
+		}
+	}
+}
+
+// runUpdates runs the batches of a key's queue until none is pending.
 func (m *Map[V]) runUpdates(id, key string, q *updateQueue) {
 	u := &m.st.updates
 	for {
@@ -120,33 +151,32 @@ func (m *Map[V]) runUpdates(id, key string, q *updateQueue) {
 		calls := q.pending
 		q.pending = nil
 		if len(calls) == 0 {
-			delete(u.queues, id)
 			u.mu.Unlock()
+			m.next(id, key, q)
 			return
 		}
 		u.mu.Unlock()
-		m.runBatch(key, q, calls)
+		ctx, cancel := context.WithCancel(context.Background())
+		b := &updateBatch{cancel: cancel}
+		var sent []*updateCall
+		for _, c := range calls {
+			c.batch = b
+			if c.state.CompareAndSwap(callQueued, callSent) {
+				sent = append(sent, c)
+			}
+		}
+		b.waiting.Store(int32(len(sent)))
+		if len(sent) > 0 {
+			m.runBatch(ctx, key, q, sent)
+		}
+		cancel()
 	}
 }
 
-// runBatch applies the functions of the calls in order and writes the
-// result, trying again on a conflict, until the write succeeds, fails, or
-// nobody waits for it.
-func (m *Map[V]) runBatch(key string, q *updateQueue, calls []*updateCall) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	b := &updateBatch{cancel: cancel}
-	var sent []*updateCall
-	for _, c := range calls {
-		c.batch = b
-		if c.state.CompareAndSwap(callQueued, callSent) {
-			sent = append(sent, c)
-		}
-	}
-	b.waiting.Store(int32(len(sent)))
-	if len(sent) == 0 {
-		return
-	}
+// runBatch applies the functions of the calls, which are sent, in order
+// and writes the result, trying again on a conflict, until the write
+// succeeds, fails, or ctx ends.
+func (m *Map[V]) runBatch(ctx context.Context, key string, q *updateQueue, sent []*updateCall) {
 	values, errs := make([][]byte, len(sent)), make([]error, len(sent))
 	fresh := false // q holds the entry as just read, not as last left
 	for attempt := 0; ; attempt++ {
