@@ -2,9 +2,13 @@ package ratelimit
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -66,88 +70,156 @@ func TestFixedWindow(t *testing.T) {
 	c := &clock{t: time.Date(2025, 1, 1, 12, 0, 10, 0, time.UTC)}
 	l := withClock(FixedWindow(open(t, t.TempDir()), "fixed", 3, time.Minute), c)
 
-	expect(t, l, "a", Result{Allowed: true, Remaining: 2})
-	expect(t, l, "a", Result{Allowed: true, Remaining: 1})
-	expect(t, l, "b", Result{Allowed: true, Remaining: 2}) // keys count apart
-	expect(t, l, "a", Result{Allowed: true, Remaining: 0})
-	expect(t, l, "a", Result{RetryAfter: 50 * time.Second})
+	left := 50 * time.Second
+	expect(t, l, "a", Result{Allowed: true, Remaining: 2, Reset: left})
+	expect(t, l, "a", Result{Allowed: true, Remaining: 1, Reset: left})
+	expect(t, l, "b", Result{Allowed: true, Remaining: 2, Reset: left}) // keys count apart
+	expect(t, l, "a", Result{Allowed: true, Remaining: 0, Reset: left})
+	expect(t, l, "a", Result{RetryAfter: left, Reset: left})
 	c.advance(49 * time.Second)
-	expect(t, l, "a", Result{RetryAfter: time.Second}) // refusals are not counted
-	c.advance(time.Second)                             // a new window
-	expect(t, l, "a", Result{Allowed: true, Remaining: 2})
+	expect(t, l, "a", Result{RetryAfter: time.Second, Reset: time.Second})
+	c.advance(time.Second) // a new window
+	expect(t, l, "a", Result{Allowed: true, Remaining: 2, Reset: time.Minute})
 }
 
 func TestSlidingWindow(t *testing.T) {
 	c := &clock{t: time.Date(2025, 1, 1, 12, 0, 10, 0, time.UTC)}
 	l := withClock(SlidingWindow(open(t, t.TempDir()), "sliding", 3, 10*time.Second), c)
 
-	expect(t, l, "a", Result{Allowed: true, Remaining: 2}) // at 0 s
-	c.advance(2 * time.Second)
-	expect(t, l, "a", Result{Allowed: true, Remaining: 1}) // at 2 s
-	c.advance(2 * time.Second)
-	expect(t, l, "a", Result{Allowed: true, Remaining: 0}) // at 4 s
-	expect(t, l, "b", Result{Allowed: true, Remaining: 2})
-	c.advance(2 * time.Second)
-	expect(t, l, "a", Result{RetryAfter: 4 * time.Second}) // at 6 s: the event at 0 s leaves at 10 s
-	c.advance(4 * time.Second)
-	expect(t, l, "a", Result{Allowed: true, Remaining: 0}) // at 10 s
+	s := time.Second
+	expect(t, l, "a", Result{Allowed: true, Remaining: 2, Reset: 10 * s}) // at 0 s
+	c.advance(2 * s)
+	expect(t, l, "a", Result{Allowed: true, Remaining: 1, Reset: 10 * s}) // at 2 s
+	c.advance(2 * s)
+	expect(t, l, "a", Result{Allowed: true, Remaining: 0, Reset: 10 * s}) // at 4 s
+	expect(t, l, "b", Result{Allowed: true, Remaining: 2, Reset: 10 * s})
+	c.advance(2 * s)
+	expect(t, l, "a", Result{RetryAfter: 4 * s, Reset: 8 * s}) // at 6 s: the event at 0 s leaves at 10 s
+	c.advance(4 * s)
+	expect(t, l, "a", Result{Allowed: true, Remaining: 0, Reset: 10 * s}) // at 10 s
 	// Unlike a fixed window, crossing any boundary frees no more than
 	// the events that left the last 10 seconds.
-	c.advance(time.Second)
-	expect(t, l, "a", Result{RetryAfter: time.Second}) // at 11 s: the event at 2 s leaves at 12 s
+	c.advance(s)
+	expect(t, l, "a", Result{RetryAfter: s, Reset: 9 * s}) // at 11 s: the event at 2 s leaves at 12 s
 }
 
-// TestSharedBetweenProcesses hammers one key from two States, one the owner
-// and one a proxy as another process would be, and checks that exactly the
-// limit is allowed: the counting is atomic across processes.
-func TestSharedBetweenProcesses(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		new  func(st *sharedstate.State) *Limiter
-	}{
-		{"Fixed", func(st *sharedstate.State) *Limiter { return FixedWindow(st, "fixed", 25, time.Hour) }},
-		{"Sliding", func(st *sharedstate.State) *Limiter { return SlidingWindow(st, "sliding", 25, time.Hour) }},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			owner, proxy := open(t, dir), open(t, dir)
-			if !owner.IsOwner() || proxy.IsOwner() {
-				t.Fatal("want one owner and one proxy")
-			}
-			// A fixed window of an hour could end during the test;
-			// pin the clock inside one.
-			c := &clock{t: time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)}
-			limiters := []*Limiter{withClock(tc.new(owner), c), withClock(tc.new(proxy), c)}
-			var allowed atomic.Int64
-			var wg sync.WaitGroup
-			for i := range 8 {
-				l := limiters[i%2]
-				wg.Go(func() {
-					for range 10 {
-						res, err := l.Allow(t.Context(), "k")
-						if err != nil {
-							t.Error(err)
-							return
-						}
-						if res.Allowed {
-							allowed.Add(1)
-						}
-					}
-				})
-			}
-			wg.Wait()
-			if n := allowed.Load(); n != 25 {
-				t.Errorf("%d of 80 events allowed, want exactly the limit, 25", n)
-			}
-		})
+// TestTokenBucket: a full bucket allows a burst of its size, then one event
+// per interval, on the owner's clock.
+func TestTokenBucket(t *testing.T) {
+	l := TokenBucket(open(t, t.TempDir()), "bucket", 20, 3) // a token every 50 ms
+	for i := range 3 {
+		res, err := l.Allow(t.Context(), "a")
+		if err != nil || !res.Allowed || res.Remaining != 2-i {
+			t.Fatalf("event %d of a burst of 3: %+v, %v", i+1, res, err)
+		}
 	}
+	res, err := l.Allow(t.Context(), "a")
+	if err != nil || res.Allowed || res.RetryAfter <= 0 || res.RetryAfter > 50*time.Millisecond || res.Reset > 150*time.Millisecond {
+		t.Fatalf("past the burst: %+v, %v", res, err)
+	}
+	if res, _ := l.Allow(t.Context(), "b"); !res.Allowed {
+		t.Fatal("another key's bucket is not full")
+	}
+	time.Sleep(res.RetryAfter)
+	if res, err := l.Allow(t.Context(), "a"); err != nil || !res.Allowed {
+		t.Fatalf("after waiting RetryAfter: %+v, %v", res, err)
+	}
+}
+
+// TestSharedBetweenProcesses: 4 worker processes, each from 8 goroutines,
+// hit one key of each kind of Limiter; between them exactly the limit is
+// allowed: the counting is atomic across processes.
+func TestSharedBetweenProcesses(t *testing.T) {
+	dir := t.TempDir()
+	open(t, dir) // the owner, here: every worker is a proxy
+	const workers = 4
+	var cmds []*exec.Cmd
+	var outs []*strings.Builder
+	for range workers {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), workerEnv+"="+dir)
+		out := &strings.Builder{}
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds, outs = append(cmds, cmd), append(outs, out)
+	}
+	allowed := map[string]int{}
+	for i, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("worker %d: %v\n%s", i, err, outs[i])
+		}
+		for line := range strings.Lines(outs[i].String()) {
+			var kind string
+			var n int
+			if _, err := fmt.Sscanf(line, "allowed %s %d", &kind, &n); err == nil {
+				allowed[kind] += n
+			}
+		}
+	}
+	for kind, want := range map[string]int{"fixed": 25, "sliding": 25, "bucket": 25} {
+		if allowed[kind] != want {
+			t.Errorf("%s: %d of %d events allowed, want exactly %d", kind, allowed[kind], workers*8*10, want)
+		}
+	}
+}
+
+// workerEnv, set to a state's directory, makes the test binary a worker of
+// TestSharedBetweenProcesses.
+const workerEnv = "RATELIMIT_TEST_WORKER"
+
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(workerEnv); dir != "" {
+		os.Exit(runWorker(dir))
+	}
+	os.Exit(m.Run())
+}
+
+// runWorker hits one key of each kind of Limiter from 8 goroutines, 10
+// times each, and prints how many events were allowed.
+func runWorker(dir string) int {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := sharedstate.Open(ctx, "ratelimit-test", sharedstate.WithDir(dir), sharedstate.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	defer st.Close()
+	for kind, l := range map[string]*Limiter{
+		"fixed":   FixedWindow(st, "fixed", 25, 24*time.Hour), // ends during a 1 s test once in 86,400 runs
+		"sliding": SlidingWindow(st, "sliding", 25, time.Hour),
+		"bucket":  TokenBucket(st, "bucket", 1.0/3600, 25), // a token an hour
+	} {
+		var allowed atomic.Int64
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				for range 10 {
+					res, err := l.Allow(ctx, "k")
+					if err != nil {
+						fmt.Println(err)
+						os.Exit(1)
+					}
+					if res.Allowed {
+						allowed.Add(1)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		fmt.Println("allowed", kind, allowed.Load())
+	}
+	return 0
 }
 
 func TestEntriesExpire(t *testing.T) {
 	st := open(t, t.TempDir())
 	fixed := FixedWindow(st, "fixed", 5, 50*time.Millisecond)
 	sliding := SlidingWindow(st, "sliding", 5, 50*time.Millisecond)
-	for _, l := range []*Limiter{fixed, sliding} {
+	bucket := TokenBucket(st, "bucket", 100, 5) // full again 10 ms after a token is taken
+	for _, l := range []*Limiter{fixed, sliding, bucket} {
 		if _, err := l.Allow(t.Context(), "gone"); err != nil {
 			t.Fatal(err)
 		}
@@ -156,6 +228,7 @@ func TestEntriesExpire(t *testing.T) {
 	for name, n := range map[string]func(context.Context) (int, error){
 		"fixed":   fixed.counts.Len,
 		"sliding": sliding.times.Len,
+		"bucket":  sharedstate.NewMap[int64](st, "bucket").Len,
 	} {
 		if got, err := n(t.Context()); err != nil || got != 0 {
 			t.Errorf("%s: %d entries, %v; want none, expired", name, got, err)
@@ -187,8 +260,8 @@ func TestHandler(t *testing.T) {
 		{"10.0.0.2:1000", "1", http.StatusOK, ""},
 	} {
 		w := serve(want.addr)
-		if w.Code != want.code || w.Header().Get("Retry-After") != want.retryAfter ||
-			w.Header().Get("X-RateLimit-Remaining") != want.remaining || w.Header().Get("X-RateLimit-Limit") != "2" {
+		if w.Code != want.code || w.Header().Get("Retry-After") != want.retryAfter || w.Header().Get("RateLimit-Reset") != "60" ||
+			w.Header().Get("RateLimit-Remaining") != want.remaining || w.Header().Get("RateLimit-Limit") != "2" {
 			t.Errorf("request %d: %d, headers %v; want %d, Retry-After %q, remaining %s",
 				i, w.Code, w.Header(), want.code, want.retryAfter, want.remaining)
 		}
