@@ -24,9 +24,11 @@
 // middleware that reads an entry and writes it back (the limiter does, to
 // count hits) may lose an update when two workers do so for the same key at
 // the same instant. Fiber's limiter serialises that within one process; across
-// processes a burst can let a few requests more than Max through. Where a
-// limit must hold exactly, count with sharedstate.Map.Update instead (see the
-// ratelimit package of the sharedstate module).
+// processes a burst can let a few requests more than Max through. Storage
+// also offers Increment, the optional counting capability proposed for
+// Fiber's limiter (gofiber/fiber#4358), which counts at the owner in one
+// step; until the limiter uses it, a limit that must hold exactly is best
+// kept with the ratelimit package of the sharedstate module.
 package fiberstorage
 
 import (
@@ -46,7 +48,8 @@ const DefaultTimeout = 10 * time.Second
 // Storage is a fiber.Storage kept in a sharedstate Map. It is safe for
 // concurrent use.
 type Storage struct {
-	m *sharedstate.Map[[]byte]
+	m      *sharedstate.Map[[]byte]
+	counts *sharedstate.Map[int64] // Increment's, apart from the bytes
 
 	// Timeout bounds each call of the methods without a context (Get,
 	// Set, Delete and Reset): while no process owns the state, a call
@@ -60,7 +63,19 @@ type Storage struct {
 // same name, in any process of st, see the same entries. Use one name per
 // middleware, so that Reset of one does not clear another's entries.
 func New(st *sharedstate.State, name string) *Storage {
-	return &Storage{m: sharedstate.NewMap[[]byte](st, name), Timeout: DefaultTimeout}
+	return &Storage{m: sharedstate.NewMap[[]byte](st, name), counts: sharedstate.NewMap[int64](st, name+"/counts"), Timeout: DefaultTimeout}
+}
+
+// Increment adds n to the count for key and returns the new count, in one
+// step at the state's owner: exact across workers, however many count at
+// once. A missing count starts at 0 and expires after ttl (never if ttl is
+// 0 or less); an existing one keeps its expiry, so that a window's count
+// ends with the window. Counts live apart from the values of Set and Get.
+func (s *Storage) Increment(ctx context.Context, key string, n int64, ttl time.Duration) (int64, error) {
+	if ttl > 0 {
+		return s.counts.Add(ctx, key, n, sharedstate.WithTTL(ttl))
+	}
+	return s.counts.Add(ctx, key, n)
 }
 
 // GetWithContext returns the value stored for key, or nil and no error if
@@ -118,10 +133,13 @@ func (s *Storage) Delete(key string) error {
 	return s.DeleteWithContext(ctx, key)
 }
 
-// ResetWithContext deletes every entry of the storage's map, in every
-// process.
+// ResetWithContext deletes every entry of the storage, and every count, in
+// every process.
 func (s *Storage) ResetWithContext(ctx context.Context) error {
-	return s.m.Clear(ctx)
+	if err := s.m.Clear(ctx); err != nil {
+		return err
+	}
+	return s.counts.Clear(ctx)
 }
 
 // Reset is ResetWithContext with a context that ends after s.Timeout.

@@ -305,3 +305,49 @@ func child(dir, hits string) int {
 	}
 	return 0
 }
+
+// TestIncrement: counts kept at the owner, exact from two processes at once,
+// keeping the expiry of their first increment, apart from Set's values, and
+// cleared by Reset.
+func TestIncrement(t *testing.T) {
+	owner, proxy := openPair(t)
+	a, b := fiberstorage.New(owner, "limiter"), fiberstorage.New(proxy, "limiter")
+	ctx := t.Context()
+	if n, err := a.Increment(ctx, "k", 1, 200*time.Millisecond); err != nil || n != 1 {
+		t.Fatalf("first Increment = %d, %v", n, err)
+	}
+	done := make(chan error, 20)
+	for i := range 20 {
+		s := []*fiberstorage.Storage{a, b}[i%2]
+		go func() {
+			for range 50 {
+				if _, err := s.Increment(ctx, "k", 1, time.Hour); err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range 20 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := b.Increment(ctx, "k", 0, time.Hour); err != nil || n != 1001 {
+		t.Fatalf("after 1,000 concurrent Increments: %d, %v; want 1001", n, err)
+	}
+	if v := get(t, a, "k"); v != nil {
+		t.Errorf("Get of a counted key: %q; counts live apart", v)
+	}
+	time.Sleep(300 * time.Millisecond) // the first Increment's TTL, kept by the others
+	if n, err := a.Increment(ctx, "k", 1, time.Hour); err != nil || n != 1 {
+		t.Errorf("Increment after the window: %d, %v; want a new count", n, err)
+	}
+	if err := b.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := a.Increment(ctx, "k", 1, 0); err != nil || n != 1 {
+		t.Errorf("Increment after Reset: %d, %v; want 1", n, err)
+	}
+}
