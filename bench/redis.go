@@ -184,8 +184,20 @@ func openGoRedis(ctx context.Context, j job) (*goRedisTarget, error) {
 func (t *goRedisTarget) owner() bool { return false }
 func (t *goRedisTarget) close()      { t.c.Close() }
 
+// hotUpdate is a read-modify-write in one step at the server, as a Redis
+// user would write Map.Update's increment: a Lua script.
+const hotUpdate = `local n = tonumber(redis.call('GET', KEYS[1]) or '0') + 1
+redis.call('SET', KEYS[1], n)
+return n`
+
+var goRedisHotUpdate = redis.NewScript(hotUpdate)
+
 func (t *goRedisTarget) op(g int) func(context.Context) error {
 	switch t.j.Op {
+	case opHotUpdate:
+		return func(ctx context.Context) error { return goRedisHotUpdate.Run(ctx, t.c, []string{hotKey}).Err() }
+	case opHotAdd:
+		return func(ctx context.Context) error { return t.c.IncrBy(ctx, hotKey, 1).Err() }
 	case opAdd:
 		return func(ctx context.Context) error { return t.c.Incr(ctx, counterName).Err() }
 	case opLoad:
@@ -234,9 +246,15 @@ func openRueidis(ctx context.Context, j job) (*rueidisTarget, error) {
 func (t *rueidisTarget) owner() bool { return false }
 func (t *rueidisTarget) close()      { t.c.Close() }
 
+var rueidisHotUpdate = rueidis.NewLuaScript(hotUpdate)
+
 func (t *rueidisTarget) op(g int) func(context.Context) error {
 	c := t.c
 	switch t.j.Op {
+	case opHotUpdate:
+		return func(ctx context.Context) error { return rueidisHotUpdate.Exec(ctx, c, []string{hotKey}, nil).Error() }
+	case opHotAdd:
+		return func(ctx context.Context) error { return c.Do(ctx, c.B().Incrby().Key(hotKey).Increment(1).Build()).Error() }
 	case opAdd:
 		return func(ctx context.Context) error { return c.Do(ctx, c.B().Incr().Key(counterName).Build()).Error() }
 	case opLoad:

@@ -21,6 +21,7 @@ const (
 	stateName   = "bench"
 	counterName = "hits"
 	mapName     = "kv"
+	hotKey      = "hot" // opHotUpdate's and opHotAdd's, a key of mapName
 )
 
 type stateTarget struct {
@@ -28,6 +29,7 @@ type stateTarget struct {
 	st   *sharedstate.State
 	ctr  *sharedstate.Counter
 	kv   *sharedstate.Map[[]byte]
+	hot  *sharedstate.Map[int64]
 	keys []string // opMap's keys, named once rather than per op
 }
 
@@ -44,7 +46,8 @@ func openState(ctx context.Context, j job) (*stateTarget, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &stateTarget{j: j, st: st, ctr: st.Counter(counterName), kv: sharedstate.NewMap[[]byte](st, mapName), keys: keyNames(j.Keys)}
+	t := &stateTarget{j: j, st: st, ctr: st.Counter(counterName), kv: sharedstate.NewMap[[]byte](st, mapName),
+		hot: sharedstate.NewMap[int64](st, mapName), keys: keyNames(j.Keys)}
 	if j.Preload > 0 && st.IsOwner() {
 		if err := storeKeys(ctx, t.kv, j.Preload, j.ValueSize); err != nil {
 			st.Close()
@@ -90,6 +93,16 @@ func (t *stateTarget) op(g int) func(context.Context) error {
 				return t.kv.Store(ctx, k, val)
 			}
 			_, _, err := t.kv.Load(ctx, k)
+			return err
+		}
+	case opHotUpdate:
+		return func(ctx context.Context) error {
+			_, err := t.hot.Update(ctx, hotKey, func(n int64, _ bool) (int64, error) { return n + 1, nil })
+			return err
+		}
+	case opHotAdd:
+		return func(ctx context.Context) error {
+			_, err := t.hot.Add(ctx, hotKey, 1)
 			return err
 		}
 	}

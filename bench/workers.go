@@ -43,6 +43,9 @@ const (
 	opAdd  = "add"  // Counter.Add / INCR
 	opLoad = "load" // Counter.Load / GET
 	opMap  = "map"  // 90% Map.Load, 10% Map.Store / GET, SET
+	// One key of a map that every goroutine of every process increments.
+	opHotUpdate = "hotupdate" // Map.Update / a Lua GET and SET
+	opHotAdd    = "hotadd"    // Map.Add / INCRBY
 )
 
 // job tells a worker process what to run; it is fixed for the process's life.

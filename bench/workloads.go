@@ -1,6 +1,6 @@
 package main
 
-// The throughput and latency workloads (1 to 5 and 8): each one a few cells
+// The throughput and latency workloads (1 to 5, 8 and 9): each one a few cells
 // of worker processes, ours and the peers', run one after the other so that
 // they never share the two CPUs.
 
@@ -207,6 +207,57 @@ func (b *bench) counterAdd(ctx context.Context, s *section) error {
 			r.ratioAtLeast(1)
 		}
 	})
+}
+
+// hotGoroutines are workload 9's goroutines per process: a hot key is
+// about what many of them do to one entry at once.
+var hotGoroutines = []int{1, 32, 200}
+
+// hotKeyWorkload is workload 9: every goroutine of 4 proxies increments one
+// map entry, by Map.Update (a read-modify-write) and by Map.Add, against
+// Redis doing the same with a Lua script and with INCRBY.
+func (b *bench) hotKeyWorkload(ctx context.Context, s *section) error {
+	p := b.cfg.procs
+	s.Title = fmt.Sprintf("One hot key: %d proxies x G goroutines increment one entry, vs Redis (Lua read-modify-write, INCRBY)", p)
+	for _, op := range []struct{ op, ours, redis string }{
+		{opHotUpdate, "Map.Update", "Lua GET+SET"},
+		{opHotAdd, "Map.Add", "INCRBY"},
+	} {
+		var atOne float64
+		for _, g := range hotGoroutines {
+			peers := map[string]float64{}
+			for _, pj := range b.redisJobs(op.op) {
+				pj.G = g
+				b.progress("workload 9: Redis via %s, %s, G=%d", pj.Target, op.redis, g)
+				c, err := b.throughput(ctx, pj, p, false)
+				if err != nil {
+					return err
+				}
+				peers[pj.Target] = c.opsPerSec
+				s.add(fmt.Sprintf("Redis %s + %s, G=%d", op.redis, pj.Target, g), c.opsPerSec, "ops/s")
+			}
+			b.progress("workload 9: sharedstate %s, G=%d, %d proxies and an idle owner", op.ours, g, p)
+			c, err := b.throughput(ctx, job{Target: targetState, Op: op.op, G: g}, p, true)
+			if err != nil {
+				return err
+			}
+			for _, peer := range []string{targetGoRedis, targetRueidis} {
+				r := s.add(fmt.Sprintf("sharedstate %s, G=%d, %d proxies", op.ours, g, p), c.opsPerSec, "ops/s").vs("Redis "+op.redis+" + "+peer, peers[peer])
+				b.bars = append(b.bars, bar{Group: fmt.Sprintf("9. %s (hot key) | G=%d", op.ours, g), Series: "vs Redis + " + peer, Ratio: r.Ratio})
+			}
+			if g == 1 {
+				atOne = c.opsPerSec
+			}
+			if op.op == opHotUpdate && g == hotGoroutines[len(hotGoroutines)-1] {
+				s.add(fmt.Sprintf("sharedstate %s, G=%d, %d proxies", op.ours, g, p), c.opsPerSec, "ops/s").
+					target(">= 30,000 ops/s", c.opsPerSec >= 30_000)
+				s.add(fmt.Sprintf("sharedstate %s, G=%d, %d proxies", op.ours, g, p), c.opsPerSec, "ops/s").
+					vs("the same at G=1", atOne).ratioAtLeast(0.5)
+			}
+		}
+	}
+	s.note("Updates of one key in a process go in batches, one compare-and-swap each; Add is one step at the owner")
+	return nil
 }
 
 // mapLoadStore is workload 2.
