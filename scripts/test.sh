@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/redis.sh
 
-modules=(. redisstate bench adapters/fiberstorage examples/fiber-prefork)
+modules=(. redisstate bench adapters/fiberstorage adapters/limiterstore examples/fiber-prefork)
 for m in "${modules[@]}"; do
 	echo "== go test $m"
 	(cd "$m" && go vet ./... && go test -race -count=1 -timeout 10m ./...)
