@@ -652,3 +652,65 @@ func TestClockAheadAcrossOwners(t *testing.T) {
 		})
 	}
 }
+
+// TestHotKeyAcrossProcesses: 4 worker processes, 200 goroutines each,
+// update one key with Map.Update and add to another with Map.Add: both end
+// exact, with no call failing.
+func TestHotKeyAcrossProcesses(t *testing.T) {
+	dir := t.TempDir()
+	st := open(t, dir, "app") // the owner; the workers are proxies
+	var workers []*worker
+	for range 4 {
+		workers = append(workers, startWorker(t, "hotkey", "SS_DIR="+dir))
+	}
+	for _, w := range workers {
+		w.wait(t)
+	}
+	ctx := testContext(t)
+	m := sharedstate.NewMap[int](st, "hot")
+	for _, key := range []string{"updated", "added"} {
+		if n, _, err := m.Load(ctx, key); err != nil || n != 4*hotGoroutines*hotEach {
+			t.Errorf("%s: %d, %v; want %d", key, n, err, 4*hotGoroutines*hotEach)
+		}
+	}
+}
+
+const hotGoroutines, hotEach = 200, 25
+
+func init() {
+	// hotkey: Update one key and Add to another from 200 goroutines.
+	workerRoles["hotkey"] = func() int {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		st, err := sharedstate.Open(ctx, "app", sharedstate.WithDir(os.Getenv("SS_DIR")), quietLogger(os.Stderr))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer st.Close()
+		m := sharedstate.NewMap[int](st, "hot")
+		errs := make(chan error, hotGoroutines)
+		for range hotGoroutines {
+			go func() {
+				for range hotEach {
+					if _, err := m.Update(ctx, "updated", func(n int, _ bool) (int, error) { return n + 1, nil }); err != nil {
+						errs <- err
+						return
+					}
+					if _, err := m.Add(ctx, "added", 1); err != nil {
+						errs <- err
+						return
+					}
+				}
+				errs <- nil
+			}()
+		}
+		for range hotGoroutines {
+			if err := <-errs; err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+		}
+		return 0
+	}
+}

@@ -258,6 +258,12 @@ const rangePage = 1000
 // sync.Map.Range, it is not a snapshot: entries are fetched a page at a time,
 // and each is seen as it was when its page was read.
 func (m *Map[V]) Range(ctx context.Context, fn func(key string, value V) bool) error {
+	return m.RangeTTL(ctx, func(key string, value V, _ time.Duration) bool { return fn(key, value) })
+}
+
+// RangeTTL is Range, with the time each entry had left before it expires
+// when its page was read, or 0 if it never does.
+func (m *Map[V]) RangeTTL(ctx context.Context, fn func(key string, value V, ttl time.Duration) bool) error {
 	req := transport.Request{Op: transport.OpRange, Int: transport.RangeInclusive, Limit: rangePage} // from "" on
 	for {
 		resp, err := m.do(ctx, req)
@@ -269,7 +275,7 @@ func (m *Map[V]) Range(ctx context.Context, fn func(key string, value V) bool) e
 			if err := m.codec.decode(e.Value, &v); err != nil {
 				return fmt.Errorf("sharedstate: map %q: key %q: %w", m.name, e.Key, err)
 			}
-			if !fn(e.Key, v) {
+			if !fn(e.Key, v, e.TTL) {
 				return nil
 			}
 			req.Key, req.Int = e.Key, 0 // the next page starts after it

@@ -374,7 +374,7 @@ func (s *store) exec(sess *session, req *transport.Request, now int64) (resp tra
 			}
 		}
 	case transport.OpRange:
-		resp.Entries, resp.Found = s.page(req.Name, req.Key, req.Int == transport.RangeInclusive, int(req.Limit))
+		resp.Entries, resp.Found = s.page(req.Name, req.Key, req.Int == transport.RangeInclusive, int(req.Limit), now)
 	case transport.OpList:
 		resp.Entries, resp.Found = s.list(req.Int, req.Key, int(req.Limit))
 	case transport.OpStats:
@@ -568,7 +568,7 @@ const rangeBudget = 1 << 20
 // page returns up to limit entries (no limit if limit <= 0) of a map with
 // keys after start (or from it, if inclusive), in key order, and whether more
 // follow. A page holds at least one entry if any remain.
-func (s *store) page(mapName, start string, inclusive bool, limit int) ([]transport.Entry, bool) {
+func (s *store) page(mapName, start string, inclusive bool, limit int, now int64) ([]transport.Entry, bool) {
 	m := s.maps[mapName]
 	if m == nil {
 		return nil, false
@@ -581,7 +581,7 @@ func (s *store) page(mapName, start string, inclusive bool, limit int) ([]transp
 			return out, true
 		}
 		size += len(k) + len(e.value)
-		out = append(out, transport.Entry{Key: k, Value: e.value, Version: e.version})
+		out = append(out, transport.Entry{Key: k, Value: e.value, Version: e.version, TTL: e.left(now)})
 	}
 	return out, false
 }

@@ -539,16 +539,17 @@ func (e *engine) page(ctx context.Context, name, start string, inclusive bool, l
 	resp := transport.Response{Found: more == 1, Entries: make([]transport.Entry, 0, len(entries))}
 	for _, x := range entries {
 		f, _ := x.([]any)
-		if len(f) != 3 {
+		if len(f) != 4 {
 			return transport.Response{}, fmt.Errorf("redisstate: unexpected range entry %v", x)
 		}
 		key, _ := f[0].(string)
 		value, _ := f[1].(string)
+		ms, _ := f[3].(int64)
 		version, err := strconv.ParseUint(fmt.Sprint(f[2]), 10, 64)
 		if err != nil {
 			return transport.Response{}, fmt.Errorf("redisstate: range entry %q: %w", key, err)
 		}
-		resp.Entries = append(resp.Entries, transport.Entry{Key: key, Value: []byte(value), Version: version})
+		resp.Entries = append(resp.Entries, transport.Entry{Key: key, Value: []byte(value), Version: version, TTL: time.Duration(ms) * time.Millisecond})
 	}
 	return resp, nil
 }

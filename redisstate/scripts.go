@@ -438,7 +438,7 @@ redis.call('DEL', KEYS[2])
 return reply()`))
 
 	// ARGV = {prefix, start, limit, budget} → {entries, more}: the entries
-	// {key, value, version} with keys from start (a ZRANGEBYLEX bound:
+	// {key, value, version, ttl (ms left; 0: none)} with keys from start (a ZRANGEBYLEX bound:
 	// '(' then the key for exclusive, '[' for inclusive), in key
 	// order, up to limit of them (no limit if 0) and, beyond the first one,
 	// budget bytes of keys and values; more is 1 if entries remain. An
@@ -461,7 +461,7 @@ while true do
         return {out, 1}
       end
       size = size + #k + #e[1]
-      out[#out + 1] = {k, e[1], e[2]}
+      out[#out + 1] = {k, e[1], e[2], math.max(redis.call('PTTL', prefix .. k), 0)}
     else
       redis.call('ZREM', index, k)
     end

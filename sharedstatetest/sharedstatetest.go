@@ -388,6 +388,9 @@ func testMapKeepTTL(t *testing.T, st *sharedstate.State) {
 	_, ttl, _, err := m.LoadTTL(ctx, "s")
 	check(t, err)
 	within(t, "WithKeepTTL on an entry with a TTL", ttl, time.Hour)
+	ttls := map[string]time.Duration{}
+	check(t, m.RangeTTL(ctx, func(k string, _ string, ttl time.Duration) bool { ttls[k] = ttl; return true }))
+	within(t, "RangeTTL of an entry with a TTL", ttls["s"], time.Hour)
 	check(t, m.Store(ctx, "none", "v1"))
 	check(t, m.Store(ctx, "none", "v2", sharedstate.WithKeepTTL(), sharedstate.WithTTL(time.Hour)))
 	if _, ttl, _, _ := m.LoadTTL(ctx, "none"); ttl != 0 {

@@ -89,7 +89,7 @@ const (
 	OpStoreIfVersion                 // Name, Key, Value, TTL, KeepTTL, Version (0: absent) → Found=stored, Version; else the current entry
 	OpLen                            // Name → Int
 	OpClear                          // Name
-	OpRange                          // Name, Key=start, Int=RangeInclusive or not, Limit → Entries sorted by key, Found=more
+	OpRange                          // Name, Key=start, Int=RangeInclusive or not, Limit → Entries sorted by key (with TTLs left), Found=more
 	OpLock                           // Name → Version=fencing token, answered when granted
 	OpTryLock                        // Name → Found=acquired, Version=fencing token
 	OpUnlock                         // Name, Version=fencing token
@@ -207,6 +207,7 @@ type Entry struct {
 	Key     string
 	Value   []byte
 	Version uint64
+	TTL     time.Duration // left; 0 if it never expires
 }
 
 // Event carries a message published on a channel to a subscribed client.
@@ -362,6 +363,7 @@ func (m *Response) AppendFrame(b []byte) []byte {
 		b = AppendString(b, e.Key)
 		b = AppendBytes(b, e.Value)
 		b = binary.AppendUvarint(b, e.Version)
+		b = binary.AppendVarint(b, int64(e.TTL))
 	}
 	return endFrame(b, start)
 }
@@ -377,17 +379,17 @@ func (m *Response) Decode(body []byte) error {
 	m.Int = d.Varint()
 	m.Version = d.Uvarint()
 	m.TTL = time.Duration(d.Varint())
-	// Each entry takes at least three bytes, so the count is checked against
+	// Each entry takes at least four bytes, so the count is checked against
 	// what is left before anything is allocated for it.
 	n := d.Uvarint()
-	if n > uint64(len(d.b))/3 {
+	if n > uint64(len(d.b))/4 {
 		d.fail("%d entries cannot fit in %d bytes", n, len(d.b))
 	}
 	m.Entries = nil
 	if d.err == nil && n > 0 {
 		m.Entries = make([]Entry, n)
 		for i := range m.Entries {
-			m.Entries[i] = Entry{Key: d.String(), Value: d.Bytes(), Version: d.Uvarint()}
+			m.Entries[i] = Entry{Key: d.String(), Value: d.Bytes(), Version: d.Uvarint(), TTL: time.Duration(d.Varint())}
 		}
 	}
 	return d.Finish()

@@ -113,7 +113,7 @@ func (c *cli) get(ctx context.Context, args []string) error {
 	name := args[0]
 	if len(args) == 2 {
 		key := args[1]
-		v, ok, err := c.load(ctx, name, key)
+		e, ok, err := c.load(ctx, name, key)
 		if err != nil {
 			return err
 		}
@@ -121,9 +121,12 @@ func (c *cli) get(ctx context.Context, args []string) error {
 			return fmt.Errorf("map %q has no key %q", name, key)
 		}
 		if c.json {
-			return c.printJSON(entryJSON{Map: name, Key: key, Value: jsonable(v)})
+			return c.printJSON(entryJSON{Map: name, Key: key, Value: jsonable(e.value), TTL: ttlText(e.ttl)})
 		}
-		return c.println(jsonText(v))
+		if e.ttl > 0 && !c.json {
+			fmt.Fprintf(c.stderr, "sharedstate: expires in %s\n", ttlText(e.ttl))
+		}
+		return c.println(jsonText(e.value))
 	}
 	// One name: a counter, unless there is no counter but a map so called.
 	isCounter, err := c.has(ctx, sharedstate.KindCounter, name)
@@ -157,6 +160,7 @@ func (c *cli) get(ctx context.Context, args []string) error {
 type entry struct {
 	key   string
 	value any
+	ttl   time.Duration // left; 0: none
 }
 
 func (c *cli) checkSet(args []string) error {
@@ -360,9 +364,9 @@ func (c *cli) watch(ctx context.Context, args []string) error {
 			return s, nil
 		}
 		if oneKey {
-			v, ok, err := c.load(pctx, name, key)
+			e, ok, err := c.load(pctx, name, key)
 			if ok && err == nil {
-				s.entries[key], s.text[key] = v, jsonText(v)
+				s.entries[key], s.text[key] = e.value, jsonText(e.value)
 			}
 			return s, err
 		}
@@ -506,6 +510,15 @@ func (c *cli) dump(ctx context.Context, _ []string) error {
 		m := make(map[string]any, len(entries))
 		for _, e := range entries {
 			m[e.key] = jsonable(e.value)
+			if e.ttl > 0 {
+				if d.TTLs == nil {
+					d.TTLs = map[string]map[string]string{}
+				}
+				if d.TTLs[name] == nil {
+					d.TTLs[name] = map[string]string{}
+				}
+				d.TTLs[name][e.key] = ttlText(e.ttl)
+			}
 		}
 		d.Maps[name] = m
 	}

@@ -165,10 +165,10 @@ func TestGet(t *testing.T) {
 	if got, want := cliOK(t, dir, "get", "sessions", "alice"), `{"Hits":3,"Roles":["admin"],"User":"alice"}`+"\n"; got != want {
 		t.Errorf("get sessions alice = %q, want %q", got, want)
 	}
-	want := [][]string{
-		{"KEY", "VALUE"},
-		{"alice", `{"Hits":3,"Roles":["admin"],"User":"alice"}`},
-		{"bob", `{"Hits":1,"Roles":null,"User":"bob"}`},
+	want := [][]string{ // a TTL column, as bob's entry expires in an hour
+		{"KEY", "VALUE", "TTL"},
+		{"alice", `{"Hits":3,"Roles":["admin"],"User":"alice"}`, "-"},
+		{"bob", `{"Hits":1,"Roles":null,"User":"bob"}`, "1h0m0s"},
 	}
 	if got := rows(cliOK(t, dir, "get", "sessions")); !reflect.DeepEqual(got, want) {
 		t.Errorf("get sessions:\n got %q\nwant %q", got, want)
@@ -183,6 +183,14 @@ func TestGet(t *testing.T) {
 	}
 	if e.Map != "sessions" || e.Key != "alice" || e.Value.User != "alice" || e.Value.Hits != 3 {
 		t.Errorf("get -json sessions alice = %+v", e)
+	}
+	var withTTL struct{ TTL string }
+	must(t, json.Unmarshal([]byte(cliOK(t, dir, "-json", "get", "sessions", "bob")), &withTTL))
+	if withTTL.TTL != "1h0m0s" {
+		t.Errorf("get -json sessions bob: ttl %q, want 1h0m0s", withTTL.TTL)
+	}
+	if _, errs, _ := inspect(t, dir, "get", "sessions", "bob"); !strings.Contains(errs, "expires in 1h0m0s") {
+		t.Errorf("get sessions bob: stderr %q, want the time left", errs)
 	}
 
 	_, errs, code := inspect(t, dir, "get", "sessions", "nobody")
@@ -348,6 +356,7 @@ func TestDumpLiveAndOffline(t *testing.T) {
 			},
 			"odd": {"ints": map[string]any{"1": "one"}, "nan": "NaN"},
 		},
+		TTLs:  map[string]map[string]string{"sessions": {"bob": "1h0m0s"}},
 		Locks: map[string]bool{"cron": true, "deploy": false},
 	}
 	if !reflect.DeepEqual(live, want) {

@@ -28,32 +28,32 @@ func (r *rawValue) UnmarshalMsgpack(b []byte) error {
 	return nil
 }
 
-// load returns the value of key in the map called name, decoded.
-func (c *cli) load(ctx context.Context, name, key string) (any, bool, error) {
-	v, ok, err := sharedstate.NewMap[any](c.st, name).Load(ctx, key)
+// load returns the entry for key in the map called name, decoded.
+func (c *cli) load(ctx context.Context, name, key string) (entry, bool, error) {
+	v, ttl, ok, err := sharedstate.NewMap[any](c.st, name).LoadTTL(ctx, key)
 	if err == nil || !ok || ctx.Err() != nil {
-		return v, ok, err
+		return entry{key, v, ttl}, ok, err
 	}
-	raw, ok, rerr := sharedstate.NewMap[rawValue](c.st, name).Load(ctx, key)
+	raw, ttl, ok, rerr := sharedstate.NewMap[rawValue](c.st, name).LoadTTL(ctx, key)
 	if rerr != nil || !ok {
-		return nil, ok, err
+		return entry{}, ok, err
 	}
-	return decodeRaw(raw), true, nil
+	return entry{key, decodeRaw(raw), ttl}, true, nil
 }
 
 // entries returns every entry of the map called name, in key order.
 func (c *cli) entries(ctx context.Context, name string) ([]entry, error) {
 	var out []entry
-	err := sharedstate.NewMap[any](c.st, name).Range(ctx, func(k string, v any) bool {
-		out = append(out, entry{k, v})
+	err := sharedstate.NewMap[any](c.st, name).RangeTTL(ctx, func(k string, v any, ttl time.Duration) bool {
+		out = append(out, entry{k, v, ttl})
 		return true
 	})
 	if err == nil || ctx.Err() != nil {
 		return out, err
 	}
 	out = out[:0]
-	rerr := sharedstate.NewMap[rawValue](c.st, name).Range(ctx, func(k string, v rawValue) bool {
-		out = append(out, entry{k, decodeRaw(v)})
+	rerr := sharedstate.NewMap[rawValue](c.st, name).RangeTTL(ctx, func(k string, v rawValue, ttl time.Duration) bool {
+		out = append(out, entry{k, decodeRaw(v), ttl})
 		return true
 	})
 	if rerr != nil {

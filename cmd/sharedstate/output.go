@@ -2,10 +2,12 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -29,6 +31,7 @@ type (
 		Map   string `json:"map"`
 		Key   string `json:"key"`
 		Value any    `json:"value"`
+		TTL   string `json:"ttl,omitempty"` // the time left, as Go writes a duration
 	}
 	counterJSON struct {
 		Counter string `json:"counter"`
@@ -73,7 +76,10 @@ type (
 		Source   string                    `json:"source"` // "owner" or "journal"
 		Counters map[string]int64          `json:"counters"`
 		Maps     map[string]map[string]any `json:"maps"`
-		Locks    map[string]bool           `json:"locks"` // held or not
+		// TTLs holds the time left of the entries that expire, by map
+		// and key.
+		TTLs  map[string]map[string]string `json:"ttls,omitempty"`
+		Locks map[string]bool              `json:"locks"` // held or not
 	}
 )
 
@@ -224,11 +230,32 @@ func (c *cli) printEntries(entries []entry) error {
 	if len(entries) == 0 {
 		return c.println("(empty map)")
 	}
+	// A TTL column only if an entry expires.
+	expires := slices.ContainsFunc(entries, func(e entry) bool { return e.ttl > 0 })
 	rows := make([][]string, 0, len(entries))
 	for _, e := range entries {
-		rows = append(rows, []string{printable([]byte(e.key)), jsonText(e.value)})
+		row := []string{printable([]byte(e.key)), jsonText(e.value)}
+		if expires {
+			row = append(row, cmp.Or(ttlText(e.ttl), "-"))
+		}
+		rows = append(rows, row)
+	}
+	if expires {
+		return c.table([]string{"KEY", "VALUE", "TTL"}, rows)
 	}
 	return c.table([]string{"KEY", "VALUE"}, rows)
+}
+
+// ttlText is a time left, to the second (to the millisecond under one), or
+// "" for none.
+func ttlText(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return ""
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	}
+	return d.Round(time.Second).String()
 }
 
 func (c *cli) printEvent(e watchEvent) error {
