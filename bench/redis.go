@@ -254,7 +254,9 @@ func (t *rueidisTarget) op(g int) func(context.Context) error {
 	case opHotUpdate:
 		return func(ctx context.Context) error { return rueidisHotUpdate.Exec(ctx, c, []string{hotKey}, nil).Error() }
 	case opHotAdd:
-		return func(ctx context.Context) error { return c.Do(ctx, c.B().Incrby().Key(hotKey).Increment(1).Build()).Error() }
+		return func(ctx context.Context) error {
+			return c.Do(ctx, c.B().Incrby().Key(hotKey).Increment(1).Build()).Error()
+		}
 	case opAdd:
 		return func(ctx context.Context) error { return c.Do(ctx, c.B().Incr().Key(counterName).Build()).Error() }
 	case opLoad:
