@@ -1,3 +1,5 @@
+//go:build unix
+
 package sharedstate_test
 
 // Chaos tests: worker processes hammer one state while the test SIGKILLs

@@ -1,3 +1,5 @@
+//go:build unix
+
 package sharedstate_test
 
 // Damaged and planted files: a state's journal and snapshot damaged on

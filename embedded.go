@@ -1,6 +1,7 @@
 package sharedstate
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -11,7 +12,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/sharedstate/sharedstate/internal/statedir"
@@ -98,6 +98,10 @@ func openEmbedded(ctx context.Context, name string, cfg config) (*embedded, erro
 
 // openStateDir opens the directory of cfg, made if missing.
 func openStateDir(cfg config) (*statedir.Dir, error) {
+	if err := cmp.Or(statedir.Unsupported, transport.Unsupported); err != nil {
+		return nil, fmt.Errorf("sharedstate: Open's engine keeps a state in the memory of its workers, who reach each other through Unix sockets: %w; "+
+			"here, use another engine (the Redis engine of module github.com/sharedstate/sharedstate/redisstate), or a Linux, macOS or FreeBSD host (WSL on Windows)", err)
+	}
 	path, err := stateDir(cfg.dir)
 	if err != nil {
 		return nil, err
@@ -125,7 +129,7 @@ func stateDir(dir string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("sharedstate: %w", err)
 	}
-	owner := int(fi.Sys().(*syscall.Stat_t).Uid)
+	owner, _ := statedir.OwnerOf(fi)
 	switch mode := fi.Mode(); {
 	case !fi.IsDir():
 		return "", fmt.Errorf("sharedstate: %s is not a directory", dir)

@@ -1,3 +1,5 @@
+//go:build unix
+
 package sharedstate_test
 
 // Faults around the state and bad arguments from its users: what may happen

@@ -1,3 +1,5 @@
+//go:build unix
+
 package sharedstate_test
 
 // The state's files deleted or replaced under a running owner, as an
@@ -16,7 +18,6 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -238,8 +239,8 @@ func TestTmpCleanersKeptAway(t *testing.T) {
 	}
 	within(t, 10*time.Second, "the owner touches its files", func() bool {
 		for _, f := range files {
-			var st syscall.Stat_t
-			if err := syscall.Lstat(filepath.Join(dir, f), &st); err != nil || time.Unix(st.Mtim.Unix()).Before(time.Now().Add(-time.Hour)) {
+			fi, err := os.Lstat(filepath.Join(dir, f))
+			if err != nil || fi.ModTime().Before(time.Now().Add(-time.Hour)) {
 				return false
 			}
 		}

@@ -20,6 +20,9 @@ func processOf(pid int) process {
 // exited reports whether p has exited: its id is free, taken by another
 // process, or a zombie's. When /proc cannot tell, only a free id counts.
 func (p process) exited() bool {
+	if p.pid <= 0 {
+		return false // unknown
+	}
 	start, state, err := procStat(p.pid)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):

@@ -1,19 +1,10 @@
-//go:build unix && !linux
+//go:build !unix
 
 package sharedstate
 
-import (
-	"errors"
+// Where there is no embedded engine (see statedir.Unsupported), there are
+// no client processes to watch either.
 
-	"golang.org/x/sys/unix"
-)
-
-// processOf returns the process with id pid: by its id alone here, which
-// the system may reuse, so an exit can be missed (and a lock kept for its
-// grace).
 func processOf(pid int) process { return process{pid: pid} }
 
-// exited reports whether no process has p's id.
-func (p process) exited() bool {
-	return errors.Is(unix.Kill(p.pid, 0), unix.ESRCH)
-}
+func (p process) exited() bool { return false }

@@ -1,3 +1,5 @@
+//go:build unix
+
 package sharedstate_test
 
 // Bad input and access control, over real sockets and real processes: what

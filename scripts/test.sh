@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test of every module in this repository, with the race detector.
+# Vets every module for the other systems it builds on, then runs every test
+# of every module in this repository on this one (Linux), with the race
+# detector.
 # Whatever a test needs beyond Go (redis-server for the Redis engine) it
 # installs and starts itself; see scripts/redis.sh.
 set -euo pipefail
@@ -7,6 +9,19 @@ cd "$(dirname "$0")/.."
 bash scripts/redis.sh
 
 modules=(. redisstate bench adapters/fiberstorage adapters/limiterstore examples/fiber-prefork)
+
+# Every module but the benchmark tool (a Linux tool: raw sockets, /proc)
+# must build and vet on the systems Go developers work on; the tests below
+# run on Linux.
+targets=(darwin/amd64 darwin/arm64 freebsd/amd64 windows/amd64 linux/arm64)
+for m in "${modules[@]}"; do
+	[ "$m" = bench ] && continue
+	for t in "${targets[@]}"; do
+		echo "== go vet $m for $t"
+		(cd "$m" && GOOS=${t%/*} GOARCH=${t#*/} go vet ./...)
+	done
+done
+
 for m in "${modules[@]}"; do
 	echo "== go test $m"
 	(cd "$m" && go vet ./... && go test -race -count=1 -timeout 10m ./...)

@@ -6,8 +6,6 @@ import (
 	"io/fs"
 	"net"
 	"os"
-
-	"golang.org/x/sys/unix"
 )
 
 // Listen binds a Unix socket at path, mode 0600, removing a stale socket
@@ -46,26 +44,22 @@ func Dial(ctx context.Context, path string) (*net.UnixConn, error) {
 // Cred identifies the process at the other end of a Unix socket, as the
 // kernel recorded it when the connection was made.
 type Cred struct {
-	PID int
+	PID int // 0 where the system does not tell
 	UID int
-	GID int
 }
 
-// PeerCred returns the credentials of c's peer (SO_PEERCRED).
+// PeerCred returns the credentials of c's peer: SO_PEERCRED on Linux,
+// LOCAL_PEERCRED (and LOCAL_PEERPID) on macOS and FreeBSD, one file per
+// system; elsewhere an error matching errors.ErrUnsupported.
 func PeerCred(c *net.UnixConn) (Cred, error) {
 	raw, err := c.SyscallConn()
 	if err != nil {
 		return Cred{}, err
 	}
-	var uc *unix.Ucred
-	var sockErr error
-	if err := raw.Control(func(fd uintptr) {
-		uc, sockErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
+	var cred Cred
+	var credErr error
+	if err := raw.Control(func(fd uintptr) { cred, credErr = peerCred(int(fd)) }); err != nil {
 		return Cred{}, err
 	}
-	if sockErr != nil {
-		return Cred{}, sockErr
-	}
-	return Cred{PID: int(uc.Pid), UID: int(uc.Uid), GID: int(uc.Gid)}, nil
+	return cred, credErr
 }

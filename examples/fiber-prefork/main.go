@@ -159,7 +159,9 @@ func runMaster(ctx context.Context, cfg config, out io.Writer) error {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, pid := range pids {
-			syscall.Kill(pid, syscall.SIGTERM) // fails only if it has exited
+			if p, err := os.FindProcess(pid); err == nil {
+				p.Signal(syscall.SIGTERM) // fails only if it has exited
+			}
 		}
 	}()
 

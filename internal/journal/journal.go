@@ -9,9 +9,8 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"unsafe"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/sharedstate/sharedstate/internal/statedir"
 )
@@ -22,8 +21,8 @@ import (
 // It is a file mapped into memory. Appending a record is a copy into the
 // mapping, which is the kernel's page cache: once copied, the record
 // survives the death of the process, with no system call. Space is
-// reserved before any write (fallocate where the file system can), so a
-// full disk is an error returned to the caller, never a SIGBUS. With sync
+// reserved before any write (see sysAllocate), so a full disk is an error
+// returned to the caller, never a SIGBUS. With sync
 // (DurabilityDisk), a syncer goroutine flushes the file with one fdatasync
 // per batch of records (group commit), and answers wait for it.
 type Journal struct {
@@ -119,7 +118,7 @@ func (j *Journal) Prepare(gen, link uint64) (*Next, error) {
 
 // Discard gives up a journal from Prepare.
 func (j *Journal) Discard(n *Next) {
-	unix.Munmap(n.data)
+	sysUnmap(n.data)
 	j.dir.Discard(n.f, j.name)
 }
 
@@ -146,7 +145,7 @@ func (j *Journal) Switch(n *Next) error {
 		w.fn()
 	}
 	if old != nil {
-		unix.Munmap(oldData)
+		sysUnmap(oldData)
 		old.Close()
 	}
 	return nil
@@ -256,28 +255,42 @@ func (j *Journal) ID() statedir.FileID { return j.id }
 
 // mapFile maps the first size bytes of f.
 func mapFile(f *os.File, size int) ([]byte, error) {
-	data, err := unix.Mmap(int(f.Fd()), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	data, err := sysMap(f, size)
 	if err != nil {
 		return nil, fmt.Errorf("mapping %s: %w", f.Name(), err)
 	}
 	return data, nil
 }
 
-// reserve sizes f to size bytes, reserving its blocks where the file system
-// can, so that writes to the mapping never meet a full disk.
+// reserve sizes f to size bytes and reserves its blocks (see sysAllocate),
+// so that writes to the mapping never meet a full disk: a full disk is
+// ErrFull here instead of a SIGBUS later.
 func reserve(f *os.File, size int) error {
-	err := unix.Fallocate(int(f.Fd()), 0, 0, int64(size))
-	if errors.Is(err, unix.EOPNOTSUPP) {
-		// A file system that cannot reserve blocks (some network ones):
-		// size the file anyway. A full disk there is a SIGBUS, not an
-		// error; such file systems are a poor place for the state.
-		err = f.Truncate(int64(size))
-	}
-	if errors.Is(err, unix.ENOSPC) {
+	err := sysAllocate(f, size)
+	if errors.Is(err, syscall.ENOSPC) {
 		return fmt.Errorf("%w: growing %s to %d bytes: %v", ErrFull, f.Name(), size, err)
 	}
 	if err != nil {
 		return fmt.Errorf("growing %s: %w", f.Name(), err)
+	}
+	return nil
+}
+
+// writeZeros reserves blocks where the file system has no call for it:
+// writing zeros from the file's end to size allocates them, but on a file
+// system that copies blocks on write (ZFS, btrfs) a later write may still
+// find the disk full.
+func writeZeros(f *os.File, size int) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	zeros := make([]byte, 64<<10)
+	for off := fi.Size(); off < int64(size); off += int64(len(zeros)) {
+		n := min(int64(len(zeros)), int64(size)-off)
+		if _, err := f.WriteAt(zeros[:n], off); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -291,7 +304,7 @@ func (j *Journal) grow(size int) error {
 	if err != nil {
 		return err
 	}
-	unix.Munmap(j.data)
+	sysUnmap(j.data)
 	j.data = data
 	return nil
 }
@@ -397,9 +410,9 @@ func (j *Journal) syncLoop() {
 			return
 		}
 		j.syncMu.Lock()
-		target, fd := j.written, int(j.f.Fd())
+		target, f := j.written, j.f
 		j.syncMu.Unlock()
-		if err := unix.Fdatasync(fd); err != nil {
+		if err := sysDataSync(f); err != nil {
 			// The records may not be on disk: answering would promise
 			// what is not true.
 			j.failed(fmt.Errorf("syncing %s: %w", j.Path(), err))
@@ -442,7 +455,7 @@ func (j *Journal) Close() {
 		j.stop = nil
 	}
 	if j.data != nil {
-		unix.Munmap(j.data)
+		sysUnmap(j.data)
 		j.data = nil
 	}
 	j.f.Close()

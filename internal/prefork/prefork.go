@@ -40,8 +40,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // The parent's messages to its workers.
@@ -59,12 +57,12 @@ func IsWorker() bool { return os.Getenv(workerEnv) == "1" }
 
 // ReusePort is a net.ListenConfig.Control function that sets SO_REUSEPORT
 // on a socket before it binds, so that several processes can listen on the
-// same port and the kernel spreads connections between them.
+// same port. Linux spreads the connections between them; macOS and the BSDs
+// let them bind but hand most connections to one (FreeBSD balances with
+// SO_REUSEPORT_LB, which this sets there).
 func ReusePort(network, address string, c syscall.RawConn) error {
 	var err error
-	if cerr := c.Control(func(fd uintptr) {
-		err = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
-	}); cerr != nil {
+	if cerr := c.Control(func(fd uintptr) { err = reusePort(fd) }); cerr != nil {
 		return cerr
 	}
 	return err
@@ -147,8 +145,7 @@ func startWorker(ctx context.Context, exe string, env []string) (*Worker, error)
 	// kill it only if that takes too long.
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
-	// Should this process die without stopping its workers, they stop too.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	cmd.SysProcAttr = workerAttr()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err

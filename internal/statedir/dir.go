@@ -16,8 +16,6 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Dir is an open state directory. It is the directory at its path as it
@@ -45,14 +43,13 @@ func Open(path string) (*Dir, error) {
 }
 
 func openDir(path string) (*os.File, FileID, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	f, err := sysOpenDir(path)
 	if err != nil {
 		return nil, FileID{}, &os.PathError{Op: "open", Path: path, Err: err}
 	}
-	f := os.NewFile(uintptr(fd), path)
 	id, err := IDOf(f)
 	if err == nil {
-		if err = unix.Flock(fd, unix.LOCK_SH|unix.LOCK_NB); err != nil {
+		if err = sysFlock(f, false); err != nil {
 			err = &os.PathError{Op: "flock", Path: path, Err: err}
 		}
 	}
@@ -96,12 +93,11 @@ func (d *Dir) Close() error {
 	return d.f.Close()
 }
 
-// use runs fn with the directory's descriptor, which Reopen does not close
-// meanwhile.
-func (d *Dir) use(fn func(fd int) error) error {
+// use runs fn with the directory, which Reopen does not close meanwhile.
+func (d *Dir) use(fn func(dir *os.File) error) error {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	return fn(int(d.f.Fd()))
+	return fn(d.f)
 }
 
 // OpenFile opens name in the directory with flag (os.O_RDWR, os.O_CREATE
@@ -109,33 +105,15 @@ func (d *Dir) use(fn func(fd int) error) error {
 // symbolic link and anything but a regular file, without blocking on a FIFO
 // or a device first.
 func (d *Dir) OpenFile(name string, flag int, perm uint32) (*os.File, error) {
-	var fd int
-	err := d.use(func(dfd int) (err error) {
-		fd, err = unix.Openat(dfd, name, flag|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, perm)
+	var f *os.File
+	err := d.use(func(dir *os.File) (err error) {
+		f, err = sysOpenAt(dir, name, flag, perm, d.Join(name))
 		return err
 	})
 	if err != nil {
-		if errors.Is(err, unix.ELOOP) {
-			err = fmt.Errorf("a symbolic link: %w", err)
-		}
 		return nil, &os.PathError{Op: "open", Path: d.Join(name), Err: err}
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		unix.Close(fd)
-		return nil, &os.PathError{Op: "stat", Path: d.Join(name), Err: err}
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		unix.Close(fd)
-		return nil, &os.PathError{Op: "open", Path: d.Join(name), Err: ErrNotRegular}
-	}
-	// O_NONBLOCK only kept open from blocking on a FIFO; a regular file
-	// ignores it, but os.NewFile would try the poller.
-	if err := unix.SetNonblock(fd, false); err != nil {
-		unix.Close(fd)
-		return nil, &os.PathError{Op: "fcntl", Path: d.Join(name), Err: err}
-	}
-	return os.NewFile(uintptr(fd), d.Join(name)), nil
+	return f, nil
 }
 
 // ErrNotRegular reports a state file that is a FIFO, a directory, a device
@@ -203,7 +181,7 @@ func (d *Dir) Commit(f *os.File, name string, sync bool) error {
 		return err
 	}
 	if sync {
-		return d.use(func(fd int) error { return unix.Fsync(fd) })
+		return d.use(func(dir *os.File) error { return dir.Sync() })
 	}
 	return nil
 }
@@ -216,7 +194,7 @@ func (d *Dir) Discard(f *os.File, name string) {
 
 // Remove removes name from the directory; a link is removed, not followed.
 func (d *Dir) Remove(name string) error {
-	if err := d.use(func(fd int) error { return unix.Unlinkat(fd, name, 0) }); err != nil {
+	if err := d.use(func(dir *os.File) error { return sysRemoveAt(dir, name) }); err != nil {
 		return &os.PathError{Op: "remove", Path: d.Join(name), Err: err}
 	}
 	return nil
@@ -224,7 +202,7 @@ func (d *Dir) Remove(name string) error {
 
 // Rename renames old to new within the directory.
 func (d *Dir) Rename(old, new string) error {
-	if err := d.use(func(fd int) error { return unix.Renameat(fd, old, fd, new) }); err != nil {
+	if err := d.use(func(dir *os.File) error { return sysRenameAt(dir, old, new) }); err != nil {
 		return &os.LinkError{Op: "rename", Old: d.Join(old), New: d.Join(new), Err: err}
 	}
 	return nil
@@ -236,38 +214,34 @@ type FileID struct{ Dev, Ino uint64 }
 
 // Stat returns the identity of name, not following a link.
 func (d *Dir) Stat(name string) (FileID, error) {
-	var st unix.Stat_t
-	if err := d.use(func(fd int) error { return unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) }); err != nil {
+	var id FileID
+	err := d.use(func(dir *os.File) (err error) {
+		id, _, err = sysStatAt(dir, name)
+		return err
+	})
+	if err != nil {
 		return FileID{}, &os.PathError{Op: "stat", Path: d.Join(name), Err: err}
 	}
-	return FileID{Dev: uint64(st.Dev), Ino: uint64(st.Ino)}, nil
+	return id, nil
 }
 
 // Touch sets the access and modification times of name, or of the
-// directory itself if name is "", to now, unless they are more recent than
+// directory itself if name is "", to now, unless both are more recent than
 // age: age-based cleaners of temporary directories (systemd-tmpfiles,
 // tmpreaper, tmpwatch) remove what has not been touched for days.
 func (d *Dir) Touch(name string, age time.Duration) error {
-	return d.use(func(fd int) error {
-		var st unix.Stat_t
-		var err error
-		if name == "" {
-			err = unix.Fstat(fd, &st)
-		} else {
-			err = unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
-		}
-		if err != nil {
-			return &os.PathError{Op: "stat", Path: d.Join(name), Err: err}
-		}
-		oldest := time.Now().Add(-age)
-		if time.Unix(st.Atim.Unix()).After(oldest) && time.Unix(st.Mtim.Unix()).After(oldest) {
-			return nil
-		}
+	return d.use(func(dir *os.File) error {
 		if name == "" {
 			name = "."
 		}
-		// nil times: now, set by the kernel.
-		if err := unix.UtimesNanoAt(fd, name, nil, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		_, touched, err := sysStatAt(dir, name)
+		if err != nil {
+			return &os.PathError{Op: "stat", Path: d.Join(name), Err: err}
+		}
+		if touched.After(time.Now().Add(-age)) {
+			return nil
+		}
+		if err := sysTouchAt(dir, name); err != nil {
 			return &os.PathError{Op: "utimes", Path: d.Join(name), Err: err}
 		}
 		return nil
@@ -276,9 +250,13 @@ func (d *Dir) Touch(name string, age time.Duration) error {
 
 // IDOf returns the identity of an open file.
 func IDOf(f *os.File) (FileID, error) {
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+	id, err := sysFileID(f)
+	if err != nil {
 		return FileID{}, &os.PathError{Op: "stat", Path: f.Name(), Err: err}
 	}
-	return FileID{Dev: uint64(st.Dev), Ino: uint64(st.Ino)}, nil
+	return id, nil
 }
+
+// OwnerOf returns the user id that owns the file fi describes, where the
+// system has one.
+func OwnerOf(fi os.FileInfo) (uid int, ok bool) { return sysOwner(fi) }

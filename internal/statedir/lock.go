@@ -4,8 +4,6 @@ import (
 	"errors"
 	"io/fs"
 	"os"
-
-	"golang.org/x/sys/unix"
 )
 
 // Lock is a held election lock: an flock on a file of the directory. The
@@ -29,9 +27,9 @@ func (d *Dir) TryLock(name string) (*Lock, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		if err := sysFlock(f, true); err != nil {
 			f.Close()
-			if errors.Is(err, unix.EWOULDBLOCK) {
+			if errors.Is(err, errLocked) {
 				return nil, nil
 			}
 			return nil, &os.PathError{Op: "flock", Path: d.Join(name), Err: err}
