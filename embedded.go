@@ -113,14 +113,23 @@ func openStateDir(cfg config) (*statedir.Dir, error) {
 	return dir, nil
 }
 
+// DefaultDir returns the directory that holds the states of Open without
+// WithDir: sharedstate-UID in $XDG_RUNTIME_DIR (the user's own, in memory,
+// cleared at boot), or in os.TempDir if that is not set. Open makes it if needed, readable by its user alone.
+func DefaultDir() string {
+	base := os.Getenv("XDG_RUNTIME_DIR")
+	if !filepath.IsAbs(base) {
+		base = os.TempDir()
+	}
+	return filepath.Join(base, "sharedstate-"+strconv.Itoa(os.Getuid()))
+}
+
+// stateDir returns the directory of a state, dir or DefaultDir if dir is "",
+// made if missing, after checking that it is safe to use.
 func stateDir(dir string) (string, error) {
 	private := dir == ""
 	if private {
-		base := os.Getenv("XDG_RUNTIME_DIR")
-		if !filepath.IsAbs(base) {
-			base = os.TempDir()
-		}
-		dir = filepath.Join(base, "sharedstate-"+strconv.Itoa(os.Getuid()))
+		dir = DefaultDir()
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("sharedstate: %w", err)

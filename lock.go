@@ -2,6 +2,7 @@ package sharedstate
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"net/http"
 	"slices"
@@ -151,6 +152,7 @@ type lockState struct {
 	holder    uint64   // client id; 0 when free
 	holderReq uint64   // the holder's Lock request, to recognise its retry
 	token     uint64   // the latest fencing token given out
+	since     int64    // when the holder got it (store time, unix nanoseconds)
 	queue     []waiter // first come, first served
 	// graceEnd, if not 0, is when a holder that has not reconnected to a
 	// new owner loses the lock (unix nanoseconds).
@@ -160,6 +162,19 @@ type lockState struct {
 type waiter struct {
 	sess *session
 	id   uint64 // the parked Lock request
+}
+
+// lockEntry describes a lock for OpList: Version is its latest token, and
+// if it is held Value holds the holder's process id (0 if unknown) and
+// since, as uvarint and varint.
+func (s *store) lockEntry(name string) transport.Entry {
+	l := s.locks[name]
+	e := transport.Entry{Key: name, Version: l.token}
+	if l.holder != 0 {
+		e.Value = binary.AppendUvarint(nil, uint64(s.procs[l.holder].pid))
+		e.Value = binary.AppendVarint(e.Value, l.since)
+	}
+	return e
 }
 
 // applyLock performs the lock operations of apply; s.mu is held.
@@ -202,7 +217,8 @@ func (s *store) applyLock(sess *session, req *transport.Request, resp transport.
 func (s *store) grant(name string, l *lockState, client, req uint64) uint64 {
 	l.token++
 	l.holder, l.holderReq, l.graceEnd = client, req, 0
-	s.journal(grantRecord(s.scratch[:0], s.clock, client, req, name, l.token))
+	l.since = s.tick(s.elapsed())
+	s.journal(grantRecord(s.scratch[:0], l.since, client, req, name, l.token))
 	return l.token
 }
 

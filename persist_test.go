@@ -48,6 +48,10 @@ func fill(t *testing.T, st *State) string {
 		}
 	}
 	m.Delete(ctx, "k3")
+	st.Counter("deleted").Add(ctx, 7)
+	if existed, err := st.Counter("deleted").Delete(ctx); !existed || err != nil {
+		t.Fatalf("Delete of a counter = %v, %v; want true, nil", existed, err)
+	}
 	m.Store(ctx, "short", "gone soon", WithTTL(time.Millisecond))
 	m.Store(ctx, "long", "stays", WithTTL(time.Hour))
 	if _, err := m.Update(ctx, "k4", func(old string, _ bool) (string, error) { return old + "+", nil }); err != nil {
@@ -65,7 +69,14 @@ func dump(t *testing.T, st *State) string {
 		t.Fatal(err)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "c=%d", n)
+	fmt.Fprintf(&b, "c=%d counters:", n)
+	err = st.Names(ctx, KindCounter, func(name string, v int64) bool {
+		fmt.Fprintf(&b, " %s=%d", name, v)
+		return true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	err = NewMap[string](st, "m").Range(ctx, func(k, v string) bool {
 		fmt.Fprintf(&b, " %s=%s", k, v)
 		return true
@@ -107,7 +118,7 @@ func TestMemoryDurabilityKeepsOnlyLocks(t *testing.T) {
 	st.Close()
 	st = openIn(t, dir, WithDurability(DurabilityMemory))
 	defer st.Close()
-	if got := dump(t, st); got != "c=0" {
+	if got := dump(t, st); got != "c=0 counters:" {
 		t.Errorf("memory-only state after restart: %s", got)
 	}
 	mu = st.Mutex("l")

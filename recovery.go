@@ -240,14 +240,11 @@ func Repair(ctx context.Context, name string, opts ...Option) (RepairReport, err
 		return report, err
 	}
 	defer dir.Close()
-	lock, err := dir.TryLock(name + ".lock")
+	release, err := claimIdle(dir, name, "repair")
 	if err != nil {
-		return report, fmt.Errorf("sharedstate: %w", err)
+		return report, err
 	}
-	if lock == nil {
-		return report, fmt.Errorf("%w: repair %q: a process uses the state; stop every process using it first", ErrUnavailable, name)
-	}
-	defer lock.Release()
+	defer release()
 	if err := ctx.Err(); err != nil {
 		return report, err
 	}

@@ -18,7 +18,7 @@ const (
 	snapMeta                    // rev, clock, owner of the latest term, terms
 	snapCounter                 // name, value
 	snapEntry                   // map, key, value, version, expiry (0: none)
-	snapLock                    // name, holder, holder's request, token
+	snapLock                    // name, holder, holder's request, token, since
 	snapClient                  // client, ack, then its saved answers as frames
 	snapEnd                     // the snapshot is complete
 	snapMap                     // name, entries: sizes the map before its entries come
@@ -153,7 +153,7 @@ func (s *store) replay(records iter.Seq[[]byte]) (n int, err error) {
 			}
 			s.expire(s.tick(now))
 			l := s.lockNamed(name)
-			l.holder, l.holderReq, l.token = client, id, token
+			l.holder, l.holderReq, l.token, l.since = client, id, token, now
 		case recRelease:
 			now, name := d.Varint(), d.String()
 			if err := d.Finish(); err != nil {

@@ -237,6 +237,13 @@ func (c *Counter) Swap(ctx context.Context, v int64) (old int64, err error) {
 	return resp.Int, err
 }
 
+// Delete removes the counter, and reports whether it existed. A counter
+// deleted reads 0, like one never used, and no longer appears in Names.
+func (c *Counter) Delete(ctx context.Context) (existed bool, err error) {
+	resp, err := c.do(ctx, transport.OpDeleteCounter, 0, 0)
+	return resp.Found, err
+}
+
 // CompareAndSwap sets the counter to new if its value is old, and reports
 // whether it did.
 func (c *Counter) CompareAndSwap(ctx context.Context, old, new int64) (swapped bool, err error) {

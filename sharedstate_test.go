@@ -215,12 +215,46 @@ func TestProcessesMutex(t *testing.T) {
 	}
 }
 
+// locks returns what State.Locks reports, by name.
+func locks(t *testing.T, st *sharedstate.State) map[string]sharedstate.LockInfo {
+	t.Helper()
+	out := map[string]sharedstate.LockInfo{}
+	err := st.Locks(testContext(t), func(l sharedstate.LockInfo) bool {
+		out[l.Name] = l
+		return true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 func TestLockReleasedWhenHolderKilled(t *testing.T) {
 	dir := t.TempDir()
 	st := open(t, dir, "app")
 	ctx := testContext(t)
+	before := time.Now()
 	holder := startWorker(t, "hold", "SS_DIR="+dir)
 	token, _ := strconv.ParseUint(holder.expectLine(t, "locked"), 10, 64)
+	free := st.Mutex("free")
+	if err := free.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := free.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Locks shows the holder, from the owner and from a proxy.
+	for _, view := range []*sharedstate.State{st, open(t, dir, "app")} {
+		got := locks(t, view)
+		held := got["held"]
+		if !held.Held || held.PID != holder.cmd.Process.Pid || held.Token != token ||
+			held.Since.Before(before.Add(-time.Second)) || held.Since.After(time.Now().Add(time.Second)) {
+			t.Errorf("Locks: held = %+v; want held by pid %d with token %d since %v", held, holder.cmd.Process.Pid, token, before)
+		}
+		if f := got["free"]; f.Held || f.PID != 0 || f.Token != 1 || len(got) != 2 {
+			t.Errorf("Locks = %+v; want also free, with token 1", got)
+		}
+	}
 	mu := st.Mutex("held")
 	if ok, err := mu.TryLock(ctx); err != nil || ok {
 		t.Fatalf("TryLock of a lock held by another process = %v, %v", ok, err)
@@ -233,6 +267,9 @@ func TestLockReleasedWhenHolderKilled(t *testing.T) {
 		t.Errorf("fencing token %d after the killed holder's %d", got, token)
 	}
 	waiter.wait(t)
+	if held := locks(t, st)["held"]; held.Held || held.Token != got {
+		t.Errorf("Locks after the waiter exited: %+v; want free, latest token %d", held, got)
+	}
 }
 
 func TestStaleFilesAfterKill(t *testing.T) {

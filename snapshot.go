@@ -120,7 +120,8 @@ func (s *store) snapshotLocks(w *journal.SnapshotWriter, b []byte) {
 		b = transport.AppendString(append(b[:0], snapLock), name)
 		b = binary.AppendUvarint(b, l.holder)
 		b = binary.AppendUvarint(b, l.holderReq)
-		w.Record(binary.AppendUvarint(b, l.token))
+		b = binary.AppendUvarint(b, l.token)
+		w.Record(binary.AppendVarint(b, l.since))
 	}
 }
 
@@ -175,7 +176,7 @@ func (s *store) loadSnapshotRecords(records iter.Seq[[]byte]) error {
 			s.put(mapName, s.mapNamed(mapName, 0), key, e)
 		case snapLock:
 			l := s.lockNamed(d.String())
-			l.holder, l.holderReq, l.token = d.Uvarint(), d.Uvarint(), d.Uvarint()
+			l.holder, l.holderReq, l.token, l.since = d.Uvarint(), d.Uvarint(), d.Uvarint(), d.Varint()
 		case snapClient:
 			t := &clientTable{results: make(map[uint64]transport.Response)}
 			s.clients[d.Uvarint()] = t

@@ -1,6 +1,7 @@
 package sharedstate
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"time"
@@ -82,14 +83,57 @@ const (
 // Names calls fn with each name of the given kind in the state, in order,
 // and a size that depends on the kind, until fn returns false.
 func (s *State) Names(ctx context.Context, kind Kind, fn func(name string, size int64) bool) error {
+	err := s.list(ctx, int64(kind), func(e transport.Entry) bool { return fn(e.Key, int64(e.Version)) })
+	if err != nil {
+		return fmt.Errorf("sharedstate: names: %w", err)
+	}
+	return nil
+}
+
+// LockInfo describes one of a state's locks, for Locks.
+type LockInfo struct {
+	Name  string
+	Held  bool
+	PID   int       // the holding process's id, if held (0 if unknown)
+	Token uint64    // the latest fencing token given out for the lock
+	Since time.Time // when the holder got the lock, if held
+}
+
+// Locks calls fn with each lock the state has used, in name order, until fn
+// returns false: who holds it, with which token, since when. It is for
+// inspection: by the time fn runs, the lock may have changed hands.
+func (s *State) Locks(ctx context.Context, fn func(LockInfo) bool) error {
+	var bad error
+	err := s.list(ctx, listHolders, func(e transport.Entry) bool {
+		info := LockInfo{Name: e.Key, Token: e.Version, Held: len(e.Value) > 0}
+		if info.Held {
+			d := transport.NewDecoder(e.Value)
+			info.PID, info.Since = int(d.Uvarint()), time.Unix(0, d.Varint())
+			if err := d.Finish(); err != nil {
+				bad = fmt.Errorf("malformed answer for lock %q: %w", e.Key, err)
+				return false
+			}
+		}
+		return fn(info)
+	})
+	err = cmp.Or(err, bad)
+	if err != nil {
+		return fmt.Errorf("sharedstate: locks: %w", err)
+	}
+	return nil
+}
+
+// list calls fn with the names of one kind, a page at a time, until fn
+// returns false.
+func (s *State) list(ctx context.Context, kind int64, fn func(transport.Entry) bool) error {
 	after := ""
 	for {
-		resp, err := s.do(ctx, transport.Request{Op: transport.OpList, Name: "names", Int: int64(kind), Key: after, Limit: rangePage})
+		resp, err := s.do(ctx, transport.Request{Op: transport.OpList, Name: "names", Int: kind, Key: after, Limit: rangePage})
 		if err != nil {
-			return fmt.Errorf("sharedstate: names: %w", err)
+			return err
 		}
 		for _, e := range resp.Entries {
-			if !fn(e.Key, int64(e.Version)) {
+			if !fn(e) {
 				return nil
 			}
 			after = e.Key

@@ -305,6 +305,10 @@ func (s *store) exec(sess *session, req *transport.Request, now int64) (resp tra
 		s.counters[req.Name] = resp.Int
 	case transport.OpGet:
 		resp.Int = s.counters[req.Name]
+	case transport.OpDeleteCounter:
+		if resp.Found = s.counterNames.Delete(req.Name); resp.Found {
+			delete(s.counters, req.Name)
+		}
 	case transport.OpSet:
 		s.setCounter(req.Name, req.Int)
 	case transport.OpSwap:
@@ -591,21 +595,29 @@ const (
 	listCounters = 1
 	listMaps     = 2
 	listLocks    = 3
+	listHolders  = 4 // the locks, with their holders
 )
 
 // list returns up to limit names of one kind after start, in order, each
 // with a size (a counter's value, a map's length, a lock's holder: 0 if
-// free), and whether more follow.
+// free), and whether more follow. The holders kind gives each lock's latest
+// token, and for a held lock the holder's process id and when it got the
+// lock (see lockInfo).
 func (s *store) list(kind int64, start string, limit int) ([]transport.Entry, bool) {
 	var names *sorted.Set
-	var size func(name string) uint64
+	var entry func(name string) transport.Entry
+	size := func(f func(string) uint64) func(string) transport.Entry {
+		return func(n string) transport.Entry { return transport.Entry{Key: n, Version: f(n)} }
+	}
 	switch kind {
 	case listCounters:
-		names, size = &s.counterNames, func(n string) uint64 { return uint64(s.counters[n]) }
+		names, entry = &s.counterNames, size(func(n string) uint64 { return uint64(s.counters[n]) })
 	case listMaps:
-		names, size = &s.mapNames, func(n string) uint64 { return uint64(len(s.maps[n].entries)) }
+		names, entry = &s.mapNames, size(func(n string) uint64 { return uint64(len(s.maps[n].entries)) })
 	case listLocks:
-		names, size = &s.lockNames, func(n string) uint64 { return s.locks[n].holder }
+		names, entry = &s.lockNames, size(func(n string) uint64 { return s.locks[n].holder })
+	case listHolders:
+		names, entry = &s.lockNames, s.lockEntry
 	default:
 		return nil, false
 	}
@@ -614,7 +626,7 @@ func (s *store) list(kind int64, start string, limit int) ([]transport.Entry, bo
 		if len(out) == limit && limit > 0 {
 			return out, true
 		}
-		out = append(out, transport.Entry{Key: name, Version: size(name)})
+		out = append(out, entry(name))
 	}
 	return out, false
 }

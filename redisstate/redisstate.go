@@ -256,6 +256,8 @@ func (e *engine) do(ctx context.Context, req *transport.Request) (transport.Resp
 		r, err = e.get(ctx, k.counter(name))
 	case transport.OpSet:
 		r, err = e.write(ctx, scriptSet, []string{k.counter(name)}, req.Int)
+	case transport.OpDeleteCounter:
+		r, err = e.write(ctx, scriptDeleteCounter, []string{k.counter(name)})
 	case transport.OpSwap:
 		r, err = e.write(ctx, scriptSwap, []string{k.counter(name)}, req.Int)
 	case transport.OpCAS:

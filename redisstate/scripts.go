@@ -270,6 +270,10 @@ return reply(false, nil, nil, redis.call('GET', KEYS[1]))`))
 redis.call('SET', KEYS[1], ARGV[1])
 return reply()`))
 
+	// → found: the counter existed.
+	scriptDeleteCounter = redis.NewScript(lib + once(`
+return reply(redis.call('DEL', KEYS[1]) == 1)`))
+
 	// ARGV = {value} → int: the old value.
 	scriptSwap = redis.NewScript(lib + once(`
 return reply(false, nil, nil, redis.call('SET', KEYS[1], ARGV[1], 'GET') or '0')`))

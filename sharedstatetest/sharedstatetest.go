@@ -112,6 +112,12 @@ func testCounter(t *testing.T, st *sharedstate.State) {
 	}
 	wg.Wait()
 	expect(t, "after 800 concurrent Add(1)", int64(842))(c.Load(ctx))
+
+	expect(t, "Delete", true)(c.Delete(ctx))
+	expect(t, "Load after Delete", int64(0))(c.Load(ctx))
+	expect(t, "Delete of a deleted counter", false)(c.Delete(ctx))
+	expect(t, "Add after Delete", int64(1))(c.Add(ctx, 1))
+	expect(t, "Delete of a counter never used", false)(st.Counter("conformance.never").Delete(ctx))
 }
 
 func testMapBasics(t *testing.T, st *sharedstate.State) {

@@ -97,12 +97,13 @@ const (
 	OpPublish                        // Name=channel, Value=message → Int=processes subscribed
 	OpSubscribe                      // Name=channel: push its messages to this client as Events
 	OpUnsubscribe                    // Name=channel
-	OpList                           // Int=kind (1 counters, 2 maps, 3 locks), Key=exclusive start, Limit → Entries (Key=name, Version=size), Found=more
+	OpList                           // Int=kind (1 counters, 2 maps, 3 locks, 4 lock holders), Key=exclusive start, Limit → Entries (Key=name, Version=size; holders: Version=token, Value=pid and since, TTL=held for), Found=more
 	OpStats                          // → Entries (Key=statistic, Version=value)
 	OpLeave                          // the client's State is closing: release its locks, forget its saved answers
 	OpAbandon                        // Name, Version=id of a Lock or TryLock the client gave up on: withdraw it, or release the lock it got
 	OpMapAdd                         // Name, Key, Int=delta, TTL (of a new entry) → Int=new value, Version, TTL=left; the entry holds an msgpack integer
 	OpTake                           // Name, Key, Int=interval, OldInt=burst, Limit=n (GCRA; see the store) → Found=allowed, Int=wait, TTL=until full
+	OpDeleteCounter                  // Name → Found=existed
 	opEnd
 )
 
@@ -116,6 +117,7 @@ var opNames = [...]string{
 	OpLockHeld: "LockHeld", OpPublish: "Publish", OpSubscribe: "Subscribe",
 	OpUnsubscribe: "Unsubscribe", OpList: "List", OpStats: "Stats", OpLeave: "Leave",
 	OpAbandon: "Abandon", OpMapAdd: "MapAdd", OpTake: "Take",
+	OpDeleteCounter: "DeleteCounter",
 }
 
 // Known reports whether o is an operation of this protocol version.

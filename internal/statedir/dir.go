@@ -212,17 +212,47 @@ func (d *Dir) Rename(old, new string) error {
 // and created again, has another.
 type FileID struct{ Dev, Ino uint64 }
 
+// fileStat is what the system tells of a file.
+type fileStat struct {
+	id      FileID
+	size    int64
+	touched time.Time // the later of its access and modification times
+}
+
 // Stat returns the identity of name, not following a link.
 func (d *Dir) Stat(name string) (FileID, error) {
-	var id FileID
-	err := d.use(func(dir *os.File) (err error) {
-		id, _, err = sysStatAt(dir, name)
+	st, err := d.stat(name)
+	return st.id, err
+}
+
+// Size returns the size of name, not following a link.
+func (d *Dir) Size(name string) (int64, error) {
+	st, err := d.stat(name)
+	return st.size, err
+}
+
+func (d *Dir) stat(name string) (st fileStat, err error) {
+	err = d.use(func(dir *os.File) (err error) {
+		st, err = sysStatAt(dir, name)
 		return err
 	})
 	if err != nil {
-		return FileID{}, &os.PathError{Op: "stat", Path: d.Join(name), Err: err}
+		return fileStat{}, &os.PathError{Op: "stat", Path: d.Join(name), Err: err}
 	}
-	return id, nil
+	return st, nil
+}
+
+// List returns the names of the files in the directory, in no order.
+func (d *Dir) List() ([]string, error) {
+	var names []string
+	err := d.use(func(dir *os.File) (err error) {
+		names, err = sysListAt(dir)
+		return err
+	})
+	if err != nil {
+		return nil, &os.PathError{Op: "list", Path: d.path, Err: err}
+	}
+	return names, nil
 }
 
 // Touch sets the access and modification times of name, or of the
@@ -234,11 +264,11 @@ func (d *Dir) Touch(name string, age time.Duration) error {
 		if name == "" {
 			name = "."
 		}
-		_, touched, err := sysStatAt(dir, name)
+		st, err := sysStatAt(dir, name)
 		if err != nil {
 			return &os.PathError{Op: "stat", Path: d.Join(name), Err: err}
 		}
-		if touched.After(time.Now().Add(-age)) {
+		if st.touched.After(time.Now().Add(-age)) {
 			return nil
 		}
 		if err := sysTouchAt(dir, name); err != nil {

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"time"
 )
 
 var errUnsupported = fmt.Errorf("a state directory needs a Unix system (flock, openat, O_NOFOLLOW, peer credentials): %w", errors.ErrUnsupported)
@@ -26,9 +25,9 @@ func sysRemoveAt(*os.File, string) error { return errUnsupported }
 
 func sysRenameAt(*os.File, string, string) error { return errUnsupported }
 
-func sysStatAt(*os.File, string) (FileID, time.Time, error) {
-	return FileID{}, time.Time{}, errUnsupported
-}
+func sysStatAt(*os.File, string) (fileStat, error) { return fileStat{}, errUnsupported }
+
+func sysListAt(*os.File) ([]string, error) { return nil, errUnsupported }
 
 func sysTouchAt(*os.File, string) error { return errUnsupported }
 

@@ -61,18 +61,29 @@ func sysRenameAt(dir *os.File, old, new string) error {
 	return unix.Renameat(int(dir.Fd()), old, int(dir.Fd()), new)
 }
 
-// sysStatAt returns the identity of name in dir, not following a link, and
-// the later of its access and modification times.
-func sysStatAt(dir *os.File, name string) (FileID, time.Time, error) {
+// sysStatAt describes name in dir, not following a link.
+func sysStatAt(dir *os.File, name string) (fileStat, error) {
 	var st unix.Stat_t
 	if err := unix.Fstatat(int(dir.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return FileID{}, time.Time{}, err
+		return fileStat{}, err
 	}
-	a, m := time.Unix(st.Atim.Unix()), time.Unix(st.Mtim.Unix())
-	if a.After(m) {
-		m = a
+	touched := time.Unix(st.Mtim.Unix())
+	if a := time.Unix(st.Atim.Unix()); a.After(touched) {
+		touched = a
 	}
-	return FileID{Dev: uint64(st.Dev), Ino: uint64(st.Ino)}, m, nil
+	return fileStat{id: FileID{Dev: uint64(st.Dev), Ino: uint64(st.Ino)}, size: st.Size, touched: touched}, nil
+}
+
+// sysListAt returns the names in dir. It reads through a descriptor of
+// its own, so that listings do not share a read offset.
+func sysListAt(dir *os.File) ([]string, error) {
+	fd, err := unix.Openat(int(dir.Fd()), ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), dir.Name())
+	defer f.Close()
+	return f.Readdirnames(-1)
 }
 
 // sysTouchAt sets the times of name in dir to now.
