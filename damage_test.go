@@ -205,8 +205,10 @@ func TestDamagedJournalIsRefused(t *testing.T) {
 		if aside, _ := os.ReadFile(report.SetAside[0]); !bytes.Equal(aside, data) {
 			t.Errorf("%s: the journal set aside is not the damaged one, byte for byte", d.name)
 		}
-		kept := int64(0) // the first record starts the owner's term; the others are Adds
-		for _, off := range offs[1:] {
+		// The first two records start the owner's term (who owns it, in
+		// which process); the others are Adds.
+		kept := int64(0)
+		for _, off := range offs[2:] {
 			if off < d.offset(offs) {
 				kept++
 			}

@@ -285,14 +285,19 @@ func (s *store) connect(client uint64, p process) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.connected[client]++
-	if known, ok := s.procs[client]; !ok || known != p {
-		s.procs[client] = p
-		s.journal(clientRecord(s.scratch[:0], client, p))
-	}
+	s.identify(client, p)
 	for _, l := range s.locks {
 		if l.holder == client {
 			l.graceEnd = 0
 		}
+	}
+}
+
+// identify records that client runs in process p; s.mu is held.
+func (s *store) identify(client uint64, p process) {
+	if known, ok := s.procs[client]; !ok || known != p {
+		s.procs[client] = p
+		s.journal(clientRecord(s.scratch[:0], client, p))
 	}
 }
 

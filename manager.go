@@ -99,7 +99,7 @@ func startManager(st *embedded, lf *statedir.Lock, b *statedir.Beacon) (*manager
 		return nil, err
 	}
 	m.store = store
-	store.beginTerm(st.clientID, st.cfg.lockGrace)
+	store.beginTerm(st.clientID, processOf(os.Getpid()), st.cfg.lockGrace)
 	store.changed = m.channels.publishChange // after replay: replayed writes are old news
 	m.local = store.newSession(st.clientID, os.Getpid(), m.deliverLocal)
 	m.local.saveResults = false

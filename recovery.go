@@ -136,9 +136,9 @@ func damaged(err error, name string) error {
 	return err
 }
 
-// beginTerm records that owner now owns the state, and deals with the locks
-// of the previous term.
-func (s *store) beginTerm(owner uint64, grace time.Duration) {
+// beginTerm records that owner, of process p, now owns the state, and deals
+// with the locks of the previous term.
+func (s *store) beginTerm(owner uint64, p process, grace time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.startClock()
@@ -150,6 +150,7 @@ func (s *store) beginTerm(owner uint64, grace time.Duration) {
 	s.journal(ownerRecord(s.scratch[:0], now, owner))
 	s.startGrace(prev, owner)
 	s.forget(prev) // that process is gone, and its answers with it
+	s.identify(owner, p)
 }
 
 // syncs reports whether answers wait for the journal to reach the disk.

@@ -1,45 +1,64 @@
-// Command sharedstate inspects and edits a shared state from the command
-// line, in the manner of redis-cli: list what a state holds, read and write
-// counters and map entries, watch them change, publish and subscribe, and
-// show the owner's statistics or dump everything as JSON.
+// Command sharedstate inspects and edits the shared states of an app from
+// the command line, in the manner of redis-cli: list the states and what
+// each holds, read and write counters and map entries, watch them change,
+// see who holds a lock, publish and subscribe, show the owner's statistics,
+// dump everything as JSON, and repair or remove a state's files.
+//
+// Install it with
+//
+//	go install github.com/sharedstate/sharedstate/cmd/sharedstate@latest
 //
 // Usage:
 //
-//	sharedstate [flags] -state NAME COMMAND [ARGS]
+//	sharedstate COMMAND [ARGS] [flags]
 //
-// Commands:
+// Commands on the states of a directory:
 //
-//	ls                      counters with values, maps with lengths, locks held or free
+//	states                  the states: owner pid or offline, keys, bytes on disk
+//	rm STATE                remove a state's files (refused while a process uses it)
+//
+// Commands on one state (-state NAME):
+//
+//	ls                      counters with values, maps with lengths, locks with holders
 //	get COUNTER             a counter's value
-//	get MAP                 every entry of a map
+//	get MAP                 every entry of a map, with the time left of those that expire
 //	get MAP KEY             one map entry, as JSON
 //	set COUNTER N           set a counter
 //	set MAP KEY JSON        store a JSON value (as msgpack of the decoded JSON)
 //	add COUNTER DELTA       add to a counter and print the new value
+//	add MAP KEY DELTA       add to an integer entry and print the new value
+//	del COUNTER             delete a counter
 //	del MAP KEY             delete a map entry
 //	watch NAME [KEY]        print changes to a map, one of its keys, or a counter
 //	sub CHANNEL             print messages published on a channel
 //	pub CHANNEL MESSAGE     publish a message
-//	stats                   the owner's statistics, with ops/s over one second
+//	stats                   the owner's statistics (-interval D: with ops/s over D)
 //	dump                    everything, as JSON
+//	repair                  make a damaged state openable again
 //
-// Flags:
+// Flags go before or after the command and its arguments; "--" ends them,
+// for an argument that starts with "-" but is not a number:
 //
-//	-state NAME     the state to inspect (required), as passed to sharedstate.Open
-//	-dir DIR        the state's directory (default: the library's default,
+//	-state NAME     the state to inspect, as passed to sharedstate.Open
+//	-dir DIR        the states' directory (default: sharedstate.DefaultDir,
 //	                $XDG_RUNTIME_DIR/sharedstate-UID or $TMPDIR/sharedstate-UID)
 //	-json           print JSON for scripts instead of aligned tables
-//	-interval D     how often watch polls (default 500ms)
+//	-interval D     how often watch polls (default 500ms); the time stats
+//	                measures ops/s over
 //	-ttl D          make the entry written by set expire after D
+//	-raw            set and get a byte string (what Map[[]byte] holds, as the
+//	                Fiber adapter stores), as base64
+//	-force          let set change the type of a map's values
 //	-timeout D      time limit for connecting and for each command (default 5s)
 //
 // For example:
 //
-//	sharedstate -state myapp ls
-//	sharedstate -state myapp get sessions alice
-//	sharedstate -state myapp set sessions alice '{"user":"alice","n":1}'
-//	sharedstate -state myapp -json stats | jq .ops_per_sec
-//	sharedstate -state myapp watch sessions
+//	sharedstate states
+//	sharedstate ls -state myapp
+//	sharedstate get sessions alice -state myapp
+//	sharedstate set sessions alice '{"user":"alice","n":1}' -state myapp
+//	sharedstate stats -state myapp -interval 1s -json | jq .ops_per_sec
+//	sharedstate watch sessions -state myapp
 //
 // The inspector opens the state as an observer (sharedstate.WithObserver): it
 // never becomes the state's owner. While a process of the app owns the state,
@@ -48,22 +67,29 @@
 // without changing them: ls, get, stats and dump work, while set, add, del,
 // pub, sub and watch fail, as nothing could change the state meanwhile.
 //
-// get and watch with only a name take it for a counter if there is a
-// counter so called, else for a map.
+// A name or key that does not exist is an error, except for set, which
+// makes it, and watch, which waits for it. get, del and watch with only a
+// name take it for a counter if there is a counter so called, else for a
+// map.
 //
 // Map values are stored as msgpack; the inspector decodes them into Go's
 // generic types (as sharedstate.NewMap[any] does) and prints them as JSON.
-// A value written by set is the msgpack encoding of the decoded JSON:
-// integers stay integers, objects become maps with string keys, which a
-// program decodes into a struct with matching field names. A value that
-// Map[any] cannot decode (a map with integer keys, say) is decoded by the
-// inspector itself from the raw msgpack, rather than failing the command.
+// A byte string prints as {"$base64": ...}, with "$text" beside it if the
+// bytes are readable text. A value written by set is the msgpack encoding
+// of the decoded JSON: integers stay integers, objects become maps with
+// string keys, which a program decodes into a struct with matching field
+// names. set refuses to store a value of another type than the entry's, or
+// than the map's other entries, which a program reading a typed Map could
+// not decode, unless given -force. A value that Map[any] cannot decode (a
+// map with integer keys, say) is decoded by the inspector itself from the
+// raw msgpack, rather than failing the command.
 //
 // Errors go to standard error and exit with status 1; usage errors exit with
 // status 2. watch and sub run until interrupted (Ctrl-C), then exit with 0.
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -72,7 +98,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -104,7 +130,10 @@ type cli struct {
 	dir      string
 	json     bool
 	interval time.Duration
+	sample   bool // -interval given: stats measures ops/s over it
 	ttl      time.Duration
+	raw      bool
+	force    bool
 	timeout  time.Duration
 
 	st *sharedstate.State
@@ -129,20 +158,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fs := flag.NewFlagSet("sharedstate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&c.state, "state", "", "the state to inspect, as passed to sharedstate.Open (required)")
-	fs.StringVar(&c.dir, "dir", "", "the state's directory (default $XDG_RUNTIME_DIR/sharedstate-UID or $TMPDIR/sharedstate-UID)")
+	fs.StringVar(&c.state, "state", "", "the state to inspect, as passed to sharedstate.Open")
+	fs.StringVar(&c.dir, "dir", "", "the states' directory (default "+sharedstate.DefaultDir()+")")
 	fs.BoolVar(&c.json, "json", false, "print JSON instead of tables")
-	fs.DurationVar(&c.interval, "interval", 500*time.Millisecond, "how often watch polls")
+	fs.DurationVar(&c.interval, "interval", 500*time.Millisecond, "how often watch polls; for stats, the time to measure ops/s over")
 	fs.DurationVar(&c.ttl, "ttl", 0, "make the entry written by set expire after this long (0: never)")
+	fs.BoolVar(&c.raw, "raw", false, "set and get a byte string, as base64")
+	fs.BoolVar(&c.force, "force", false, "let set change the type of a map's values")
 	fs.DurationVar(&c.timeout, "timeout", 5*time.Second, "time limit for connecting and for each command")
 	fs.Usage = func() { printUsage(stderr, fs) }
-	if err := fs.Parse(args); err != nil {
+	args, err := parseArgs(fs, args)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}
 		return exitUsage
 	}
-	args = fs.Args()
+	fs.Visit(func(f *flag.Flag) { c.sample = c.sample || f.Name == "interval" })
 	if len(args) == 0 || args[0] == "help" {
 		printUsage(stderr, fs)
 		if len(args) == 0 {
@@ -158,22 +190,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	args = args[1:]
 	if len(args) < cmd.minArgs || len(args) > cmd.maxArgs {
-		fmt.Fprintf(stderr, "sharedstate: %s: wrong number of arguments\nusage: sharedstate [flags] -state NAME %s %s\n", cmd.name, cmd.name, cmd.args)
-		return exitUsage
+		return c.fail(cmd, usagef("wrong number of arguments"))
 	}
 	switch {
-	case c.state == "":
-		fmt.Fprintf(stderr, "sharedstate: -state NAME is required\nusage: sharedstate [flags] -state NAME %s %s\n", cmd.name, cmd.args)
-		return exitUsage
+	case c.state == "" && !cmd.dirWide:
+		return c.fail(cmd, usagef("-state NAME is required"))
 	case c.interval <= 0:
-		fmt.Fprintf(stderr, "sharedstate: -interval must be positive\n")
-		return exitUsage
+		return c.fail(cmd, usagef("-interval must be positive"))
 	case c.timeout <= 0:
-		fmt.Fprintf(stderr, "sharedstate: -timeout must be positive\n")
-		return exitUsage
+		return c.fail(cmd, usagef("-timeout must be positive"))
 	case c.ttl < 0:
-		fmt.Fprintf(stderr, "sharedstate: -ttl must not be negative\n")
-		return exitUsage
+		return c.fail(cmd, usagef("-ttl must not be negative"))
 	}
 	// Check the arguments before connecting, so that a usage error is one.
 	if cmd.check != nil {
@@ -192,7 +219,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmdCtx := ctx
 	if !cmd.long {
 		var cancel context.CancelFunc
-		cmdCtx, cancel = context.WithTimeout(ctx, c.timeout)
+		cmdCtx, cancel = context.WithTimeout(ctx, c.timeout+c.sampleTime(cmd))
 		defer cancel()
 	}
 	if err := cmd.run(c, cmdCtx, args); err != nil {
@@ -204,18 +231,65 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
+// sampleTime is how long cmd waits on purpose: stats, between its samples.
+func (c *cli) sampleTime(cmd *command) time.Duration {
+	if cmd.name == "stats" && c.sample {
+		return c.interval
+	}
+	return 0
+}
+
+// parseArgs parses the flags in args, wherever they are, and returns the
+// other arguments. A negative number is an argument, not a flag, and "--"
+// ends the flags.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var rest []string
+	for len(args) > 0 {
+		a := args[0]
+		if a == "--" {
+			return append(rest, args[1:]...), nil
+		}
+		if len(a) < 2 || a[0] != '-' || isNumber(a) {
+			rest, args = append(rest, a), args[1:]
+			continue
+		}
+		// One flag at a time, with the next argument if it takes a value
+		// (Lookup finds no flag in -flag=value).
+		n := 1
+		name := strings.TrimLeft(a, "-")
+		if f := fs.Lookup(name); f != nil && !isBool(f) && len(args) > 1 {
+			n = 2
+		}
+		if err := fs.Parse(args[:n]); err != nil {
+			return nil, err
+		}
+		args = args[n:]
+	}
+	return rest, nil
+}
+
+func isNumber(s string) bool {
+	_, err := strconv.ParseFloat(s, 64)
+	return err == nil
+}
+
+func isBool(f *flag.Flag) bool {
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
+}
+
 // fail prints err and returns the exit status for it.
 func (c *cli) fail(cmd *command, err error) int {
 	var u *usageError
 	if errors.As(err, &u) {
-		fmt.Fprintf(c.stderr, "sharedstate: %s: %s\nusage: sharedstate [flags] -state NAME %s %s\n", cmd.name, u.msg, cmd.name, cmd.args)
+		fmt.Fprintf(c.stderr, "sharedstate: %s: %s\nusage: sharedstate %s\n", cmd.name, u.msg, cmd.synopsis())
 		return exitUsage
 	}
 	msg := err.Error()
 	switch {
 	case errors.Is(err, sharedstate.ErrReadOnly):
 		msg = fmt.Sprintf("%s: no process owns state %q, and the inspector never becomes its owner: it read the state from its journal, read-only. Start the app, then retry", cmd.name, c.state)
-	case errors.Is(err, sharedstate.ErrUnavailable):
+	case errors.Is(err, sharedstate.ErrUnavailable) && !cmd.files:
 		msg = fmt.Sprintf("%s: the owner of state %q did not answer within %v (-timeout): %v", cmd.name, c.state, c.timeout, err)
 	default:
 		msg = strings.TrimPrefix(msg, "sharedstate: ")
@@ -225,9 +299,7 @@ func (c *cli) fail(cmd *command, err error) int {
 	return exitError
 }
 
-// open opens the state as an observer, after checking that it exists so
-// that a mistyped name is reported rather than created.
-// options are the options of every Open and Repair of the inspector.
+// options are the options of every call of the library.
 func (c *cli) options() []sharedstate.Option {
 	opts := []sharedstate.Option{sharedstate.WithLogger(c.log)}
 	if c.dir != "" {
@@ -236,17 +308,23 @@ func (c *cli) options() []sharedstate.Option {
 	return opts
 }
 
+// open opens the state as an observer, after checking that it exists so
+// that a mistyped name is reported rather than created.
 func (c *cli) open(ctx context.Context) error {
-	dir := c.dir
-	if dir == "" {
-		dir = defaultDir()
+	states, err := sharedstate.States(c.options()...)
+	if err != nil {
+		return err
 	}
-	lock := filepath.Join(dir, c.state+".lock")
-	if _, err := os.Stat(lock); errors.Is(err, os.ErrNotExist) {
-		if _, err := os.Stat(dir); err != nil {
-			return fmt.Errorf("no state %q: directory %s: %w", c.state, dir, errors.Unwrap(err))
+	if !slices.ContainsFunc(states, func(s sharedstate.StateInfo) bool { return s.Name == c.state }) {
+		dir := cmp.Or(c.dir, sharedstate.DefaultDir())
+		if len(states) == 0 {
+			return fmt.Errorf("no state %q: no state in %s (no process has opened one there; see -dir)", c.state, dir)
 		}
-		return fmt.Errorf("no state %q in %s (no process has opened it there; see -dir)", c.state, dir)
+		names := make([]string, len(states))
+		for i, s := range states {
+			names[i] = s.Name
+		}
+		return fmt.Errorf("no state %q in %s; there are: %s", c.state, dir, strings.Join(names, ", "))
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
@@ -258,24 +336,22 @@ func (c *cli) open(ctx context.Context) error {
 	return nil
 }
 
-// defaultDir is the directory sharedstate.Open uses without WithDir.
-// It repeats the library's rule, which the library does not export.
-func defaultDir() string {
-	base := os.Getenv("XDG_RUNTIME_DIR")
-	if !filepath.IsAbs(base) {
-		base = os.TempDir()
-	}
-	return filepath.Join(base, "sharedstate-"+strconv.Itoa(os.Getuid()))
-}
-
 func printUsage(w io.Writer, fs *flag.FlagSet) {
-	fmt.Fprintf(w, "usage: sharedstate [flags] -state NAME COMMAND [ARGS]\n\nCommands:\n")
+	fmt.Fprintf(w, "usage: sharedstate COMMAND [ARGS] [flags]\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	for _, name := range commandOrder {
+	for i, name := range commandOrder {
 		cmd := commands[name]
+		if i == 0 || cmd.dirWide != commands[commandOrder[i-1]].dirWide {
+			heading := "\nCommands on one state (-state NAME):\n"
+			if cmd.dirWide {
+				heading = "\nCommands on the states of a directory:\n"
+			}
+			tw.Flush()
+			fmt.Fprint(w, heading)
+		}
 		fmt.Fprintf(tw, "  %s\t%s\n", strings.TrimSpace(cmd.name+" "+cmd.args), cmd.help)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "\nFlags:\n")
+	fmt.Fprintf(w, "\nFlags, before or after the command (\"--\" ends them):\n")
 	fs.PrintDefaults()
 }

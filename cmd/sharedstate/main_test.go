@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -42,8 +43,6 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
-
-func init() { statsSample = 100 * time.Millisecond }
 
 // openOwner opens the state in a new directory, as its owner.
 func openOwner(t *testing.T) (string, *sharedstate.State) {
@@ -127,12 +126,13 @@ func TestLs(t *testing.T) {
 	dir, st := openOwner(t)
 	fill(t, st)
 
+	pid := strconv.Itoa(os.Getpid())
 	want := [][]string{
 		{"KIND", "NAME", "VALUE"},
 		{"counter", "errors", "-3"},
 		{"counter", "hits", "42"},
 		{"map", "sessions", "2", "entries"},
-		{"lock", "cron", "held"},
+		{"lock", "cron", "held", "by", "pid", pid, "for", "0s", "(token", "1)"},
 		{"lock", "deploy", "free"},
 	}
 	if got := rows(cliOK(t, dir, "ls")); !reflect.DeepEqual(got, want) {
@@ -143,12 +143,17 @@ func TestLs(t *testing.T) {
 	if err := json.Unmarshal([]byte(cliOK(t, dir, "-json", "ls")), &items); err != nil {
 		t.Fatal(err)
 	}
+	since, _ := items[3]["since"].(string)
+	if when, err := time.Parse(time.RFC3339Nano, since); err != nil || time.Since(when) > time.Minute || time.Since(when) < 0 {
+		t.Errorf("ls -json: cron held since %q (%v); want a moment ago", since, err)
+	}
+	delete(items[3], "since")
 	wantJSON := []map[string]any{
 		{"kind": "counter", "name": "errors", "value": -3.0},
 		{"kind": "counter", "name": "hits", "value": 42.0},
 		{"kind": "map", "name": "sessions", "len": 2.0},
-		{"kind": "lock", "name": "cron", "held": true},
-		{"kind": "lock", "name": "deploy", "held": false},
+		{"kind": "lock", "name": "cron", "held": true, "pid": float64(os.Getpid()), "token": 1.0},
+		{"kind": "lock", "name": "deploy", "held": false, "token": 1.0},
 	}
 	if !reflect.DeepEqual(items, wantJSON) {
 		t.Errorf("ls -json:\n got %v\nwant %v", items, wantJSON)
@@ -241,8 +246,8 @@ func TestSetAddDel(t *testing.T) {
 	if _, ok, _ := sessions.Load(ctx, "carol"); ok {
 		t.Error("carol is still there after del")
 	}
-	if got := cliOK(t, dir, "del", "sessions", "carol"); got != "(not found)\n" {
-		t.Errorf("del again = %q", got)
+	if _, errs, code := inspect(t, dir, "del", "sessions", "carol"); code != 1 || !strings.Contains(errs, `no key "carol"`) {
+		t.Errorf("del again: exit %d, stderr %q; want 1 and a message", code, errs)
 	}
 	var d struct{ Deleted bool }
 	must(t, json.Unmarshal([]byte(cliOK(t, dir, "-json", "del", "sessions", "dave")), &d))
@@ -304,14 +309,19 @@ func TestStats(t *testing.T) {
 	if s.Clients == nil || *s.Clients < 1 {
 		t.Errorf("stats: clients %v, want the inspector at least", s.Clients)
 	}
-	if s.Ops == nil || *s.Ops == 0 || s.OpsPerSec == nil || *s.OpsPerSec < 0 {
-		t.Errorf("stats: ops %v, ops/s %v", s.Ops, s.OpsPerSec)
+	if s.Ops == nil || *s.Ops == 0 || s.OpsPerSec != nil {
+		t.Errorf("stats: ops %v, ops/s %v; want ops, and no rate unless asked", s.Ops, s.OpsPerSec)
 	}
 	if s.Terms != 1 || s.Takeovers != 0 || s.Durability != "process" || s.JournalBytes == nil || *s.JournalBytes == 0 {
 		t.Errorf("stats: terms %d takeovers %d durability %q journal %v", s.Terms, s.Takeovers, s.Durability, s.JournalBytes)
 	}
 
-	out := cliOK(t, dir, "stats")
+	var sampled statsJSON
+	must(t, json.Unmarshal([]byte(cliOK(t, dir, "stats", "-json", "-interval", "50ms")), &sampled))
+	if sampled.OpsPerSec == nil || *sampled.OpsPerSec < 0 {
+		t.Errorf("stats -interval: ops/s %v", sampled.OpsPerSec)
+	}
+	out := cliOK(t, dir, "stats", "-interval", "50ms")
 	for _, want := range []string{"owner pid", "uptime", "clients", "ops/s", "journal", "durability"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("stats lacks %q:\n%s", want, out)
@@ -357,7 +367,13 @@ func TestDumpLiveAndOffline(t *testing.T) {
 			"odd": {"ints": map[string]any{"1": "one"}, "nan": "NaN"},
 		},
 		TTLs:  map[string]map[string]string{"sessions": {"bob": "1h0m0s"}},
-		Locks: map[string]bool{"cron": true, "deploy": false},
+		Locks: map[string]lockJSON{"cron": {Held: true, PID: os.Getpid(), Token: 1}, "deploy": {Token: 1}},
+	}
+	if cron := live.Locks["cron"]; cron.Since == nil || time.Since(*cron.Since) > time.Minute {
+		t.Errorf("live dump: lock cron held since %v; want a moment ago", cron.Since)
+	} else {
+		cron.Since = nil
+		live.Locks["cron"] = cron
 	}
 	if !reflect.DeepEqual(live, want) {
 		t.Fatalf("live dump:\n got %+v\nwant %+v", live, want)
@@ -379,7 +395,7 @@ func TestDumpLiveAndOffline(t *testing.T) {
 		t.Errorf("offline dump differs from the live one:\n got %+v\nwant %+v", offline, live)
 	}
 	// The owner's locks went with it.
-	if !reflect.DeepEqual(offline.Locks, map[string]bool{"cron": false, "deploy": false}) {
+	if c := offline.Locks["cron"]; c.Held || c.Token != 1 || len(offline.Locks) != 2 {
 		t.Errorf("offline locks: %v", offline.Locks)
 	}
 
@@ -470,9 +486,9 @@ func TestWatch(t *testing.T) {
 	waitFor(t, "a change", func(i int) {
 		must(t, sessions.Store(bg, "alice", session{User: "alice", Hits: 100 + i}))
 	}, func() bool { return strings.Contains(out.String(), "changed sessions[alice] = {") })
-	must(t, sessions.Store(bg, "carol", session{User: "carol"}))
+	must(t, sessions.Store(bg, "carol", session{User: "carol"}, sharedstate.WithTTL(time.Hour)))
 	waitFor(t, "an addition", func(int) {}, func() bool {
-		return strings.Contains(out.String(), `added   sessions[carol] = {"Hits":0,"Roles":null,"User":"carol"}`)
+		return strings.Contains(out.String(), `added   sessions[carol] = {"Hits":0,"Roles":null,"User":"carol"}, expires in `)
 	})
 	must(t, sessions.Delete(bg, "bob"))
 	waitFor(t, "a removal", func(int) {}, func() bool {
@@ -559,12 +575,13 @@ func TestRepair(t *testing.T) {
 	if out := cliOK(t, dir, "repair"); !strings.Contains(out, "nothing to repair") {
 		t.Errorf("repair of a sound state: %q", out)
 	}
-	// Zero the word of the sixth record (the first starts the owner's term).
+	// Zero the word of the seventh record (the first two start the owner's
+	// term: who owns it, and in which process).
 	path := filepath.Join(dir, stateName+".journal")
 	data, err := os.ReadFile(path)
 	must(t, err)
 	off := 40
-	for range 5 {
+	for range 6 {
 		off = (off + 16 + int(data[off]) + 7) &^ 7
 	}
 	clear(data[off : off+8])
@@ -573,10 +590,202 @@ func TestRepair(t *testing.T) {
 		t.Errorf("get on a damaged state: exit %d, stderr %q", code, errs)
 	}
 	out := cliOK(t, dir, "repair")
-	if !strings.Contains(out, "kept the snapshot and 5 journal records") || !strings.Contains(out, "set aside "+path+".damaged-") {
+	if !strings.Contains(out, "kept the snapshot and 6 journal records") || !strings.Contains(out, "set aside "+path+".damaged-") {
 		t.Errorf("repair: %q", out)
 	}
 	if out := cliOK(t, dir, "get", "c"); strings.TrimSpace(out) != "4" {
 		t.Errorf("get c after repair: %q, want 4", out)
+	}
+}
+
+// TestFlagsAnywhere: flags before, between and after the command and its
+// arguments; negative numbers are arguments, and "--" ends the flags.
+func TestFlagsAnywhere(t *testing.T) {
+	dir, st := openOwner(t)
+	fill(t, st)
+	ctx := context.Background()
+	runOK := func(args ...string) string {
+		t.Helper()
+		var out, errs bytes.Buffer
+		if code := run(ctx, args, &out, &errs); code != 0 {
+			t.Fatalf("sharedstate %s: exit %d: %s", strings.Join(args, " "), code, errs.String())
+		}
+		return out.String()
+	}
+	var items []map[string]any
+	must(t, json.Unmarshal([]byte(runOK("ls", "-state", stateName, "-json", "-dir", dir)), &items))
+	if len(items) != 5 {
+		t.Errorf("ls -state app -json -dir DIR: %d items", len(items))
+	}
+	if got := runOK("add", "hits", "-5", "-state="+stateName, "--dir", dir); got != "37\n" {
+		t.Errorf("add hits -5 = %q, want 37", got)
+	}
+	if got := runOK("-dir", dir, "set", "hits", "-state", stateName, "-100"); got != "OK\n" {
+		t.Errorf("set with a flag between its arguments: %q", got)
+	}
+	if n, _ := st.Counter("hits").Load(ctx); n != -100 {
+		t.Errorf("hits = %d, want -100", n)
+	}
+	runOK("-dir", dir, "-state", stateName, "set", "--", "m", "-k", `"v"`)
+	if v, ok, _ := sharedstate.NewMap[string](st, "m").Load(ctx, "-k"); !ok || v != "v" {
+		t.Errorf("after set -- m -k: %q, %v", v, ok)
+	}
+	for _, args := range [][]string{
+		{"ls", "-state"},                      // a flag without its value
+		{"ls", "-state", stateName, "-bogus"}, // an unknown flag after the command
+	} {
+		var out, errs bytes.Buffer
+		if code := run(ctx, append([]string{"-dir", dir}, args...), &out, &errs); code != 2 {
+			t.Errorf("sharedstate %s: exit %d; want 2", strings.Join(args, " "), code)
+		}
+	}
+}
+
+// TestMissingNames: a name or key that does not exist is an error, and
+// nothing is made by asking.
+func TestMissingNames(t *testing.T) {
+	dir, st := openOwner(t)
+	fill(t, st)
+	ctx := context.Background()
+	for _, c := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"get", "nosuch"}, 1, `no counter or map called "nosuch"`},
+		{[]string{"add", "hit", "1"}, 1, "set it first"},
+		{[]string{"add", "sessions", "1"}, 2, "is a map"},
+		{[]string{"add", "sessions", "alice", "1"}, 1, "not an integer"},
+		{[]string{"add", "limits", "n", "1"}, 1, `no key "n"`},
+		{[]string{"del", "nosuch"}, 1, `no counter called "nosuch"`},
+		{[]string{"del", "sessions"}, 2, "is a map"},
+		{[]string{"get", "hits", "-raw"}, 2, "-raw applies to one map entry"},
+	} {
+		_, errs, code := inspect(t, dir, c.args...)
+		if code != c.code || !strings.Contains(errs, c.msg) {
+			t.Errorf("sharedstate %s: exit %d, stderr %q; want %d and %q", strings.Join(c.args, " "), code, errs, c.code, c.msg)
+		}
+	}
+	if found, _ := hasCounter(st, "hit"); found {
+		t.Error("add of a missing counter made it")
+	}
+
+	if got := cliOK(t, dir, "del", "errors"); got != "OK\n" {
+		t.Errorf("del errors = %q", got)
+	}
+	if found, _ := hasCounter(st, "errors"); found {
+		t.Error("del of a counter left it")
+	}
+	cliOK(t, dir, "set", "limits", "n", "5")
+	if got := cliOK(t, dir, "add", "limits", "n", "2"); got != "7\n" {
+		t.Errorf("add limits n 2 = %q, want 7", got)
+	}
+	if n, _, _ := sharedstate.NewMap[int](st, "limits").Load(ctx, "n"); n != 7 {
+		t.Errorf("limits[n] = %d, want 7", n)
+	}
+}
+
+func hasCounter(st *sharedstate.State, name string) (found bool, err error) {
+	err = st.Names(context.Background(), sharedstate.KindCounter, func(n string, _ int64) bool {
+		found = found || n == name
+		return true
+	})
+	return found, err
+}
+
+// TestRawValues: byte strings, as the Fiber adapter stores, shown as
+// base64 and text, read and written with -raw.
+func TestRawValues(t *testing.T) {
+	dir, st := openOwner(t)
+	ctx := context.Background()
+	m := sharedstate.NewMap[[]byte](st, "fiber")
+	must(t, m.Store(ctx, "text", []byte("hello")))
+	must(t, m.Store(ctx, "bin", []byte{0, 0xff}))
+
+	if got, want := cliOK(t, dir, "get", "fiber", "text"), `{"$base64":"aGVsbG8=","$text":"hello"}`+"\n"; got != want {
+		t.Errorf("get of a byte string = %q, want %q", got, want)
+	}
+	if got, want := cliOK(t, dir, "get", "fiber", "bin"), `{"$base64":"AP8="}`+"\n"; got != want {
+		t.Errorf("get of binary bytes = %q, want %q", got, want)
+	}
+	if got := cliOK(t, dir, "get", "fiber", "bin", "-raw"); got != "AP8=\n" {
+		t.Errorf("get -raw = %q, want AP8=", got)
+	}
+	cliOK(t, dir, "set", "-raw", "fiber", "new", "AAEC")
+	if b, ok, err := m.Load(ctx, "new"); err != nil || !ok || !bytes.Equal(b, []byte{0, 1, 2}) {
+		t.Errorf("after set -raw, Map[[]byte] loads %v, %v, %v", b, ok, err)
+	}
+	if _, errs, code := inspect(t, dir, "set", "-raw", "fiber", "x", "not base64!"); code != 2 || !strings.Contains(errs, "not base64") {
+		t.Errorf("set -raw of bad base64: exit %d, stderr %q", code, errs)
+	}
+	cliOK(t, dir, "set", "n", "k", "1")
+	if _, errs, code := inspect(t, dir, "get", "-raw", "n", "k"); code != 1 || !strings.Contains(errs, "not a byte string") {
+		t.Errorf("get -raw of an integer: exit %d, stderr %q", code, errs)
+	}
+}
+
+// TestSetKeepsTypes: set refuses a value of another type than the map
+// holds, unless forced.
+func TestSetKeepsTypes(t *testing.T) {
+	dir, st := openOwner(t)
+	fill(t, st)
+	for _, args := range [][]string{
+		{"set", "sessions", "alice", "5"},      // over an object
+		{"set", "sessions", "zed", `"text"`},   // beside objects
+		{"set", "-raw", "sessions", "a", "AA"}, // bytes beside objects
+	} {
+		if _, errs, code := inspect(t, dir, args...); code != 1 || !strings.Contains(errs, "-force") {
+			t.Errorf("sharedstate %s: exit %d, stderr %q; want a refusal naming -force", strings.Join(args, " "), code, errs)
+		}
+	}
+	cliOK(t, dir, "set", "sessions", "zed", `{"User":"zed"}`)
+	cliOK(t, dir, "set", "sessions", "alice", "5", "-force")
+	if n, _, err := sharedstate.NewMap[int](st, "sessions").Load(context.Background(), "alice"); err != nil || n != 5 {
+		t.Errorf("after set -force: %d, %v", n, err)
+	}
+	cliOK(t, dir, "set", "floats", "a", "1.5")
+	cliOK(t, dir, "set", "floats", "b", "2") // an integer where floats are: decodes
+}
+
+// TestStatesAndRm: states lists the directory's states, live or not;
+// rm removes one, and refuses while a process uses it.
+func TestStatesAndRm(t *testing.T) {
+	dir, st := openOwner(t)
+	fill(t, st)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	old, err := sharedstate.Open(ctx, "old", sharedstate.WithDir(dir), sharedstate.WithLogger(slog.New(slog.DiscardHandler)))
+	must(t, err)
+	_, err = old.Counter("c").Add(ctx, 1)
+	must(t, err)
+	must(t, old.Close())
+
+	var states []stateJSON
+	must(t, json.Unmarshal([]byte(cliOK(t, dir, "states", "-json")), &states))
+	if len(states) != 2 || states[0].Name != stateName || states[1].Name != "old" {
+		t.Fatalf("states: %+v", states)
+	}
+	if a := states[0]; !a.Live || a.OwnerPID != os.Getpid() || a.Keys == nil || *a.Keys != 4 || a.Bytes == 0 {
+		t.Errorf("states: live state %+v", a)
+	}
+	if o := states[1]; o.Live || o.Keys == nil || *o.Keys != 1 || o.Error != "" {
+		t.Errorf("states: offline state %+v", o)
+	}
+	table := rows(cliOK(t, dir, "states"))
+	if len(table) != 3 || table[1][0] != stateName || table[1][2] != strconv.Itoa(os.Getpid()) || table[2][1] != "offline" {
+		t.Errorf("states:\n%q", table)
+	}
+
+	if _, errs, code := inspect(t, dir, "rm", stateName); code != 1 || !strings.Contains(errs, "a process uses the state") {
+		t.Errorf("rm of a live state: exit %d, stderr %q", code, errs)
+	}
+	if out := cliOK(t, dir, "rm", "old"); !strings.Contains(out, filepath.Join(dir, "old.journal")) {
+		t.Errorf("rm old: %q; want the files it removed", out)
+	}
+	if _, errs, code := inspect(t, dir, "rm", "old"); code != 1 || !strings.Contains(errs, "no such state") {
+		t.Errorf("rm of a removed state: exit %d, stderr %q", code, errs)
+	}
+	if _, errs, code := inspect(t, dir, "-state", "old", "ls"); code != 1 || !strings.Contains(errs, "there are: "+stateName) {
+		t.Errorf("ls of a removed state: exit %d, stderr %q", code, errs)
 	}
 }

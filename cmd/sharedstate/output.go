@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"cmp"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -20,12 +21,35 @@ import (
 
 // JSON documents printed with -json.
 type (
+	stateJSON struct {
+		Name     string   `json:"name"`
+		Live     bool     `json:"live"`                // an owner runs
+		OwnerPID int      `json:"owner_pid,omitempty"` // its pid
+		Keys     *int     `json:"keys,omitempty"`      // counters and map entries
+		Counters *int     `json:"counters,omitempty"`
+		Maps     *int     `json:"maps,omitempty"`
+		Entries  *int     `json:"entries,omitempty"`
+		Locks    *int     `json:"locks,omitempty"`
+		Bytes    int64    `json:"bytes"` // its journal and snapshot, on disk
+		Files    []string `json:"files"`
+		Error    string   `json:"error,omitempty"` // why it could not be read
+	}
+	removedJSON struct {
+		Removed string   `json:"removed"`
+		Files   []string `json:"files"`
+	}
 	lsItem struct {
 		Kind  string `json:"kind"` // counter, map or lock
 		Name  string `json:"name"`
 		Value *int64 `json:"value,omitempty"` // a counter's value
 		Len   *int64 `json:"len,omitempty"`   // a map's number of entries
-		Held  *bool  `json:"held,omitempty"`  // whether a lock is held
+		*lockJSON
+	}
+	lockJSON struct {
+		Held  bool       `json:"held"`
+		PID   int        `json:"pid,omitempty"`   // the holder's
+		Token uint64     `json:"token,omitempty"` // the latest fencing token
+		Since *time.Time `json:"since,omitempty"` // when the holder got it
 	}
 	entryJSON struct {
 		Map   string `json:"map"`
@@ -79,7 +103,7 @@ type (
 		// TTLs holds the time left of the entries that expire, by map
 		// and key.
 		TTLs  map[string]map[string]string `json:"ttls,omitempty"`
-		Locks map[string]bool              `json:"locks"` // held or not
+		Locks map[string]lockJSON          `json:"locks"`
 	}
 )
 
@@ -90,13 +114,51 @@ func newLsItem(kind sharedstate.Kind, name string, size int64) lsItem {
 		it.Kind, it.Value = "counter", &size
 	case sharedstate.KindMap:
 		it.Kind, it.Len = "map", &size
-	case sharedstate.KindLock:
-		held := size != 0
-		it.Kind, it.Held = "lock", &held
 	}
 	return it
 }
 
+func newLockItem(l sharedstate.LockInfo) lsItem {
+	return lsItem{Kind: "lock", Name: l.Name, lockJSON: newLockJSON(l)}
+}
+
+func newLockJSON(l sharedstate.LockInfo) *lockJSON {
+	j := &lockJSON{Held: l.Held, PID: l.PID, Token: l.Token}
+	if l.Held {
+		j.Since = &l.Since
+	}
+	return j
+}
+
+func (s *stateJSON) fill(st sharedstate.Stats) {
+	keys := st.Counters + st.Entries
+	s.Live, s.OwnerPID = st.OwnerPID != 0, st.OwnerPID
+	s.Keys, s.Counters, s.Maps, s.Entries, s.Locks = &keys, &st.Counters, &st.Maps, &st.Entries, &st.Locks
+}
+
+func (c *cli) printStates(states []stateJSON) error {
+	if c.json {
+		return c.printJSON(states)
+	}
+	if len(states) == 0 {
+		return c.println("(no state in " + cmp.Or(c.dir, sharedstate.DefaultDir()) + ")")
+	}
+	rows := make([][]string, 0, len(states))
+	for _, s := range states {
+		owner, keys := "offline", "-"
+		switch {
+		case s.Error != "":
+			owner = s.Error
+		case s.Live:
+			owner = "pid " + strconv.Itoa(s.OwnerPID)
+		}
+		if s.Keys != nil {
+			keys = strconv.Itoa(*s.Keys)
+		}
+		rows = append(rows, []string{s.Name, owner, keys, humanBytes(s.Bytes)})
+	}
+	return c.table([]string{"STATE", "OWNER", "KEYS", "ON DISK"}, rows)
+}
 func (s *statsJSON) fill(st sharedstate.Stats) {
 	if s.Live {
 		s.OwnerPID = st.OwnerPID
@@ -125,8 +187,9 @@ type watchEvent struct {
 	Counter string // the counter that changed, or
 	Map     string // the map whose key did
 	Key     string
-	Value   any // the new value, except for removed
-	Old     any // the old value, except for added
+	Value   any    // the new value, except for removed
+	Old     any    // the old value, except for added
+	TTL     string // the new value's time left, if it expires
 
 	counterDelta int64
 }
@@ -143,6 +206,9 @@ func (e watchEvent) MarshalJSON() ([]byte, error) {
 	}
 	if e.Event != "added" {
 		m["old"] = e.Old
+	}
+	if e.TTL != "" {
+		m["ttl"] = e.TTL
 	}
 	return json.Marshal(m)
 }
@@ -187,8 +253,7 @@ func (c *cli) table(header []string, rows [][]string) error {
 	return tw.Flush()
 }
 
-// printLs prints the result of ls. Offline, a lock the journal shows held
-// was held by a process that has gone: the next owner releases it.
+// printLs prints the result of ls.
 func (c *cli) printLs(items []lsItem, live bool) error {
 	if c.json {
 		if items == nil {
@@ -207,16 +272,28 @@ func (c *cli) printLs(items []lsItem, live bool) error {
 			v = strconv.FormatInt(*it.Value, 10)
 		case it.Len != nil:
 			v = fmt.Sprintf("%d entr%s", *it.Len, map[bool]string{true: "y", false: "ies"}[*it.Len == 1])
-		case *it.Held && !live:
-			v = "held (stale: its holder has exited)"
-		case *it.Held:
-			v = "held"
 		default:
-			v = "free"
+			v = lockText(it.lockJSON, live)
 		}
 		rows = append(rows, []string{it.Kind, printable([]byte(it.Name)), v})
 	}
 	return c.table([]string{"KIND", "NAME", "VALUE"}, rows)
+}
+
+// lockText describes a lock. Offline, a lock the journal shows held was
+// held by a process that has gone: the next owner releases it.
+func lockText(l *lockJSON, live bool) string {
+	if !l.Held {
+		return "free"
+	}
+	holder := "held by pid " + strconv.Itoa(l.PID)
+	if l.PID == 0 {
+		holder = "held"
+	}
+	if !live {
+		return holder + " (stale: its holder has exited)"
+	}
+	return fmt.Sprintf("%s for %s (token %d)", holder, time.Since(*l.Since).Round(time.Second), l.Token)
 }
 
 func (c *cli) printEntries(entries []entry) error {
@@ -273,6 +350,9 @@ func (c *cli) printEvent(e watchEvent) error {
 		line = fmt.Sprintf("%s %-7s %s = %s (was %s)", t, e.Event, entryName(e.Map, e.Key), jsonText(e.Value), jsonText(e.Old))
 	default:
 		line = fmt.Sprintf("%s %-7s %s (was %s)", t, e.Event, entryName(e.Map, e.Key), jsonText(e.Old))
+	}
+	if e.TTL != "" {
+		line += ", expires in " + e.TTL
 	}
 	return c.println(line)
 }
@@ -332,6 +412,42 @@ func humanBytes(n int64) string {
 	return fmt.Sprintf("%.1f %ciB (%d B)", float64(n)/float64(div), "KMGTP"[exp], n)
 }
 
+// valueKind names the type of a decoded value, for messages.
+func valueKind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "boolean"
+	case int8, int16, int32, int64, uint8, uint16, uint32, uint64, int, uint:
+		return "integer"
+	case float32, float64:
+		return "float"
+	case string:
+		return "string"
+	case []byte:
+		return "byte string"
+	case []any:
+		return "array"
+	case map[string]any, map[any]any:
+		return "object"
+	case time.Time:
+		return "time"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+// article puts "a" or "an" before a kind of value, but null.
+func article(kind string) string {
+	switch {
+	case kind == "null":
+		return kind
+	case strings.ContainsRune("aeiou", rune(kind[0])):
+		return "an " + kind
+	}
+	return "a " + kind
+}
+
 // jsonable turns a value decoded from msgpack into one encoding/json can
 // encode: maps with keys other than strings get string keys, and floats
 // that JSON cannot hold (NaN, ±Inf) become strings.
@@ -353,6 +469,14 @@ func jsonable(v any) any {
 		out := make([]any, len(v))
 		for i, x := range v {
 			out[i] = jsonable(x)
+		}
+		return out
+	case []byte:
+		// A byte string, as the Fiber adapter stores: base64 for the
+		// bytes, and the text too if it is readable.
+		out := map[string]any{"$base64": base64.StdEncoding.EncodeToString(v)}
+		if utf8.Valid(v) && !bytes.ContainsFunc(v, func(r rune) bool { return !unicode.IsPrint(r) && !unicode.IsSpace(r) }) {
+			out["$text"] = string(v)
 		}
 		return out
 	case float64:
