@@ -140,7 +140,9 @@ func runChaosWorker() int {
 	reg := sharedstate.NewMap[int64](st, "reg")
 	var wg sync.WaitGroup
 	for g := range chaosGoroutines {
-		wg.Go(func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			seq := 0
 			var attempt int64 // when the current operation last tried
 			do := func(kind string, call func(context.Context) (int64, error)) {
@@ -171,7 +173,7 @@ func runChaosWorker() int {
 					})
 				}
 			}
-		})
+		}()
 	}
 	wg.Wait()
 	return 0
@@ -200,7 +202,9 @@ func runChaosLockWorker() int {
 	dir := os.Getenv("SS_DIR")
 	var wg sync.WaitGroup
 	for g := range chaosLockers {
-		wg.Go(func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			mu := st.Mutex("crit")
 			for !stopped(stop) {
 				ctx, cancel := context.WithTimeout(context.Background(), chaosCallTimeout)
@@ -226,7 +230,7 @@ func runChaosLockWorker() int {
 					emitLine("err %d Unlock %q", g, err.Error())
 				}
 			}
-		})
+		}()
 	}
 	wg.Wait()
 	return 0

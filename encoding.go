@@ -38,8 +38,8 @@ func mayHoldMap(t reflect.Type, seen map[reflect.Type]bool) bool {
 	case reflect.Pointer, reflect.Slice, reflect.Array:
 		return mayHoldMap(t.Elem(), seen)
 	case reflect.Struct:
-		for f := range t.Fields() {
-			if mayHoldMap(f.Type, seen) {
+		for i := range t.NumField() {
+			if mayHoldMap(t.Field(i).Type, seen) {
 				return true
 			}
 		}

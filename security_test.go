@@ -418,7 +418,9 @@ func TestBadInput(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make(chan error, flood)
 	for i := range flood {
-		wg.Go(func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			garbage := randomBytes(uint64(1000+i), 1+i*37%2000)
 			garbage[0] |= 0x80 // declares a frame over any cap
 			var c *rawConn
@@ -444,7 +446,7 @@ func TestBadInput(t *testing.T) {
 			if err := c.sendAndDrain(data); err != nil {
 				errs <- fmt.Errorf("flood %d: %w", i, err)
 			}
-		})
+		}()
 	}
 	// The healthy client goes on meanwhile.
 	h.check(t, ctx, "flood starting")
@@ -565,20 +567,24 @@ func TestVersionMismatch(t *testing.T) {
 			defer wg.Wait()
 			defer ln.Close()
 			var conns sync.WaitGroup
-			wg.Go(func() {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
 				defer conns.Wait()
 				for {
 					nc, err := ln.Accept()
 					if err != nil {
 						return
 					}
-					conns.Go(func() {
+					conns.Add(1)
+					go func() {
+						defer conns.Done()
 						defer nc.Close()
 						nc.SetDeadline(time.Now().Add(hangGuard))
 						fake.serve(nc)
-					})
+					}()
 				}
-			})
+			}()
 
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()

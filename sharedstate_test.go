@@ -398,7 +398,11 @@ func TestNoGoroutinesLeftAfterClose(t *testing.T) {
 		}
 		var wg sync.WaitGroup
 		for _, st := range []*sharedstate.State{owner, proxy} {
-			wg.Go(func() { st.Mutex("m").Lock(ctx) })
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				st.Mutex("m").Lock(ctx)
+			}()
 		}
 		time.Sleep(50 * time.Millisecond)
 		proxy.Close()
@@ -437,7 +441,9 @@ func runWorker(role string) int {
 		var wg sync.WaitGroup
 		errs := make(chan error, addGoroutines)
 		for range addGoroutines {
-			wg.Go(func() {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
 				for i := range addsEach {
 					if _, err := c.Add(ctx, 1); err != nil {
 						errs <- err
@@ -450,7 +456,7 @@ func runWorker(role string) int {
 						}
 					}
 				}
-			})
+			}()
 		}
 		wg.Wait()
 		close(errs)

@@ -5,7 +5,7 @@ go 1.26.8
 require (
 	github.com/redis/go-redis/v9 v9.23.0
 	github.com/redis/rueidis v1.0.79
-	github.com/sharedstate/sharedstate v0.0.0
+	github.com/sharedstate/sharedstate v0.1.0
 )
 
 require (
@@ -15,5 +15,3 @@ require (
 	go.uber.org/atomic v1.12.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 )
-
-replace github.com/sharedstate/sharedstate => ../

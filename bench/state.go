@@ -128,7 +128,9 @@ func storeKeys(ctx context.Context, kv *sharedstate.Map[[]byte], n, size int) er
 	errs := make(chan error, 1)
 	val := make([]byte, size)
 	for range 4 * runtime.GOMAXPROCS(0) {
-		wg.Go(func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			for {
 				i := int(next.Add(1) - 1)
 				if i >= n {
@@ -142,7 +144,7 @@ func storeKeys(ctx context.Context, kv *sharedstate.Map[[]byte], n, size int) er
 					return
 				}
 			}
-		})
+		}()
 	}
 	wg.Wait()
 	select {

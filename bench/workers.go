@@ -222,7 +222,9 @@ func runWindow(ctx context.Context, t target, g int, c command) report {
 	var wg sync.WaitGroup
 	for i := range max(g, 1) {
 		op := t.op(i)
-		wg.Go(func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			var n, e int64
 			var lat []float64
 			for {
@@ -257,7 +259,7 @@ func runWindow(ctx context.Context, t target, g int, c command) report {
 			mu.Lock()
 			samples = append(samples, lat...)
 			mu.Unlock()
-		})
+		}()
 	}
 	sleepUntil(c.Start)
 	phase.Store(counting)

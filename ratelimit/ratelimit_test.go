@@ -195,7 +195,9 @@ func runWorker(dir string) int {
 		var allowed atomic.Int64
 		var wg sync.WaitGroup
 		for range 8 {
-			wg.Go(func() {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
 				for range 10 {
 					res, err := l.Allow(ctx, "k")
 					if err != nil {
@@ -206,7 +208,7 @@ func runWorker(dir string) int {
 						allowed.Add(1)
 					}
 				}
-			})
+			}()
 		}
 		wg.Wait()
 		fmt.Println("allowed", kind, allowed.Load())

@@ -76,13 +76,15 @@ func (e *engine) lock(ctx context.Context, name string, wait bool) (transport.Re
 // runs out.
 func (e *engine) withdraw(name, owner string) {
 	k := e.keys
-	e.bg.Go(func() {
+	e.bg.Add(1)
+	go func() {
+		defer e.bg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 		defer cancel()
 		e.retry(ctx, false, func(ctx context.Context) error {
 			return scriptWithdraw.Run(ctx, e.rdb, []string{k.lock(name), k.queue(name), k.waiting(name)}, owner, k.unlocked(), name).Err()
 		})
-	})
+	}()
 }
 
 // unlock releases the lock if this engine holds it with token.

@@ -182,11 +182,19 @@ func (e *engine) start(ctx context.Context) error {
 	}
 	e.ps = e.rdb.Subscribe(e.ctx)
 	msgs := e.ps.ChannelWithSubscriptions()
-	e.bg.Go(func() { e.dispatch(msgs) })
+	e.bg.Add(1)
+	go func() {
+		defer e.bg.Done()
+		e.dispatch(msgs)
+	}()
 	if err := e.listen(ctx, e.keys.unlocked(), nil); err != nil {
 		return err
 	}
-	e.bg.Go(e.renew)
+	e.bg.Add(1)
+	go func() {
+		defer e.bg.Done()
+		e.renew()
+	}()
 	return nil
 }
 

@@ -254,7 +254,9 @@ func TestTwoStates(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 4 {
 		st := states[i%2]
-		wg.Go(func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			mu, hits, unsafe := st.Mutex("m"), st.Counter("hits"), st.Counter("unsafe")
 			for range 50 {
 				if _, err := hits.Add(ctx, 1); err != nil {
@@ -282,7 +284,7 @@ func TestTwoStates(t *testing.T) {
 					return
 				}
 			}
-		})
+		}()
 	}
 	wg.Wait()
 	for i, st := range states {

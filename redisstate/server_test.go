@@ -133,15 +133,21 @@ func startLossyProxy(t testing.TB, srv *server) *lossyProxy {
 		l.Close()
 		wg.Wait()
 	})
-	wg.Go(func() {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
 		for {
 			c, err := l.Accept()
 			if err != nil {
 				return
 			}
-			wg.Go(func() { p.serve(c, srv.sock) })
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				p.serve(c, srv.sock)
+			}()
 		}
-	})
+	}()
 	return p
 }
 

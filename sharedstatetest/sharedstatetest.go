@@ -101,14 +101,16 @@ func testCounter(t *testing.T, st *sharedstate.State) {
 
 	var wg sync.WaitGroup
 	for range 8 {
-		wg.Go(func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			for range 100 {
 				if _, err := c.Add(ctx, 1); err != nil {
 					t.Error(err)
 					return
 				}
 			}
-		})
+		}()
 	}
 	wg.Wait()
 	expect(t, "after 800 concurrent Add(1)", int64(842))(c.Load(ctx))
@@ -223,14 +225,16 @@ func testMapUpdate(t *testing.T, st *sharedstate.State) {
 	n := sharedstate.NewMap[int](st, "conformance.update.n")
 	var wg sync.WaitGroup
 	for range 8 {
-		wg.Go(func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			for range 50 {
 				if _, err := n.Update(ctx, "n", func(old int, _ bool) (int, error) { return old + 1, nil }); err != nil {
 					t.Error(err)
 					return
 				}
 			}
-		})
+		}()
 	}
 	wg.Wait()
 	got, _, err := n.Load(ctx, "n")
@@ -370,14 +374,16 @@ func testMapAdd(t *testing.T, st *sharedstate.State) {
 	// Concurrent Adds: none lost.
 	var wg sync.WaitGroup
 	for range 8 {
-		wg.Go(func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			for range 100 {
 				if _, err := m.Add(ctx, "racy", 1); err != nil {
 					t.Error(err)
 					return
 				}
 			}
-		})
+		}()
 	}
 	wg.Wait()
 	expect(t, "after 800 concurrent Adds", int64(800))(func() (int64, error) {
@@ -426,7 +432,9 @@ func testMapHotKey(t *testing.T, st *sharedstate.State) {
 	var wg sync.WaitGroup
 	var seen sync.Map
 	for range goroutines {
-		wg.Go(func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			for range each {
 				v, err := m.Update(ctx, "k", func(old int, _ bool) (int, error) { return old + 1, nil })
 				if err != nil {
@@ -437,7 +445,7 @@ func testMapHotKey(t *testing.T, st *sharedstate.State) {
 					t.Errorf("two Updates returned %d", v)
 				}
 			}
-		})
+		}()
 	}
 	wg.Wait()
 	expect(t, "after the hot key's Updates", goroutines*each)(func() (int, error) {
@@ -554,7 +562,9 @@ func testMutexWait(t *testing.T, st *sharedstate.State) {
 	var wg sync.WaitGroup
 	for i := range 3 {
 		w := st.Mutex("conformance.wait")
-		wg.Go(func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			if err := w.Lock(ctx); err != nil {
 				t.Error(err)
 				return
@@ -565,7 +575,7 @@ func testMutexWait(t *testing.T, st *sharedstate.State) {
 			if err := w.Unlock(ctx); err != nil {
 				t.Error(err)
 			}
-		})
+		}()
 		time.Sleep(30 * time.Millisecond) // let waiter i queue before i+1
 	}
 	check(t, mu.Unlock(ctx))
@@ -587,7 +597,9 @@ func testMutexWrap(t *testing.T, st *sharedstate.State) {
 	defer srv.Close()
 	var wg sync.WaitGroup
 	for range 20 {
-		wg.Go(func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			resp, err := http.Get(srv.URL)
 			if err != nil {
 				t.Error(err)
@@ -597,7 +609,7 @@ func testMutexWrap(t *testing.T, st *sharedstate.State) {
 			if resp.StatusCode != http.StatusOK {
 				t.Errorf("status %d", resp.StatusCode)
 			}
-		})
+		}()
 	}
 	wg.Wait()
 	equal(t, "handlers served", served.Load(), 20)

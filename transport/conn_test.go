@@ -283,7 +283,9 @@ func TestConnCloseWhileSending(t *testing.T) {
 			var wg sync.WaitGroup
 			started := make(chan struct{}, 8)
 			for range 8 {
-				wg.Go(func() {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
 					started <- struct{}{}
 					for i := 0; ; i++ {
 						err := c.Send(&Request{ID: uint64(i), Op: OpSet, Name: "n", Value: make([]byte, 4096)})
@@ -295,7 +297,7 @@ func TestConnCloseWhileSending(t *testing.T) {
 							return
 						}
 					}
-				})
+				}()
 			}
 			for range 8 {
 				<-started

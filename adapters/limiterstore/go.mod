@@ -1,11 +1,9 @@
 module github.com/sharedstate/sharedstate/adapters/limiterstore
 
-go 1.26.8
-
-replace github.com/sharedstate/sharedstate => ../..
+go 1.24.0
 
 require (
-	github.com/sharedstate/sharedstate v0.0.0-00010101000000-000000000000
+	github.com/sharedstate/sharedstate v0.1.0
 	github.com/ulule/limiter/v3 v3.11.2
 )
 
@@ -16,6 +14,6 @@ require (
 	github.com/stretchr/testify v1.8.3 // indirect
 	github.com/vmihailenco/msgpack/v5 v5.4.1 // indirect
 	github.com/vmihailenco/tagparser/v2 v2.0.0 // indirect
-	golang.org/x/sys v0.49.0 // indirect
+	golang.org/x/sys v0.41.0 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 )

@@ -11,6 +11,15 @@
 //
 //	go run ./examples/counter [-workers 4] [-requests 10000] [-concurrency 64]
 //		[-state counter-demo] [-kill-owner] [-v]
+//	go run ./examples/counter -serve 127.0.0.1:8080 [-workers 4] [-state counter-demo]
+//
+// With -serve, the workers serve until Ctrl-C instead, with the state in
+// sharedstate's default directory (where the inspector finds it), and a
+// worker that exits (kill -9 one) is replaced, as gunicorn does:
+//
+//	curl -X POST 127.0.0.1:8080/increment
+//	wrk -t2 -c64 -d10s http://127.0.0.1:8080/increment
+//	sharedstate watch count -state counter-demo
 //
 // Every worker serves:
 //
@@ -62,6 +71,7 @@ type config struct {
 	requests    int
 	concurrency int
 	state       string // the name passed to sharedstate.Open
+	serve       string // an address to serve on until interrupted, instead of the load
 	killOwner   bool
 	verbose     bool // workers log at level Info rather than Warn
 }
@@ -74,6 +84,7 @@ func parseFlags(args []string, output io.Writer) (config, error) {
 	fs.IntVar(&cfg.requests, "requests", 10000, "number of POST /increment `requests` to send")
 	fs.IntVar(&cfg.concurrency, "concurrency", 64, "number of concurrent `clients`, each with its own connection")
 	fs.StringVar(&cfg.state, "state", "counter-demo", "`name` of the shared state")
+	fs.StringVar(&cfg.serve, "serve", "", "serve on `address` until Ctrl-C, with the state in the default directory, instead of sending the load")
 	fs.BoolVar(&cfg.killOwner, "kill-owner", false, "SIGKILL the owning worker halfway through the load")
 	fs.BoolVar(&cfg.verbose, "v", false, "log the workers' role changes")
 	if err := fs.Parse(args); err != nil {
@@ -85,6 +96,8 @@ func parseFlags(args []string, output io.Writer) (config, error) {
 		err = fmt.Errorf("unexpected arguments %q", fs.Args())
 	case cfg.workers < 1, cfg.requests < 1, cfg.concurrency < 1:
 		err = errors.New("-workers, -requests and -concurrency must be at least 1")
+	case cfg.serve != "" && cfg.killOwner:
+		err = errors.New("-kill-owner is for the load; with -serve, kill -9 a worker yourself")
 	case cfg.killOwner && cfg.workers < 2:
 		err = errors.New("-kill-owner needs at least 2 workers: one to kill, one to carry on")
 	}
@@ -99,6 +112,17 @@ func parseFlags(args []string, output io.Writer) (config, error) {
 // the workers. It returns an error if the count is not what the requests
 // that were acknowledged imply.
 func run(ctx context.Context, cfg config, out io.Writer) error {
+	if cfg.serve != "" {
+		return prefork.ServeUntilDone(ctx, prefork.Config{
+			Workers: cfg.workers,
+			Addr:    cfg.serve,
+			Env:     []string{dirEnv + "=", stateEnv + "=" + cfg.state}, // the default directory
+			Verbose: cfg.verbose,
+		}, out, cfg.state, "",
+			"curl -X POST ADDR/increment",
+			"wrk -t2 -c64 -d10s http://ADDR/increment   # apt-get install wrk",
+			"sharedstate watch "+counterName+" -state "+cfg.state)
+	}
 	// A directory of its own, so that runs never share state (or a stale
 	// owner) with each other.
 	dir, err := os.MkdirTemp("", "counter-demo-")
@@ -266,7 +290,9 @@ func sendLoad(ctx context.Context, client *http.Client, url string, n, c int, mi
 	)
 	start := time.Now()
 	for range c {
-		wg.Go(func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			// Tally locally and merge once, to keep the clients from
 			// contending on a lock.
 			res := &loadResult{served: make(map[int]int), roles: make(map[int]string)}
@@ -293,7 +319,7 @@ func sendLoad(ctx context.Context, client *http.Client, url string, n, c int, mi
 			mu.Lock()
 			total.add(res)
 			mu.Unlock()
-		})
+		}()
 	}
 	wg.Wait()
 	total.elapsed = time.Since(start)

@@ -3,11 +3,15 @@ package main
 import (
 	"context"
 	"io"
+	"net/http"
+	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sharedstate/sharedstate"
 	"github.com/sharedstate/sharedstate/internal/prefork/preforktest"
 )
 
@@ -86,6 +90,53 @@ func TestKillOwner(t *testing.T) {
 	for _, want := range []string{"killed the owner, pid ", "workers stopped cleanly\n", "OK: count == acknowledged increments"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q", want)
+		}
+	}
+}
+
+// TestServe: with -serve the workers serve until interrupted, with the
+// state in the default directory; a worker killed with SIGKILL is replaced,
+// and the count carries on exactly.
+func TestServe(t *testing.T) {
+	cfg, err := parseFlags([]string{"-serve", "127.0.0.1:0", "-workers", "3", "-state", "serve-test"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, pids, out, stop := preforktest.Serve(t, func(ctx context.Context, out io.Writer) error { return run(ctx, cfg, out) })
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 30 * time.Second}
+	increment := func(n int) {
+		t.Helper()
+		for range n {
+			if err := call(t.Context(), client, http.MethodPost, "http://"+addr+"/increment", nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	increment(50)
+	pid, _ := strconv.Atoi(pids[0])
+	if p, err := os.FindProcess(pid); err != nil || p.Kill() != nil { // SIGKILL
+		t.Fatalf("kill -9 %d: %v", pid, err)
+	}
+	out.Await(t, regexp.MustCompile(`worker pid `+pids[0]+` exited \(signal: killed\); pid \d+ serves in its place`))
+	increment(50)
+	var report countReply
+	if err := call(t.Context(), client, http.MethodGet, "http://"+addr+"/report", &report); err != nil {
+		t.Fatal(err)
+	}
+	if report.Count != 100 {
+		t.Errorf("count %d after 100 increments and a worker killed", report.Count)
+	}
+	if err := stop(); err != nil {
+		t.Errorf("run after Ctrl-C: %v; output:\n%s", err, out.String())
+	}
+	// The state stays, in the default directory, for the next run.
+	states, err := sharedstate.States()
+	if err != nil || len(states) != 1 || states[0].Name != "serve-test" {
+		t.Errorf("States in the default directory = %+v, %v; want the demo's", states, err)
+	}
+	for _, want := range []string{"sharedstate watch count -state serve-test", "kill -9 " + pids[0], "Ctrl-C to stop"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
 	}
 }

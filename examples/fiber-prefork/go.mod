@@ -1,16 +1,11 @@
 module github.com/sharedstate/sharedstate/examples/fiber-prefork
 
-go 1.26.8
-
-replace (
-	github.com/sharedstate/sharedstate => ../..
-	github.com/sharedstate/sharedstate/adapters/fiberstorage => ../../adapters/fiberstorage
-)
+go 1.25.0
 
 require (
 	github.com/gofiber/fiber/v3 v3.1.0
-	github.com/sharedstate/sharedstate v0.0.0-00010101000000-000000000000
-	github.com/sharedstate/sharedstate/adapters/fiberstorage v0.0.0-00010101000000-000000000000
+	github.com/sharedstate/sharedstate v0.1.0
+	github.com/sharedstate/sharedstate/adapters/fiberstorage v0.1.0
 )
 
 require (
@@ -29,6 +24,6 @@ require (
 	github.com/vmihailenco/tagparser/v2 v2.0.0 // indirect
 	golang.org/x/crypto v0.48.0 // indirect
 	golang.org/x/net v0.50.0 // indirect
-	golang.org/x/sys v0.49.0 // indirect
+	golang.org/x/sys v0.47.0 // indirect
 	golang.org/x/text v0.34.0 // indirect
 )

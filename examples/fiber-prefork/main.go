@@ -43,6 +43,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -165,7 +166,8 @@ func runMaster(ctx context.Context, cfg config, out io.Writer) error {
 		}
 	}()
 
-	fmt.Fprintf(out, "master pid %d: starting %d children on %s\n", os.Getpid(), cfg.workers, cfg.addr)
+	fmt.Fprintf(out, "master pid %d: starting %d children on %s; state %q in %s (see: sharedstate ls -state %[4]s)\n",
+		os.Getpid(), cfg.workers, cfg.addr, cfg.state, cmp.Or(cfg.dir, sharedstate.DefaultDir()))
 	// Listen returns once the first child exits.
 	return app.Listen(cfg.addr, fiber.ListenConfig{EnablePrefork: true, DisableStartupMessage: true})
 }

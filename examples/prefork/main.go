@@ -15,6 +15,10 @@
 // Usage:
 //
 //	go run ./examples/prefork [-workers 4] [-visits 20]
+//	go run ./examples/prefork -serve 127.0.0.1:8080 [-workers 4]
+//
+// With -serve, the workers serve until Ctrl-C instead, with the state in
+// sharedstate's default directory, replacing a worker that exits.
 package main
 
 import (
@@ -49,13 +53,19 @@ func main() {
 	fs := flag.NewFlagSet("prefork", flag.ExitOnError)
 	workers := fs.Int("workers", 4, "number of worker `processes`")
 	visits := fs.Int("visits", 20, "number of `visits` to make")
+	serve := fs.String("serve", "", "serve on `address` until Ctrl-C, with the state in the default directory, instead of visiting")
 	fs.Parse(os.Args[1:])
 	if *workers < 1 || *visits < 1 || fs.NArg() > 0 {
 		fs.Usage()
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, *workers, *visits, os.Stdout)
+	var err error
+	if *serve != "" {
+		err = serveUntilDone(ctx, *workers, *serve, os.Stdout)
+	} else {
+		err = run(ctx, *workers, *visits, os.Stdout)
+	}
 	stop()
 	if err != nil {
 		slog.Error("prefork demo failed", "err", err)
@@ -68,6 +78,17 @@ type visitReply struct {
 	Visits int64 `json:"visits"` // by everyone
 	Yours  int   `json:"yours"`  // by this visitor
 	PID    int   `json:"pid"`    // of the worker that answered
+}
+
+// stateName is the state the workers share.
+const stateName = "prefork-demo"
+
+// serveUntilDone serves on addr until ctx ends, with the state in the
+// default directory.
+func serveUntilDone(ctx context.Context, workers int, addr string, out io.Writer) error {
+	return prefork.ServeUntilDone(ctx, prefork.Config{Workers: workers, Addr: addr, Env: []string{dirEnv + "="}}, out, stateName, "",
+		"for i in 1 2 3; do curl -c jar -b jar ADDR/; echo; done",
+		"sharedstate get visitors -state "+stateName)
 }
 
 // run starts the workers, visits, prints a summary to out, and stops the
@@ -130,7 +151,7 @@ func visit(ctx context.Context, client *http.Client, url string) (visitReply, er
 // serveWorker is the life of a worker: it opens the state, serves HTTP
 // until ctx ends, and then leaves the state.
 func serveWorker(ctx context.Context, log *slog.Logger) error {
-	return prefork.ServeState(ctx, log, "prefork-demo", os.Getenv(dirEnv), func(st *sharedstate.State) http.Handler {
+	return prefork.ServeState(ctx, log, stateName, os.Getenv(dirEnv), func(st *sharedstate.State) http.Handler {
 		visitsCounter := st.Counter("visits")
 		visitors := sharedstate.NewMap[int](st, "visitors")
 		pid := os.Getpid()

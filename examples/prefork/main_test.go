@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"regexp"
 	"strings"
 	"testing"
@@ -33,4 +35,8 @@ func TestPrefork(t *testing.T) {
 	if n := len(servedBy.FindAllString(out.String(), -1)); n < 2 {
 		t.Errorf("%d worker(s) served the visits, want them spread over several", n)
 	}
+}
+
+func TestServe(t *testing.T) {
+	preforktest.CheckServe(t, func(ctx context.Context, out io.Writer) error { return serveUntilDone(ctx, 2, "127.0.0.1:0", out) }, "/", http.StatusOK)
 }

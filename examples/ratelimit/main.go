@@ -14,6 +14,10 @@
 //
 //	go run ./examples/ratelimit [-workers 4] [-limit 100] [-window 1m]
 //		[-requests 500] [-concurrency 32]
+//	go run ./examples/ratelimit -serve 127.0.0.1:8080 [-workers 4] [-limit 100] [-window 1m]
+//
+// With -serve, the workers serve until Ctrl-C instead, with the state in
+// sharedstate's default directory, replacing a worker that exits.
 //
 // A refused request gets 429 Too Many Requests with Retry-After. All the
 // clients come from 127.0.0.1, so they share one limit, as the requests of
@@ -49,6 +53,9 @@ const (
 	windowEnv = "RATELIMIT_DEMO_WINDOW"
 )
 
+// stateName is the state the workers share.
+const stateName = "ratelimit-demo"
+
 func main() { prefork.Main("ratelimit", serveWorker, parseFlags, run) }
 
 // config is the demo's command line.
@@ -58,6 +65,7 @@ type config struct {
 	window      time.Duration
 	requests    int // per endpoint
 	concurrency int
+	serve       string // an address to serve on until interrupted, instead of the load
 }
 
 func parseFlags(args []string, output io.Writer) (config, error) {
@@ -69,6 +77,7 @@ func parseFlags(args []string, output io.Writer) (config, error) {
 	fs.DurationVar(&cfg.window, "window", time.Minute, "the limit's `window`")
 	fs.IntVar(&cfg.requests, "requests", 500, "number of `requests` to send to each endpoint")
 	fs.IntVar(&cfg.concurrency, "concurrency", 32, "number of concurrent `clients`")
+	fs.StringVar(&cfg.serve, "serve", "", "serve on `address` until Ctrl-C, with the state in the default directory, instead of sending the load")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -91,20 +100,22 @@ func parseFlags(args []string, output io.Writer) (config, error) {
 // run starts the workers, sends the load, prints a summary to out, and stops
 // the workers. It returns an error if a limit did not hold.
 func run(ctx context.Context, cfg config, out io.Writer) error {
+	env := func(dir string) []string {
+		return []string{dirEnv + "=" + dir, limitEnv + "=" + strconv.Itoa(cfg.limit), windowEnv + "=" + cfg.window.String()}
+	}
+	if cfg.serve != "" {
+		return prefork.ServeUntilDone(ctx, prefork.Config{Workers: cfg.workers, Addr: cfg.serve, Env: env("")}, out, stateName, "",
+			fmt.Sprintf("for i in $(seq %d); do curl -s -o /dev/null -w '%%{http_code} ' ADDR/fixed; done; echo", cfg.limit+5),
+			"curl -i ADDR/sliding   # RateLimit-* headers",
+			"sharedstate get fixed -state "+stateName)
+	}
 	// A directory of its own, so that runs never share counts.
 	dir, err := os.MkdirTemp("", "ratelimit-demo-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	f, err := prefork.Start(ctx, prefork.Config{
-		Workers: cfg.workers,
-		Env: []string{
-			dirEnv + "=" + dir,
-			limitEnv + "=" + strconv.Itoa(cfg.limit),
-			windowEnv + "=" + cfg.window.String(),
-		},
-	})
+	f, err := prefork.Start(ctx, prefork.Config{Workers: cfg.workers, Env: env(dir)})
 	if err != nil {
 		return err
 	}
@@ -186,7 +197,9 @@ func sendLoad(ctx context.Context, client *http.Client, url string, n, c int) *l
 		wg   sync.WaitGroup
 	)
 	for range c {
-		wg.Go(func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			for ctx.Err() == nil && next.Add(1) <= int64(n) {
 				pid, allowed, err := get(ctx, client, url)
 				mu.Lock()
@@ -202,7 +215,7 @@ func sendLoad(ctx context.Context, client *http.Client, url string, n, c int) *l
 				}
 				mu.Unlock()
 			}
-		})
+		}()
 	}
 	wg.Wait()
 	if res.err == nil {
@@ -248,7 +261,7 @@ func serveWorker(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	return prefork.ServeState(ctx, log, "ratelimit-demo", os.Getenv(dirEnv), func(st *sharedstate.State) http.Handler {
+	return prefork.ServeState(ctx, log, stateName, os.Getenv(dirEnv), func(st *sharedstate.State) http.Handler {
 		hello := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			io.WriteString(w, "hello\n")
 		})

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"net/http"
 	"regexp"
 	"strings"
 	"testing"
@@ -51,4 +52,12 @@ func TestRateLimit(t *testing.T) {
 	if n := len(servedBy.FindAllString(out.String(), -1)); n < 4 {
 		t.Errorf("%d worker lines for 2 endpoints, want the load spread over several workers", n)
 	}
+}
+
+func TestServe(t *testing.T) {
+	cfg, err := parseFlags([]string{"-serve", "127.0.0.1:0", "-workers", "2"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	preforktest.CheckServe(t, func(ctx context.Context, out io.Writer) error { return run(ctx, cfg, out) }, "/fixed", http.StatusOK)
 }

@@ -15,6 +15,11 @@
 // Usage:
 //
 //	go run ./examples/sessions [-workers 4] [-requests 20] [-ttl 2s]
+//	go run ./examples/sessions -serve 127.0.0.1:8080 [-workers 4] [-ttl 30m]
+//
+// With -serve, the workers serve until Ctrl-C instead, with the state in
+// sharedstate's default directory, replacing a worker that exits; sessions
+// then last 30 idle minutes unless -ttl says otherwise.
 //
 // Every worker serves:
 //
@@ -50,6 +55,9 @@ const (
 	ttlEnv = "SESSIONS_DEMO_TTL"
 )
 
+// stateName is the state the workers share.
+const stateName = "sessions-demo"
+
 // cookieName is the name of the session cookie.
 const cookieName = "sid"
 
@@ -60,6 +68,7 @@ type config struct {
 	workers  int
 	requests int
 	ttl      time.Duration
+	serve    string // an address to serve on until interrupted, instead of the browser
 }
 
 func parseFlags(args []string, output io.Writer) (config, error) {
@@ -69,8 +78,14 @@ func parseFlags(args []string, output io.Writer) (config, error) {
 	fs.IntVar(&cfg.workers, "workers", 4, "number of worker `processes`")
 	fs.IntVar(&cfg.requests, "requests", 20, "number of GET /whoami `requests` to make while logged in")
 	fs.DurationVar(&cfg.ttl, "ttl", 2*time.Second, "how long an idle session lives; short, so that the demo can show expiry")
+	fs.StringVar(&cfg.serve, "serve", "", "serve on `address` until Ctrl-C, with the state in the default directory, instead of playing the browser")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
+	}
+	ttlSet := false
+	fs.Visit(func(f *flag.Flag) { ttlSet = ttlSet || f.Name == "ttl" })
+	if cfg.serve != "" && !ttlSet {
+		cfg.ttl = 30 * time.Minute // for a person, not the demo's quick expiry
 	}
 	var err error
 	switch {
@@ -99,15 +114,19 @@ type whoamiReply struct {
 // and stops the workers. It returns an error if a worker did not see the
 // session as it should.
 func run(ctx context.Context, cfg config, out io.Writer) error {
+	env := func(dir string) []string { return []string{dirEnv + "=" + dir, ttlEnv + "=" + cfg.ttl.String()} }
+	if cfg.serve != "" {
+		return prefork.ServeUntilDone(ctx, prefork.Config{Workers: cfg.workers, Addr: cfg.serve, Env: env("")}, out, stateName, "",
+			"curl -c jar -X POST 'ADDR/login?user=ann'",
+			"for i in 1 2 3; do curl -b jar ADDR/whoami; done   # another pid each time, the same session",
+			"sharedstate watch sessions -state "+stateName)
+	}
 	dir, err := os.MkdirTemp("", "sessions-demo-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	f, err := prefork.Start(ctx, prefork.Config{
-		Workers: cfg.workers,
-		Env:     []string{dirEnv + "=" + dir, ttlEnv + "=" + cfg.ttl.String()},
-	})
+	f, err := prefork.Start(ctx, prefork.Config{Workers: cfg.workers, Env: env(dir)})
 	if err != nil {
 		return err
 	}
@@ -211,7 +230,8 @@ func (b *browser) expectLoggedOut(ctx context.Context, base string) error {
 	for range 10 { // over new connections: most likely every worker
 		var r whoamiReply
 		err := b.do(ctx, http.MethodGet, base+"/whoami", &r)
-		if se, ok := errors.AsType[*statusError](err); ok && se.code == http.StatusUnauthorized {
+		var se *statusError
+		if errors.As(err, &se) && se.code == http.StatusUnauthorized {
 			continue
 		}
 		if err == nil {
@@ -244,7 +264,7 @@ func serveWorker(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	return prefork.ServeState(ctx, log, "sessions-demo", os.Getenv(dirEnv), func(st *sharedstate.State) http.Handler {
+	return prefork.ServeState(ctx, log, stateName, os.Getenv(dirEnv), func(st *sharedstate.State) http.Handler {
 		return newHandler(st, ttl, log)
 	})
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"net/http"
 	"regexp"
 	"strings"
 	"testing"
@@ -56,4 +57,12 @@ func TestSessions(t *testing.T) {
 	if n := len(answeredBy.FindAllString(out.String(), -1)); n < 2 {
 		t.Errorf("%d worker(s) answered, want the requests spread over several", n)
 	}
+}
+
+func TestServe(t *testing.T) {
+	cfg, err := parseFlags([]string{"-serve", "127.0.0.1:0", "-workers", "2"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	preforktest.CheckServe(t, func(ctx context.Context, out io.Writer) error { return run(ctx, cfg, out) }, "/whoami", http.StatusUnauthorized)
 }

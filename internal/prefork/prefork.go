@@ -24,11 +24,11 @@ package prefork
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/sharedstate/sharedstate"
 	"io"
 	"log/slog"
 	"net"
@@ -36,10 +36,15 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/sharedstate/sharedstate"
 )
 
 // The parent's messages to its workers.
@@ -77,6 +82,7 @@ func Listen(ctx context.Context, addr string) (net.Listener, error) {
 // Config says what workers Start starts.
 type Config struct {
 	Workers int      // how many; at least 1
+	Addr    string   // where they serve; "" for a free port of 127.0.0.1
 	Env     []string // "KEY=value" pairs added to each worker's environment
 	Verbose bool     // workers log at level Info rather than Warn
 }
@@ -86,7 +92,11 @@ type Fleet struct {
 	Addr    string // host:port on which every worker serves
 	Workers []*Worker
 
-	cancel context.CancelFunc // asks every worker to stop
+	ctx    context.Context // the workers', ended by Stop
+	cancel context.CancelFunc
+	exe    string
+	env    []string
+	mu     sync.Mutex // guards Workers while Hold replaces them
 }
 
 // A Worker is one worker process.
@@ -112,30 +122,33 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 	// do, so that no other program can take it in the meantime. This
 	// listener must be gone before any client connects: the kernel would
 	// queue its share of the connections on it, and nobody accepts them.
-	reserved, err := Listen(ctx, "127.0.0.1:0")
+	reserved, err := Listen(ctx, cmp.Or(cfg.Addr, "127.0.0.1:0"))
 	if err != nil {
 		return nil, err
 	}
 	defer reserved.Close()
 
 	ctx, cancel := context.WithCancel(ctx)
-	f := &Fleet{Addr: reserved.Addr().String(), cancel: cancel}
-	env := append(os.Environ(), cfg.Env...)
-	env = append(env, workerEnv+"=1", addrEnv+"="+f.Addr, verboseEnv+"="+strconv.FormatBool(cfg.Verbose))
+	f := &Fleet{Addr: reserved.Addr().String(), ctx: ctx, cancel: cancel, exe: exe}
+	f.env = append(os.Environ(), cfg.Env...)
+	f.env = append(f.env, workerEnv+"=1", addrEnv+"="+f.Addr, verboseEnv+"="+strconv.FormatBool(cfg.Verbose))
 	for range cfg.Workers {
-		w, err := startWorker(ctx, exe, env)
+		w, err := startWorker(ctx, exe, f.env)
 		if err != nil {
 			f.Stop()
 			return nil, err
 		}
 		f.Workers = append(f.Workers, w)
 	}
-	if err := f.awaitReady(ctx, 30*time.Second); err != nil {
+	if err := awaitReady(ctx, f.Workers, startTimeout); err != nil {
 		f.Stop()
 		return nil, err
 	}
 	return f, nil
 }
+
+// startTimeout bounds the wait for a worker to serve.
+const startTimeout = 30 * time.Second
 
 func startWorker(ctx context.Context, exe string, env []string) (*Worker, error) {
 	cmd := exec.CommandContext(ctx, exe)
@@ -175,10 +188,10 @@ func startWorker(ctx context.Context, exe string, env []string) (*Worker, error)
 }
 
 // awaitReady waits until every worker serves.
-func (f *Fleet) awaitReady(ctx context.Context, timeout time.Duration) error {
+func awaitReady(ctx context.Context, workers []*Worker, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	for _, w := range f.Workers {
+	for _, w := range workers {
 		select {
 		case err := <-w.ready:
 			if err != nil {
@@ -198,13 +211,64 @@ func (f *Fleet) awaitReady(ctx context.Context, timeout time.Duration) error {
 func (f *Fleet) Stop() error {
 	f.cancel()
 	var errs []error
-	for _, w := range f.Workers {
+	for _, w := range f.workers() {
 		<-w.done
 		if ps := w.cmd.ProcessState; !w.killed.Load() && (ps == nil || !ps.Success()) {
 			errs = append(errs, fmt.Errorf("worker pid %d: %v", w.Pid(), ps))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func (f *Fleet) workers() []*Worker {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.Workers)
+}
+
+// Hold keeps the fleet serving until ctx ends, as gunicorn does: a worker
+// that exits, killed by hand say, is replaced by a new one. It reports
+// each replacement on out.
+func (f *Fleet) Hold(ctx context.Context, out io.Writer) error {
+	exits := make(chan *Worker)
+	watch := func(w *Worker) {
+		go func() {
+			select {
+			case <-w.done:
+				select {
+				case exits <- w:
+				case <-ctx.Done():
+				}
+			case <-ctx.Done():
+			}
+		}()
+	}
+	for _, w := range f.workers() {
+		watch(w)
+	}
+	for {
+		var gone *Worker
+		select {
+		case <-ctx.Done():
+			return nil
+		case gone = <-exits:
+		}
+		nw, err := startWorker(f.ctx, f.exe, f.env)
+		if err == nil {
+			err = awaitReady(ctx, []*Worker{nw}, startTimeout)
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("replacing worker pid %d: %w", gone.Pid(), err)
+		}
+		f.mu.Lock()
+		f.Workers[slices.Index(f.Workers, gone)] = nw
+		f.mu.Unlock()
+		fmt.Fprintf(out, "worker pid %d exited (%v); pid %d serves in its place\n", gone.Pid(), gone.cmd.ProcessState, nw.Pid())
+		watch(nw)
+	}
 }
 
 // Pid returns the worker's process id.
@@ -312,4 +376,44 @@ func ServeState(ctx context.Context, log *slog.Logger, name, dir string, handler
 		return err
 	}
 	return st.Close()
+}
+
+// ServeUntilDone is a demo's -serve mode: it starts the workers of cfg on
+// cfg.Addr and keeps them serving until ctx ends (see Hold), for a person
+// to try by hand. It prints where they serve, the state (called state, in
+// dir or the default directory) that they share, and how to try them: the
+// lines of try, in which ADDR stands for the address, then the inspector
+// and kill -9.
+func ServeUntilDone(ctx context.Context, cfg Config, out io.Writer, state, dir string, try ...string) error {
+	f, err := Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer f.Stop() // on early returns; the normal path stops it below
+	pids := make([]string, len(f.Workers))
+	for i, w := range f.Workers {
+		pids[i] = strconv.Itoa(w.Pid())
+	}
+	fmt.Fprintf(out, "%d workers (pids %s) serving http://%s\n", len(f.Workers), strings.Join(pids, " "), f.Addr)
+	fmt.Fprintf(out, "state %q in %s, kept after Ctrl-C for the next run\n\ntry:\n", state, cmp.Or(dir, sharedstate.DefaultDir()))
+	inspect := "sharedstate ls -state " + state
+	if dir != "" {
+		inspect += " -dir " + dir
+	}
+	lines := append(try,
+		inspect+"   # go install github.com/sharedstate/sharedstate/cmd/sharedstate@latest",
+		"kill -9 "+pids[0]+"   # a new worker takes its place; the state and the count carry on",
+	)
+	for _, l := range lines {
+		fmt.Fprintf(out, "  %s\n", strings.ReplaceAll(l, "ADDR", f.Addr))
+	}
+	fmt.Fprintf(out, "\nCtrl-C to stop\n")
+	if err := f.Hold(ctx, out); err != nil {
+		return err
+	}
+	if err := f.Stop(); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "workers stopped; the state stays (sharedstate rm %s drops it)\n", state)
+	return nil
 }
