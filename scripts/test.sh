@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/redis.sh
 
-modules=(. redisstate bench adapters/fiberstorage adapters/limiterstore examples/fiber-prefork)
+modules=(. redisstate bench adapters/fiberstorage adapters/httpratecounter adapters/limiterstore adapters/scsstore examples/fiber-prefork)
 
 # The nested modules build in the workspace (go.work), against this
 # checkout's root module; the root module builds alone, with the versions of

@@ -21,6 +21,7 @@ import (
 
 	"github.com/sharedstate/sharedstate"
 	"github.com/sharedstate/sharedstate/adapters/fiberstorage"
+	"github.com/sharedstate/sharedstate/internal/upstreamtest"
 )
 
 // A child process of TestLimiterAcrossProcesses runs this test binary again
@@ -350,4 +351,20 @@ func TestIncrement(t *testing.T) {
 	if n, err := a.Increment(ctx, "k", 1, 0); err != nil || n != 1 {
 		t.Errorf("Increment after Reset: %d, %v; want 1", n, err)
 	}
+}
+
+// TestUpstream runs the tests of Fiber's middleware that keep their state in
+// a fiber.Storage (session, idempotency, limiter, cache and CSRF), with
+// Fiber's memory storage, their default and the storage their tests
+// configure, replaced by a Storage that reaches, through a proxy, the state
+// this process owns: see testdata/memory.go.
+func TestUpstream(t *testing.T) {
+	dir := t.TempDir()
+	if !open(t, dir).IsOwner() {
+		t.Fatal("the test does not own its state")
+	}
+	upstreamtest.Run(t, "github.com/gofiber/fiber/v3",
+		[]string{"./middleware/session", "./middleware/idempotency", "./middleware/limiter", "./middleware/cache", "./middleware/csrf"},
+		map[string]string{"internal/storage/memory/memory.go": "testdata/memory.go"},
+		"FIBERSTORAGE_DIR="+dir, "FIBERSTORAGE_STATE=fiberstorage-test")
 }
