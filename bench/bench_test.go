@@ -175,3 +175,33 @@ func TestTargets(t *testing.T) {
 		t.Errorf("a missing peer figure passes: %+v", *r)
 	}
 }
+
+// wrkReport is wrk's --latency report, as wrk 4.2 prints it.
+const wrkReport = `Running 1s test @ http://127.0.0.1:18081/
+  1 threads and 2 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     2.36ms  817.84us   6.52ms   69.76%
+    Req/Sec   816.90     56.11     0.90k    60.00%
+  Latency Distribution
+     50%  812.00us
+     75%    2.85ms
+     90%    3.38ms
+     99%    1.74s
+  814 requests in 1.00s, 1.96MB read
+Requests/sec:    812.72
+Transfer/sec:      1.95MB
+`
+
+func TestParseWrk(t *testing.T) {
+	r, err := parseWrk([]byte(wrkReport))
+	if err != nil || r.rps != 812.72 || r.p50 != 812 || r.p99 != 1.74e6 {
+		t.Errorf("parseWrk = %+v, %v; want 812.72 req/s, p50 812 µs, p99 1.74 s", r, err)
+	}
+	failed := strings.Replace(wrkReport, "Requests/sec", "  Non-2xx or 3xx responses: 814\nRequests/sec", 1)
+	if _, err := parseWrk([]byte(failed)); err == nil || !strings.Contains(err.Error(), "Non-2xx") {
+		t.Errorf("a report of failed requests: %v", err)
+	}
+	if _, err := parseWrk([]byte("unable to connect to 127.0.0.1:1 Connection refused\n")); err == nil {
+		t.Error("no error for a report without figures")
+	}
+}

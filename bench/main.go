@@ -5,7 +5,8 @@
 // with absolute figures, ratios and the targets of issue 4, and writes the
 // figures as JSON and the throughput ratios as an SVG chart.
 //
-// Run it from this directory; it needs redis-server and python3 installed:
+// Run it from this directory; it needs redis-server, python3 and, for the
+// HTTP workload, wrk installed (apt-get install -y redis-server python3 wrk):
 //
 //	go run . -json results.json -svg results.svg
 //	go run . -only 1,4 -duration 1s    # a quick look
@@ -57,7 +58,7 @@ func main() {
 	flag.DurationVar(&cfg.warmup, "warmup", 500*time.Millisecond, "warm-up before each cell's measured time")
 	flag.IntVar(&cfg.kills, "kills", 20, "owner kills per key count in the takeover workload")
 	flag.IntVar(&cfg.bigKeys, "bigkeys", 1_000_000, "keys of the memory workload and the large takeover")
-	only := flag.String("only", "", "workloads to run, e.g. \"1,3\" (default all: 1-9)")
+	only := flag.String("only", "", "workloads to run, e.g. \"1,3\" (default all: 1-10)")
 	flag.StringVar(&cfg.jsonPath, "json", "results.json", "write all figures as JSON to `file` (\"\" for none)")
 	flag.StringVar(&cfg.svgPath, "svg", "results.svg", "write the chart of ratios to Redis to `file` (\"\" for none)")
 	flag.StringVar(&cfg.profileDir, "cpuprofile", "", "write a CPU profile of every worker process into `dir`")
@@ -68,7 +69,7 @@ func main() {
 		fatalf("-g %q: want a list of goroutine counts like 1,32", *gs)
 	}
 	if *only == "" {
-		cfg.only = []int{1, 2, 3, 4, 5, 6, 7, 8, 9}
+		cfg.only = []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
 	} else if cfg.only, err = parseInts(*only); err != nil {
 		fatalf("-only %q: want workload numbers like 1,3", *only)
 	}
@@ -137,22 +138,23 @@ func run(ctx context.Context, cfg config) error {
 	fmt.Printf("machine: %d CPUs, %s, Linux %s, %s, %s\n", m.CPUs, m.CPU, m.Kernel, m.Go, m.Redis)
 
 	workloads := map[int]func(context.Context, *section) error{
-		1: b.counterAdd,
-		2: b.mapLoadStore,
-		3: b.proxyLatency,
-		4: b.ownerLocal,
-		5: b.pythonRecipe,
-		6: b.takeovers,
-		7: b.memory,
-		8: b.durabilityLevels,
-		9: b.hotKeyWorkload,
+		1:  b.counterAdd,
+		2:  b.mapLoadStore,
+		3:  b.proxyLatency,
+		4:  b.ownerLocal,
+		5:  b.pythonRecipe,
+		6:  b.takeovers,
+		7:  b.memory,
+		8:  b.durabilityLevels,
+		9:  b.hotKeyWorkload,
+		10: b.httpIncrement,
 	}
 	var sections []section
 	var failed []string
 	for _, id := range cfg.only {
 		fn, ok := workloads[id]
 		if !ok {
-			return fmt.Errorf("no workload %d: they are 1 to 9", id)
+			return fmt.Errorf("no workload %d: they are 1 to 10", id)
 		}
 		s := section{ID: id}
 		if err := fn(ctx, &s); err != nil {

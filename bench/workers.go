@@ -63,6 +63,7 @@ type job struct {
 	RespSize   int    `json:"respSize,omitempty"`   // echo: response frame, header included
 	Raw        bool   `json:"raw,omitempty"`        // echo: blocking system calls, no poller
 	ProfileDir string `json:"profileDir,omitempty"` // write a CPU profile here
+	HTTP       string `json:"http,omitempty"`       // serve each GET /increment as one op, on this address
 }
 
 // command is one line from the coordinator to a worker. Each gets one
@@ -120,6 +121,8 @@ func openTarget(ctx context.Context, j job) (target, error) {
 		return listenEcho(j)
 	case targetEcho:
 		return dialEcho(j)
+	case targetNone:
+		return &localCounter{}, nil
 	}
 	return nil, fmt.Errorf("unknown target %q", j.Target)
 }
@@ -137,6 +140,13 @@ func workerMain(ctx context.Context) error {
 	defer t.close()
 	if j.ProfileDir != "" {
 		stop, err := startProfile(j, t.owner())
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	if j.HTTP != "" {
+		stop, err := serveHTTP(ctx, t, j.HTTP)
 		if err != nil {
 			return err
 		}
