@@ -2,7 +2,7 @@
 // without adding a dependency: through expvar (JSON at /debug/vars) and in
 // Prometheus's text format at /metrics, both from State.Stats.
 //
-//	go run ./examples/metrics          # serves on 127.0.0.1:8080 until Ctrl-C
+//	go run ./examples/metrics          # serves on 127.0.0.1:8080 until Ctrl-C (-serve ADDR for another)
 //	curl -s 127.0.0.1:8080/metrics
 //	curl -s 127.0.0.1:8080/debug/vars
 package main
@@ -24,7 +24,7 @@ import (
 )
 
 func main() {
-	addr := flag.String("addr", "127.0.0.1:8080", "listen `address`")
+	addr := flag.String("serve", "127.0.0.1:8080", "serve until Ctrl-C on `address`, as every example's -serve")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -34,6 +34,7 @@ func main() {
 	}
 	defer st.Close()
 	st.Counter("requests").Add(ctx, 1) // something to show
+	fmt.Printf("state metrics-demo in %s; serving http://%s/metrics and /debug/vars; Ctrl-C to stop\n", sharedstate.DefaultDir(), *addr)
 
 	// expvar's variables are the process's: publish once, at startup.
 	expvar.Publish("sharedstate", statsVar(st))
