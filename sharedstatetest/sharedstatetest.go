@@ -2,6 +2,9 @@
 // package documents, whatever serves it: the owner's own process, a proxy
 // connected to it, or another engine. It plays the part testing/fstest.TestFS
 // plays for file systems.
+//
+// For adapters, which plug a State into another library, RunUpstream runs
+// that library's own tests against the adapter, through a proxy.
 package sharedstatetest
 
 import (

@@ -21,7 +21,7 @@ import (
 
 	"github.com/sharedstate/sharedstate"
 	"github.com/sharedstate/sharedstate/adapters/fiberstorage"
-	"github.com/sharedstate/sharedstate/internal/upstreamtest"
+	"github.com/sharedstate/sharedstate/sharedstatetest"
 )
 
 // A child process of TestLimiterAcrossProcesses runs this test binary again
@@ -51,18 +51,6 @@ func open(t *testing.T, dir string) *sharedstate.State {
 	return st
 }
 
-// openPair opens the same state twice, as two processes would: the first
-// State owns it, and the second reaches it through the socket.
-func openPair(t *testing.T) (owner, proxy *sharedstate.State) {
-	dir := t.TempDir()
-	owner = open(t, dir)
-	proxy = open(t, dir)
-	if !owner.IsOwner() || proxy.IsOwner() {
-		t.Fatal("want the first State to own the state and the second to be a proxy")
-	}
-	return owner, proxy
-}
-
 func get(t *testing.T, s fiber.Storage, key string) []byte {
 	t.Helper()
 	v, err := s.GetWithContext(t.Context(), key)
@@ -73,7 +61,7 @@ func get(t *testing.T, s fiber.Storage, key string) []byte {
 }
 
 func TestStorage(t *testing.T) {
-	owner, proxy := openPair(t)
+	owner, proxy := sharedstatetest.Pair(t)
 	a := fiberstorage.New(owner, "store")
 	b := fiberstorage.New(proxy, "store")
 	other := fiberstorage.New(proxy, "other")
@@ -177,7 +165,7 @@ func hit(app *fiber.App) (int, string, error) {
 }
 
 func TestLimiterSharedBetweenStates(t *testing.T) {
-	owner, proxy := openPair(t)
+	owner, proxy := sharedstatetest.Pair(t)
 	apps := []*fiber.App{limitedApp(owner, 5), limitedApp(proxy, 5)}
 	var ok, limited int
 	for i := range 10 {
@@ -204,7 +192,7 @@ func TestLimiterSharedBetweenStates(t *testing.T) {
 }
 
 func TestSessionSharedBetweenStates(t *testing.T) {
-	owner, proxy := openPair(t)
+	owner, proxy := sharedstatetest.Pair(t)
 	newApp := func(st *sharedstate.State) *fiber.App {
 		app := fiber.New()
 		app.Use(session.New(session.Config{Storage: fiberstorage.New(st, "sessions")}))
@@ -311,7 +299,7 @@ func child(dir, hits string) int {
 // keeping the expiry of their first increment, apart from Set's values, and
 // cleared by Reset.
 func TestIncrement(t *testing.T) {
-	owner, proxy := openPair(t)
+	owner, proxy := sharedstatetest.Pair(t)
 	a, b := fiberstorage.New(owner, "limiter"), fiberstorage.New(proxy, "limiter")
 	ctx := t.Context()
 	if n, err := a.Increment(ctx, "k", 1, 200*time.Millisecond); err != nil || n != 1 {
@@ -359,12 +347,7 @@ func TestIncrement(t *testing.T) {
 // configure, replaced by a Storage that reaches, through a proxy, the state
 // this process owns: see testdata/memory.go.
 func TestUpstream(t *testing.T) {
-	dir := t.TempDir()
-	if !open(t, dir).IsOwner() {
-		t.Fatal("the test does not own its state")
-	}
-	upstreamtest.Run(t, "github.com/gofiber/fiber/v3",
+	sharedstatetest.RunUpstream(t, "github.com/gofiber/fiber/v3",
 		[]string{"./middleware/session", "./middleware/idempotency", "./middleware/limiter", "./middleware/cache", "./middleware/csrf"},
-		map[string]string{"internal/storage/memory/memory.go": "testdata/memory.go"},
-		"FIBERSTORAGE_DIR="+dir, "FIBERSTORAGE_STATE=fiberstorage-test")
+		map[string]string{"internal/storage/memory/memory.go": "testdata/memory.go"})
 }

@@ -1,9 +1,7 @@
 package httpratecounter_test
 
 import (
-	"context"
 	"errors"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -14,24 +12,10 @@ import (
 
 	"github.com/sharedstate/sharedstate"
 	"github.com/sharedstate/sharedstate/adapters/httpratecounter"
-	"github.com/sharedstate/sharedstate/internal/upstreamtest"
+	"github.com/sharedstate/sharedstate/sharedstatetest"
 )
 
 var _ httprate.LimitCounter = (*httpratecounter.Counter)(nil)
-
-// open opens the state called name in dir.
-func open(t *testing.T, dir, name string) *sharedstate.State {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	st, err := sharedstate.Open(ctx, name, sharedstate.WithDir(dir),
-		sharedstate.WithLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
-}
 
 // TestUpstream runs httprate's own tests, its counter tests and its limiter
 // tests, with the counter of httprate.NewLocalLimitCounter (and so of every
@@ -39,22 +23,17 @@ func open(t *testing.T, dir, name string) *sharedstate.State {
 // reaches, through a proxy, the state this process owns: see
 // testdata/local_counter.go.
 func TestUpstream(t *testing.T) {
-	dir := t.TempDir()
-	if !open(t, dir, "httprate").IsOwner() {
-		t.Fatal("the test does not own its state")
-	}
-	upstreamtest.Run(t, "github.com/go-chi/httprate", []string{"."},
-		map[string]string{"local_counter.go": "testdata/local_counter.go"},
-		"HTTPRATECOUNTER_DIR="+dir, "HTTPRATECOUNTER_STATE=httprate")
+	sharedstatetest.RunUpstream(t, "github.com/go-chi/httprate", []string{"."},
+		map[string]string{"local_counter.go": "testdata/local_counter.go"})
 }
 
 // TestLimitAcrossWorkers: limiters in two processes over counters of one
 // name share the limit: of 40 requests, 20 to each, exactly the limit pass.
 func TestLimitAcrossWorkers(t *testing.T) {
-	dir := t.TempDir()
+	owner, proxy := sharedstatetest.Pair(t)
 	var handlers []http.Handler
-	for range 2 {
-		counter := httpratecounter.New(open(t, dir, "httprate"), "rate")
+	for _, st := range []*sharedstate.State{owner, proxy} {
+		counter := httpratecounter.New(st, "rate")
 		limit := httprate.Limit(25, time.Hour, httprate.WithLimitCounter(counter))
 		handlers = append(handlers, limit(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})))
 	}
@@ -74,9 +53,8 @@ func TestLimitAcrossWorkers(t *testing.T) {
 // TestCounts: counts are exact from many goroutines of a proxy, kept per
 // window, and the previous window's count is read with the current one's.
 func TestCounts(t *testing.T) {
-	dir := t.TempDir()
-	open(t, dir, "httprate")
-	c := httpratecounter.New(open(t, dir, "httprate"), "rate")
+	_, proxy := sharedstatetest.Pair(t)
+	c := httpratecounter.New(proxy, "rate")
 	now := time.Now()
 	if err := c.Increment("k", now); !errors.Is(err, httpratecounter.ErrNoWindow) {
 		t.Fatalf("Increment before Config: %v, want ErrNoWindow", err)

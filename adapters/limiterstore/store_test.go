@@ -1,8 +1,6 @@
 package limiterstore_test
 
 import (
-	"context"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -11,45 +9,30 @@ import (
 
 	"github.com/sharedstate/sharedstate"
 	"github.com/sharedstate/sharedstate/adapters/limiterstore"
+	"github.com/sharedstate/sharedstate/sharedstatetest"
 )
 
-// proxy opens a state twice, as two processes would, and returns the State
-// that reaches it through the owner's socket.
-func proxy(t *testing.T) *sharedstate.State {
-	t.Helper()
-	dir := t.TempDir()
-	var states []*sharedstate.State
-	for range 2 {
-		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-		st, err := sharedstate.Open(ctx, "limiterstore-test", sharedstate.WithDir(dir),
-			sharedstate.WithLogger(slog.New(slog.DiscardHandler)))
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		states = append(states, st)
-	}
-	if states[1].IsOwner() {
-		t.Fatal("the second State owns the state")
-	}
-	return states[1]
+// proxyOf returns a State that reaches a new state through its owner's
+// socket.
+func proxyOf(t *testing.T) *sharedstate.State {
+	_, proxy := sharedstatetest.Pair(t)
+	return proxy
 }
 
 // ulule/limiter's own store tests, through a proxy.
 
 func TestStoreSequentialAccess(t *testing.T) {
-	tests.TestStoreSequentialAccess(t, limiterstore.New(proxy(t), "limits"))
+	tests.TestStoreSequentialAccess(t, limiterstore.New(proxyOf(t), "limits"))
 }
 
 func TestStoreConcurrentAccess(t *testing.T) {
-	tests.TestStoreConcurrentAccess(t, limiterstore.New(proxy(t), "limits"))
+	tests.TestStoreConcurrentAccess(t, limiterstore.New(proxyOf(t), "limits"))
 }
 
 // TestLimitIsExact: a limiter over the store allows exactly its limit from
 // many goroutines at once, and its context's reset is the period's end.
 func TestLimitIsExact(t *testing.T) {
-	lim := limiter.New(limiterstore.New(proxy(t), "limits"), limiter.Rate{Period: time.Hour, Limit: 100})
+	lim := limiter.New(limiterstore.New(proxyOf(t), "limits"), limiter.Rate{Period: time.Hour, Limit: 100})
 	done := make(chan int)
 	for range 20 {
 		go func() {

@@ -1,9 +1,7 @@
 package scsstore_test
 
 import (
-	"context"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -14,7 +12,7 @@ import (
 
 	"github.com/sharedstate/sharedstate"
 	"github.com/sharedstate/sharedstate/adapters/scsstore"
-	"github.com/sharedstate/sharedstate/internal/upstreamtest"
+	"github.com/sharedstate/sharedstate/sharedstatetest"
 )
 
 var (
@@ -24,42 +22,23 @@ var (
 	_ scs.IterableCtxStore = (*scsstore.Store)(nil)
 )
 
-// open opens the state called name in dir.
-func open(t *testing.T, dir, name string) *sharedstate.State {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	st, err := sharedstate.Open(ctx, name, sharedstate.WithDir(dir),
-		sharedstate.WithLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
-}
-
 // TestUpstream runs scs's own tests (its root package, where the
 // SessionManager is tested) with scs.New's default store replaced by a
 // Store that reaches, through a proxy, the state this process owns: see
 // testdata/memstore.go.
 func TestUpstream(t *testing.T) {
-	dir := t.TempDir()
-	if !open(t, dir, "scs").IsOwner() {
-		t.Fatal("the test does not own its state")
-	}
-	upstreamtest.Run(t, "github.com/alexedwards/scs/v2", []string{"."},
-		map[string]string{"memstore/memstore.go": "testdata/memstore.go"},
-		"SCSSTORE_DIR="+dir, "SCSSTORE_STATE=scs")
+	sharedstatetest.RunUpstream(t, "github.com/alexedwards/scs/v2", []string{"."},
+		map[string]string{"memstore/memstore.go": "testdata/memstore.go"})
 }
 
 // TestSessionsShared: a session put by one process's SessionManager is read,
 // renewed and destroyed by another's, as two workers behind one port would.
 func TestSessionsShared(t *testing.T) {
-	dir := t.TempDir()
+	owner, proxy := sharedstatetest.Pair(t)
 	var servers []*httptest.Server
-	for range 2 {
+	for _, st := range []*sharedstate.State{owner, proxy} {
 		sm := scs.New()
-		sm.Store = scsstore.New(open(t, dir, "scs"), "sessions")
+		sm.Store = scsstore.New(st, "sessions")
 		mux := http.NewServeMux()
 		mux.HandleFunc("/put", func(w http.ResponseWriter, r *http.Request) { sm.Put(r.Context(), "user", "ada") })
 		mux.HandleFunc("/get", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, sm.GetString(r.Context(), "user")) })
@@ -99,17 +78,17 @@ func TestSessionsShared(t *testing.T) {
 		}
 		return string(b)
 	}
-	owner, proxy := servers[0], servers[1]
-	get(owner, "/put")
-	if got := get(proxy, "/get"); got != "ada" {
+	first, second := servers[0], servers[1]
+	get(first, "/put")
+	if got := get(second, "/get"); got != "ada" {
 		t.Fatalf("the other worker reads %q, want the session's value", got)
 	}
-	get(proxy, "/renew")
-	if got := get(owner, "/get"); got != "ada" {
+	get(second, "/renew")
+	if got := get(first, "/get"); got != "ada" {
 		t.Fatalf("after a renewal in the other worker: %q", got)
 	}
-	get(owner, "/destroy")
-	if got := get(proxy, "/get"); got != "" {
+	get(first, "/destroy")
+	if got := get(second, "/get"); got != "" {
 		t.Fatalf("after Destroy in the other worker: %q", got)
 	}
 }
@@ -117,9 +96,8 @@ func TestSessionsShared(t *testing.T) {
 // TestExpiry: a session lasts until its expiry and no longer, and one
 // committed with an expiry already past is gone.
 func TestExpiry(t *testing.T) {
-	dir := t.TempDir()
-	open(t, dir, "scs")
-	s := scsstore.New(open(t, dir, "scs"), "sessions")
+	_, proxy := sharedstatetest.Pair(t)
+	s := scsstore.New(proxy, "sessions")
 	if err := s.Commit("a", []byte("x"), time.Now().Add(300*time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}

@@ -1,5 +1,5 @@
 //go:build race
 
-package upstreamtest
+package sharedstatetest
 
 const raceEnabled = true
