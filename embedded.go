@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sharedstate/sharedstate/internal/statedir"
+	"github.com/sharedstate/sharedstate/internal/wire"
 	"github.com/sharedstate/sharedstate/transport"
 )
 
@@ -98,7 +99,7 @@ func openEmbedded(ctx context.Context, name string, cfg config) (*embedded, erro
 
 // openStateDir opens the directory of cfg, made if missing.
 func openStateDir(cfg config) (*statedir.Dir, error) {
-	if err := cmp.Or(statedir.Unsupported, transport.Unsupported); err != nil {
+	if err := cmp.Or(statedir.Unsupported, wire.Unsupported); err != nil {
 		return nil, fmt.Errorf("sharedstate: Open's engine keeps a state in the memory of its workers, who reach each other through Unix sockets: %w; "+
 			"here, use another engine (the Redis engine of module github.com/sharedstate/sharedstate/redisstate), or a Linux, macOS or FreeBSD host (WSL on Windows)", err)
 	}
@@ -504,8 +505,8 @@ func (s *embedded) waitRole(ctx context.Context) (*role, error) {
 	}
 }
 
-func (s *embedded) transportConfig() transport.Config {
-	return transport.Config{
+func (s *embedded) transportConfig() wire.Config {
+	return wire.Config{
 		UID:      os.Getuid(),
 		PID:      os.Getpid(),
 		ID:       s.clientID,

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/sharedstate/sharedstate/internal/wire"
 	"github.com/sharedstate/sharedstate/transport"
 )
 
@@ -81,7 +82,7 @@ func statusError(s transport.Status, msg string) error {
 
 // transportError maps errors from the handshake to the errors above.
 func transportError(err error) error {
-	var r *transport.Refuse
+	var r *wire.Refuse
 	if errors.As(err, &r) {
 		return statusError(r.Status, r.Msg)
 	}

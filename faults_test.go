@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/sharedstate/sharedstate"
+	"github.com/sharedstate/sharedstate/internal/wire"
 	"github.com/sharedstate/sharedstate/transport"
 )
 
@@ -102,7 +103,7 @@ func TestReservedChannels(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.nc.Close()
-	resp, err := c.do(&transport.Request{ID: 1, Op: transport.OpPublish, Name: "\x00watch/m", Value: []byte("\x00forged")})
+	resp, err := c.do(&wire.Request{ID: 1, Op: transport.OpPublish, Name: "\x00watch/m", Value: []byte("\x00forged")})
 	if err != nil || resp.Status != transport.StatusBadRequest {
 		t.Errorf("raw Publish on a watch channel: %+v, %v; want StatusBadRequest", resp, err)
 	}
@@ -148,7 +149,7 @@ func TestOwnerOutOfDescriptors(t *testing.T) {
 			break
 		}
 		c.nc.SetDeadline(time.Now().Add(hangGuard))
-		if refused, err := c.join(transport.Version); err != nil || refused != nil {
+		if refused, err := c.join(wire.Version); err != nil || refused != nil {
 			t.Fatalf("join: %v, %v", refused, err)
 		}
 		joined = append(joined, c)
@@ -157,7 +158,7 @@ func TestOwnerOutOfDescriptors(t *testing.T) {
 	time.Sleep(time.Second) // the owner retries its accept meanwhile
 	// The clients it has are still served.
 	for i, c := range joined[:3] {
-		resp, err := c.do(&transport.Request{ID: 1, Op: transport.OpAdd, Name: "c", Int: 1})
+		resp, err := c.do(&wire.Request{ID: 1, Op: transport.OpAdd, Name: "c", Int: 1})
 		if err != nil || resp.Status != transport.StatusOK || resp.Int != int64(i+1) {
 			t.Fatalf("Add on a joined connection: %+v, %v", resp, err)
 		}
@@ -174,7 +175,7 @@ func TestOwnerOutOfDescriptors(t *testing.T) {
 	if _, err := stalled.hello(); err != nil {
 		t.Fatalf("the stalled client was not accepted once descriptors were free: %v", err)
 	}
-	if refused, err := stalled.join(transport.Version); err != nil || refused != nil {
+	if refused, err := stalled.join(wire.Version); err != nil || refused != nil {
 		t.Fatalf("join: %v, %v", refused, err)
 	}
 }
@@ -274,7 +275,7 @@ func TestDroppedConnectionKeepsLocks(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp, err := c.do(&transport.Request{ID: 1, Op: transport.OpLock, Name: name})
+		resp, err := c.do(&wire.Request{ID: 1, Op: transport.OpLock, Name: name})
 		if err != nil || resp.Status != transport.StatusOK {
 			t.Fatalf("Lock: %+v, %v", resp, err)
 		}
@@ -313,7 +314,7 @@ func TestDroppedConnectionKeepsLocks(t *testing.T) {
 	if !held("kept") {
 		t.Fatal("a lock claimed back on a new connection was released when the grace ended")
 	}
-	if resp, err := back.do(&transport.Request{ID: 2, Op: transport.OpUnlock, Name: "kept", Version: token}); err != nil || resp.Status != transport.StatusOK {
+	if resp, err := back.do(&wire.Request{ID: 2, Op: transport.OpUnlock, Name: "kept", Version: token}); err != nil || resp.Status != transport.StatusOK {
 		t.Fatalf("Unlock on the new connection: %+v, %v", resp, err)
 	}
 
@@ -337,7 +338,7 @@ func TestResentAtMostOnce(t *testing.T) {
 	ctx := testContext(t)
 	// An owner by hand, that drops every connection on its first request.
 	defer holdLock(t, dir)()
-	ln, err := transport.Listen(dir + "/app.sock")
+	ln, err := wire.Listen(dir + "/app.sock")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -350,7 +351,7 @@ func TestResentAtMostOnce(t *testing.T) {
 				return
 			}
 			go func() {
-				conn, _, err := transport.Accept(nc, transport.Config{UID: os.Getuid(), PID: os.Getpid(), MaxFrame: transport.DefaultMaxFrame})
+				conn, _, err := wire.Accept(nc, wire.Config{UID: os.Getuid(), PID: os.Getpid(), MaxFrame: wire.DefaultMaxFrame})
 				if err != nil {
 					return
 				}
@@ -359,7 +360,7 @@ func TestResentAtMostOnce(t *testing.T) {
 				if err != nil {
 					return
 				}
-				var req transport.Request
+				var req wire.Request
 				req.Decode(body)
 				received <- req.Op
 			}()
@@ -624,7 +625,7 @@ func TestClockAheadAcrossOwners(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.nc.Close()
-			if resp, err := c.do(&transport.Request{ID: 1, Op: transport.OpLock, Name: "l"}); err != nil || resp.Status != transport.StatusOK {
+			if resp, err := c.do(&wire.Request{ID: 1, Op: transport.OpLock, Name: "l"}); err != nil || resp.Status != transport.StatusOK {
 				t.Fatalf("Lock: %+v, %v", resp, err)
 			}
 			m := sharedstate.NewMap[int](ahead, "m")

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sharedstate/sharedstate/internal/statedir"
+	"github.com/sharedstate/sharedstate/internal/wire"
 	"github.com/sharedstate/sharedstate/transport"
 )
 
@@ -56,10 +57,10 @@ type manager struct {
 	waits  map[uint64]chan transport.Response // parked Locks of this process
 
 	mu      sync.Mutex
-	conns   map[*net.UnixConn]*transport.Conn // open client connections; nil until joined
-	closing atomic.Bool                       // set under mu; requests now get StatusShuttingDown
-	ln      *net.UnixListener                 // replaced by guard if the socket is
-	sockID  statedir.FileID                   // the socket file ln is bound to
+	conns   map[*net.UnixConn]*wire.Conn // open client connections; nil until joined
+	closing atomic.Bool                  // set under mu; requests now get StatusShuttingDown
+	ln      *net.UnixListener            // replaced by guard if the socket is
+	sockID  statedir.FileID              // the socket file ln is bound to
 
 	channels channels // pub/sub subscriptions
 
@@ -81,7 +82,7 @@ func startManager(st *embedded, lf *statedir.Lock, b *statedir.Beacon) (*manager
 		lock:   lf,
 		beacon: b,
 		waits:  make(map[uint64]chan transport.Response),
-		conns:  make(map[*net.UnixConn]*transport.Conn),
+		conns:  make(map[*net.UnixConn]*wire.Conn),
 		quit:   make(chan struct{}),
 		lostC:  make(chan struct{}),
 	}
@@ -128,7 +129,7 @@ func (m *manager) close() {
 	m.ln.Close()
 	for _, conn := range m.conns {
 		if conn != nil {
-			conn.Queue(&transport.Response{Status: transport.StatusShuttingDown})
+			conn.Queue(&wire.Response{Status: transport.StatusShuttingDown})
 		}
 	}
 	m.mu.Unlock()
@@ -240,7 +241,7 @@ func (m *manager) addStats(req *transport.Request, resp *transport.Response) {
 }
 
 // pushLocal hands a published message to this process's subscribers.
-func (m *manager) pushLocal(ev *transport.Event) { m.st.subs.deliver(ev.Channel, ev.Data) }
+func (m *manager) pushLocal(ev *wire.Event) { m.st.subs.deliver(ev.Channel, ev.Data) }
 
 // deliverLocal answers a parked Lock of this process.
 func (m *manager) deliverLocal(resp transport.Response) {
@@ -255,7 +256,7 @@ func (m *manager) deliverLocal(resp transport.Response) {
 
 // listen binds the state's socket, in place of whatever is at its path.
 func (m *manager) listen() error {
-	ln, err := transport.Listen(m.st.sockPath)
+	ln, err := wire.Listen(m.st.sockPath)
 	if err != nil {
 		return err
 	}
@@ -362,7 +363,7 @@ func (m *manager) serve(nc *net.UnixConn) {
 	}()
 
 	log := m.st.cfg.logger
-	conn, join, err := transport.Accept(nc, m.st.transportConfig())
+	conn, join, err := wire.Accept(nc, m.st.transportConfig())
 	if err != nil {
 		log.Warn("sharedstate: refused a connection", "state", m.st.name, "reason", err)
 		return
@@ -370,7 +371,7 @@ func (m *manager) serve(nc *net.UnixConn) {
 
 	m.mu.Lock()
 	if m.closing.Load() {
-		conn.Queue(&transport.Response{Status: transport.StatusShuttingDown})
+		conn.Queue(&wire.Response{Status: transport.StatusShuttingDown})
 	}
 	m.conns[nc] = conn
 	m.mu.Unlock()
@@ -378,7 +379,7 @@ func (m *manager) serve(nc *net.UnixConn) {
 	proc := processOf(int(join.PID))
 	sess := m.store.newSession(join.ClientID, int(join.PID), func(resp transport.Response) {
 		// With the store locked: queue, never block on a slow reader.
-		m.store.whenDurable(func() { conn.Queue(&resp) })
+		m.store.whenDurable(func() { conn.Queue((*wire.Response)(&resp)) })
 	})
 	m.store.connect(join.ClientID, proc)
 	err = m.serveRequests(conn, sess)
@@ -424,17 +425,17 @@ func (m *manager) releaseOnExit(proc process, client uint64) {
 // Answers are appended as requests are handled and written when no more
 // requests are at hand: a client with many calls in flight gets many answers
 // in one write, and a lone call gets its answer at once.
-func (m *manager) serveRequests(conn *transport.Conn, sess *session) error {
+func (m *manager) serveRequests(conn *wire.Conn, sess *session) error {
 	var req transport.Request
 	for {
 		body, err := conn.Recv()
 		if err != nil {
 			return err
 		}
-		if k := transport.KindOf(body); k != transport.KindRequest {
-			return fmt.Errorf("%w: unexpected message kind %d", transport.ErrMalformed, k)
+		if k := wire.KindOf(body); k != wire.KindRequest {
+			return fmt.Errorf("%w: unexpected message kind %d", wire.ErrMalformed, k)
 		}
-		if err := req.Decode(body); err != nil {
+		if err := (*wire.Request)(&req).Decode(body); err != nil {
 			return err
 		}
 		m.serveRequest(conn, sess, &req)
@@ -445,12 +446,12 @@ func (m *manager) serveRequests(conn *transport.Conn, sess *session) error {
 	}
 }
 
-func (m *manager) serveRequest(conn *transport.Conn, sess *session, req *transport.Request) {
+func (m *manager) serveRequest(conn *wire.Conn, sess *session, req *transport.Request) {
 	switch {
 	case m.closing.Load():
 		m.reply(conn.Append, &transport.Response{ID: req.ID, Status: transport.StatusShuttingDown, Msg: "the owner is closing"})
 	case isMessageOp(req.Op):
-		resp := m.channels.serve(sess, req, func(ev *transport.Event) {
+		resp := m.channels.serve(sess, req, func(ev *wire.Event) {
 			if conn.Buffered() < maxBacklog { // else the client is not reading: drop
 				conn.Queue(ev)
 			}
@@ -471,10 +472,10 @@ func (m *manager) serveRequest(conn *transport.Conn, sess *session, req *transpo
 
 // reply sends resp. An answer too large for a frame (a Range page or value
 // near the cap) is replaced by an error, so the client is not left waiting.
-func (m *manager) reply(send func(transport.Message) error, resp *transport.Response) error {
-	err := send(resp)
-	if errors.Is(err, transport.ErrFrameTooLarge) {
-		err = send(&transport.Response{ID: resp.ID, Status: transport.StatusTooLarge, Msg: err.Error()})
+func (m *manager) reply(send func(wire.Message) error, resp *transport.Response) error {
+	err := send((*wire.Response)(resp))
+	if errors.Is(err, wire.ErrFrameTooLarge) {
+		err = send(&wire.Response{ID: resp.ID, Status: transport.StatusTooLarge, Msg: err.Error()})
 	}
 	return err
 }

@@ -5,7 +5,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/sharedstate/sharedstate/transport"
+	"github.com/sharedstate/sharedstate/internal/wire"
 )
 
 // An Option configures Open.
@@ -27,7 +27,7 @@ type config struct {
 func newConfig(opts []Option) config {
 	c := config{
 		logger:           slog.Default(),
-		maxFrame:         transport.DefaultMaxFrame,
+		maxFrame:         wire.DefaultMaxFrame,
 		handshakeTimeout: 5 * time.Second,
 		lockGrace:        2 * time.Second,
 		clock:            time.Now,

@@ -3,7 +3,7 @@ package sharedstate
 import (
 	"encoding/binary"
 
-	"github.com/sharedstate/sharedstate/transport"
+	"github.com/sharedstate/sharedstate/internal/wire"
 )
 
 // process identifies a client's process beyond its id, which the system
@@ -22,6 +22,6 @@ func (p process) append(b []byte) []byte {
 	return binary.AppendUvarint(b, p.start)
 }
 
-func readProcess(d *transport.Decoder) process {
+func readProcess(d *wire.Decoder) process {
 	return process{pid: int(d.Uvarint()), start: d.Uvarint()}
 }

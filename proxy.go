@@ -7,6 +7,7 @@ import (
 	"net"
 	"sync"
 
+	"github.com/sharedstate/sharedstate/internal/wire"
 	"github.com/sharedstate/sharedstate/transport"
 )
 
@@ -15,7 +16,7 @@ import (
 // the goroutine waiting for it.
 type proxy struct {
 	st       *embedded
-	conn     *transport.Conn
+	conn     *wire.Conn
 	ownerPID int64
 	owner    uint64 // the owner's client id
 
@@ -28,11 +29,11 @@ type proxy struct {
 
 // dialProxy connects to the owner's socket and joins the state.
 func dialProxy(ctx context.Context, st *embedded) (*proxy, error) {
-	nc, err := transport.Dial(ctx, st.sockPath)
+	nc, err := wire.Dial(ctx, st.sockPath)
 	if err != nil {
 		return nil, err
 	}
-	conn, hello, err := transport.Connect(ctx, nc, st.transportConfig())
+	conn, hello, err := wire.Connect(ctx, nc, st.transportConfig())
 	if err != nil {
 		return nil, transportError(err)
 	}
@@ -60,20 +61,20 @@ func (p *proxy) readLoop(st *embedded) {
 	defer close(p.done)
 	defer close(p.lostC)
 	var resp transport.Response
-	var ev transport.Event
+	var ev wire.Event
 	for {
 		body, err := p.conn.Recv()
-		if err == nil && transport.KindOf(body) == transport.KindEvent {
+		if err == nil && wire.KindOf(body) == wire.KindEvent {
 			if err = ev.Decode(body); err == nil {
 				st.subs.deliver(ev.Channel, ev.Data)
 				continue
 			}
 		}
-		if err == nil && transport.KindOf(body) != transport.KindResponse {
-			err = fmt.Errorf("%w: unexpected message kind %d", transport.ErrMalformed, transport.KindOf(body))
+		if err == nil && wire.KindOf(body) != wire.KindResponse {
+			err = fmt.Errorf("%w: unexpected message kind %d", wire.ErrMalformed, wire.KindOf(body))
 		}
 		if err == nil {
-			err = resp.Decode(body)
+			err = (*wire.Response)(&resp).Decode(body)
 		}
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) {
@@ -110,9 +111,9 @@ func (p *proxy) do(ctx context.Context, req *transport.Request) (transport.Respo
 	p.pending[req.ID] = ch
 	p.mu.Unlock()
 	req.Ack = p.st.acks.low()
-	if err := p.conn.Send(req); err != nil {
+	if err := p.conn.Send((*wire.Request)(req)); err != nil {
 		p.forget(req.ID)
-		if errors.Is(err, transport.ErrFrameTooLarge) {
+		if errors.Is(err, wire.ErrFrameTooLarge) {
 			return transport.Response{}, fmt.Errorf("%w: %v", ErrTooLarge, err)
 		}
 		return transport.Response{}, errNotSent

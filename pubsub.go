@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sharedstate/sharedstate/internal/wire"
 	"github.com/sharedstate/sharedstate/transport"
 )
 
@@ -63,7 +64,7 @@ func checkChannel(channel string) error {
 // subscribe is Subscribe without the check of the channel's name, for the
 // reserved channels too.
 func (s *State) subscribe(ctx context.Context, channel string) (<-chan []byte, error) {
-	sub, ok := s.engine.(Subscriber)
+	sub, ok := s.engine.(transport.Subscriber)
 	if !ok {
 		return nil, fmt.Errorf("sharedstate: subscribe to %q: the engine does not carry messages", channel)
 	}
@@ -201,7 +202,7 @@ func (s *embedded) resubscribe() {
 // channels is the owner's registry of which sessions subscribe to what.
 type channels struct {
 	mu   sync.Mutex
-	subs map[string]map[*session]func(*transport.Event)
+	subs map[string]map[*session]func(*wire.Event)
 	// watched counts subscriptions to watch channels, so that a write to a
 	// map nobody watches costs one atomic load.
 	watched atomic.Int64
@@ -225,7 +226,7 @@ func (c *channels) publishChange(mapName, key string, deleted bool) {
 // publish pushes data to the subscribers of channel, and returns how many
 // there are; c.mu is held.
 func (c *channels) publish(channel string, data []byte) int {
-	ev := &transport.Event{Channel: channel, Data: data}
+	ev := &wire.Event{Channel: channel, Data: data}
 	for _, push := range c.subs[channel] {
 		push(ev)
 	}
@@ -234,7 +235,7 @@ func (c *channels) publish(channel string, data []byte) int {
 
 // serve performs a Publish, Subscribe or Unsubscribe for sess, whose
 // messages push sends.
-func (c *channels) serve(sess *session, req *transport.Request, push func(*transport.Event)) transport.Response {
+func (c *channels) serve(sess *session, req *transport.Request, push func(*wire.Event)) transport.Response {
 	resp := transport.Response{ID: req.ID}
 	switch {
 	case req.Name == "":
@@ -249,10 +250,10 @@ func (c *channels) serve(sess *session, req *transport.Request, push func(*trans
 	switch req.Op {
 	case transport.OpSubscribe:
 		if c.subs == nil {
-			c.subs = make(map[string]map[*session]func(*transport.Event))
+			c.subs = make(map[string]map[*session]func(*wire.Event))
 		}
 		if c.subs[req.Name] == nil {
-			c.subs[req.Name] = make(map[*session]func(*transport.Event))
+			c.subs[req.Name] = make(map[*session]func(*wire.Event))
 		}
 		if _, ok := c.subs[req.Name][sess]; !ok && strings.HasPrefix(req.Name, watchPrefix) {
 			c.watched.Add(1)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"iter"
 
+	"github.com/sharedstate/sharedstate/internal/wire"
 	"github.com/sharedstate/sharedstate/transport"
 )
 
@@ -31,7 +32,7 @@ func (s *store) requestRecord(client uint64, now int64, req *transport.Request) 
 	b := append(s.scratch[:0], recRequest)
 	b = binary.AppendUvarint(b, client)
 	b = binary.AppendVarint(b, now)
-	b = req.AppendFrame(b)
+	b = (*wire.Request)(req).AppendFrame(b)
 	s.scratch = b
 	return b
 }
@@ -41,14 +42,14 @@ func grantRecord(b []byte, now int64, client, req uint64, name string, token uin
 	b = binary.AppendUvarint(b, client)
 	b = binary.AppendVarint(b, now)
 	b = binary.AppendUvarint(b, req)
-	b = transport.AppendString(b, name)
+	b = wire.AppendString(b, name)
 	return binary.AppendUvarint(b, token)
 }
 
 func releaseRecord(b []byte, now int64, name string) []byte {
 	b = append(b, recRelease)
 	b = binary.AppendVarint(b, now)
-	return transport.AppendString(b, name)
+	return wire.AppendString(b, name)
 }
 
 func expireRecord(b []byte, now int64) []byte {
@@ -125,14 +126,14 @@ func (s *store) replay(records iter.Seq[[]byte]) (n int, err error) {
 		if len(rec) == 0 {
 			return i, fmt.Errorf("record %d is empty", i)
 		}
-		d := transport.NewDecoder(rec[1:])
+		d := wire.NewDecoder(rec[1:])
 		switch rec[0] {
 		case recRequest:
 			client, now, frame := d.Uvarint(), d.Varint(), d.Frame()
 			if err := d.Finish(); err != nil {
 				return i, fmt.Errorf("record %d: %w", i, err)
 			}
-			if err := req.Decode(frame); err != nil {
+			if err := (*wire.Request)(&req).Decode(frame); err != nil {
 				return i, fmt.Errorf("record %d: %w", i, err)
 			}
 			if now != 0 {
@@ -203,12 +204,12 @@ func finalAcks(records iter.Seq[[]byte]) map[uint64]uint64 {
 		if len(rec) == 0 || rec[0] != recRequest {
 			continue
 		}
-		d := transport.NewDecoder(rec[1:])
+		d := wire.NewDecoder(rec[1:])
 		client, _, frame := d.Uvarint(), d.Varint(), d.Frame()
-		if len(frame) == 0 || transport.Kind(frame[0]) != transport.KindRequest {
+		if len(frame) == 0 || wire.Kind(frame[0]) != wire.KindRequest {
 			continue // replay reports it
 		}
-		d = transport.NewDecoder(frame[1:])
+		d = wire.NewDecoder(frame[1:])
 		_, ack := d.Uvarint(), d.Uvarint()
 		acked[client] = max(acked[client], ack)
 	}

@@ -30,6 +30,7 @@ import (
 
 	"github.com/sharedstate/sharedstate"
 	"github.com/sharedstate/sharedstate/internal/statedir"
+	"github.com/sharedstate/sharedstate/internal/wire"
 	"github.com/sharedstate/sharedstate/transport"
 )
 
@@ -100,7 +101,7 @@ func waitLog(t *testing.T, log *syncBuffer, n int, subs ...string) {
 // hand, or not at all.
 type rawConn struct {
 	nc *net.UnixConn
-	fr *transport.FrameReader
+	fr *wire.FrameReader
 }
 
 func dialRaw(sock string) (*rawConn, error) {
@@ -109,16 +110,16 @@ func dialRaw(sock string) (*rawConn, error) {
 		return nil, err
 	}
 	nc.SetDeadline(time.Now().Add(hangGuard))
-	return &rawConn{nc: nc.(*net.UnixConn), fr: transport.NewFrameReader(nc, 16<<20)}, nil
+	return &rawConn{nc: nc.(*net.UnixConn), fr: wire.NewFrameReader(nc, 16<<20)}, nil
 }
 
 // hello reads the owner's Hello.
-func (c *rawConn) hello() (*transport.Hello, error) {
+func (c *rawConn) hello() (*wire.Hello, error) {
 	body, err := c.fr.Next()
 	if err != nil {
 		return nil, fmt.Errorf("reading hello: %w", err)
 	}
-	var h transport.Hello
+	var h wire.Hello
 	if err := h.Decode(body); err != nil {
 		return nil, err
 	}
@@ -127,13 +128,13 @@ func (c *rawConn) hello() (*transport.Hello, error) {
 
 // join sends a Join with version and returns the owner's answer: nil for a
 // Welcome, else the Refuse.
-func (c *rawConn) join(version uint64) (*transport.Refuse, error) {
+func (c *rawConn) join(version uint64) (*wire.Refuse, error) {
 	return c.joinAs(version, rand.Uint64()|1)
 }
 
 // joinAs is join as the given client.
-func (c *rawConn) joinAs(version, client uint64) (*transport.Refuse, error) {
-	j := transport.Join{Version: version, ClientID: client, PID: int64(os.Getpid()), MaxFrame: transport.DefaultMaxFrame}
+func (c *rawConn) joinAs(version, client uint64) (*wire.Refuse, error) {
+	j := wire.Join{Version: version, ClientID: client, PID: int64(os.Getpid()), MaxFrame: wire.DefaultMaxFrame}
 	if _, err := c.nc.Write(j.AppendFrame(nil)); err != nil {
 		return nil, err
 	}
@@ -141,14 +142,14 @@ func (c *rawConn) joinAs(version, client uint64) (*transport.Refuse, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading welcome: %w", err)
 	}
-	if transport.KindOf(body) == transport.KindRefuse {
-		var r transport.Refuse
+	if wire.KindOf(body) == wire.KindRefuse {
+		var r wire.Refuse
 		if err := r.Decode(body); err != nil {
 			return nil, err
 		}
 		return &r, nil
 	}
-	return nil, (&transport.Welcome{}).Decode(body)
+	return nil, (&wire.Welcome{}).Decode(body)
 }
 
 // dialJoined connects and completes a valid handshake.
@@ -164,7 +165,7 @@ func dialJoinedAs(sock string, client uint64) (*rawConn, error) {
 		c.nc.Close()
 		return nil, err
 	}
-	refused, err := c.joinAs(transport.Version, client)
+	refused, err := c.joinAs(wire.Version, client)
 	if err == nil && refused != nil {
 		err = refused
 	}
@@ -176,8 +177,8 @@ func dialJoinedAs(sock string, client uint64) (*rawConn, error) {
 }
 
 // do sends req and reads the owner's answer.
-func (c *rawConn) do(req *transport.Request) (transport.Response, error) {
-	var resp transport.Response
+func (c *rawConn) do(req *wire.Request) (wire.Response, error) {
+	var resp wire.Response
 	if _, err := c.nc.Write(req.AppendFrame(nil)); err != nil {
 		return resp, err
 	}
@@ -286,8 +287,8 @@ func TestBadInput(t *testing.T) {
 		}
 		t.Cleanup(func() { c.nc.Close() })
 		c.nc.SetDeadline(time.Time{})
-		partial := binary.BigEndian.AppendUint32(nil, transport.DefaultMaxFrame)
-		partial = append(partial, byte(transport.KindRequest))
+		partial := binary.BigEndian.AppendUint32(nil, wire.DefaultMaxFrame)
+		partial = append(partial, byte(wire.KindRequest))
 		partial = append(partial, make([]byte, 1000)...)
 		if _, err := c.nc.Write(partial); err != nil {
 			t.Fatal(err)
@@ -295,12 +296,12 @@ func TestBadInput(t *testing.T) {
 	}
 	h.check(t, ctx, "slow clients")
 
-	okRequest := (&transport.Request{ID: 1, Op: transport.OpAdd, Name: "c", Int: 1}).AppendFrame(nil)
-	okJoin := (&transport.Join{Version: transport.Version, ClientID: 7, PID: 1}).AppendFrame(nil)
+	okRequest := (&wire.Request{ID: 1, Op: transport.OpAdd, Name: "c", Int: 1}).AppendFrame(nil)
+	okJoin := (&wire.Join{Version: wire.Version, ClientID: 7, PID: 1}).AppendFrame(nil)
 	withTrailer := append(bytes.Clone(okRequest), 0)
 	binary.BigEndian.PutUint32(withTrailer, uint32(len(withTrailer)-4))
 	// A Store whose value field declares 1000 bytes and the frame ends 10 in.
-	overrun := (&transport.Request{ID: 1, Op: transport.OpStore, Name: "m", Key: "k", Value: make([]byte, 1000)}).AppendFrame(nil)
+	overrun := (&wire.Request{ID: 1, Op: transport.OpStore, Name: "m", Key: "k", Value: make([]byte, 1000)}).AppendFrame(nil)
 	overrun = overrun[:len(overrun)-990]
 	binary.BigEndian.PutUint32(overrun, uint32(len(overrun)-4))
 
@@ -320,16 +321,16 @@ func TestBadInput(t *testing.T) {
 			append(closed, "4294967295 bytes declared")},
 		{"garbage join", false, frame(bytes.Repeat([]byte{0xff}, 16)...), append(refused, "malformed message")},
 		{"truncated join", false, okJoin[:len(okJoin)/2], append(refused, "unexpected EOF")},
-		{"join too old to parse", false, frame(byte(transport.KindJoin)), append(refused, "malformed message: bad uvarint")},
+		{"join too old to parse", false, frame(byte(wire.KindJoin)), append(refused, "malformed message: bad uvarint")},
 		{"truncated frame", true, okRequest[:len(okRequest)/2], append(closed, "unexpected EOF")},
 		{"truncated header", true, okRequest[:2], append(closed, "unexpected EOF")},
 		{"empty frame", true, frame(), append(closed, "empty frame")},
 		{"unknown kind", true, frame(0x42), append(closed, "unexpected message kind 66")},
-		{"hello from a client", true, (&transport.Hello{Version: transport.Version}).AppendFrame(nil), append(closed, "unexpected message kind 1")},
+		{"hello from a client", true, (&wire.Hello{Version: wire.Version}).AppendFrame(nil), append(closed, "unexpected message kind 1")},
 		{"field overruns frame", true, overrun, append(closed, "field of 1000 bytes")},
 		{"trailing bytes", true, withTrailer, append(closed, "1 trailing bytes")},
 		{"cancel of version 1", true, frame(7, 1), append(closed, "unexpected message kind 7")},
-		{"empty request", true, frame(byte(transport.KindRequest)), append(closed, "malformed message")},
+		{"empty request", true, frame(byte(wire.KindRequest)), append(closed, "malformed message")},
 	}
 	for _, tc := range cases {
 		before := ownerLog.count(tc.logged...)
@@ -356,7 +357,7 @@ func TestBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { joined.nc.Close() })
-	for i, req := range []*transport.Request{
+	for i, req := range []*wire.Request{
 		{Op: 200, Name: "c"},
 		{Op: 0, Name: "c"},
 		{Op: transport.OpStore, Name: "m", Key: "k", TTL: -1},
@@ -386,12 +387,12 @@ func TestBadInput(t *testing.T) {
 	id := uint64(100)
 	for key, value := range bombs {
 		id++
-		resp, err := joined.do(&transport.Request{ID: id, Op: transport.OpStore, Name: "bombs", Key: key, Value: value})
+		resp, err := joined.do(&wire.Request{ID: id, Op: transport.OpStore, Name: "bombs", Key: key, Value: value})
 		if err != nil || resp.Status != transport.StatusOK {
 			t.Fatalf("raw Store of %s: %+v, %v", key, resp, err)
 		}
 		id++
-		resp, err = joined.do(&transport.Request{ID: id, Op: transport.OpLoad, Name: "bombs", Key: key})
+		resp, err = joined.do(&wire.Request{ID: id, Op: transport.OpLoad, Name: "bombs", Key: key})
 		if err != nil || !resp.Found || !bytes.Equal(resp.Value, value) {
 			t.Fatalf("raw Load of %s: found %v, %d bytes, %v; want the %d bytes stored", key, resp.Found, len(resp.Value), err, len(value))
 		}
@@ -504,8 +505,8 @@ func TestVersionMismatch(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if hello.Version != transport.Version || hello.PID != int64(os.Getpid()) {
-			t.Errorf("hello = %+v, want version %d from pid %d", hello, transport.Version, os.Getpid())
+		if hello.Version != wire.Version || hello.PID != int64(os.Getpid()) {
+			t.Errorf("hello = %+v, want version %d from pid %d", hello, wire.Version, os.Getpid())
 		}
 		refused, err := c.join(99)
 		if err != nil {
@@ -528,38 +529,38 @@ func TestVersionMismatch(t *testing.T) {
 		serve func(nc net.Conn)
 	}{
 		{"hello", func(nc net.Conn) {
-			nc.Write((&transport.Hello{Version: 99, PID: 1}).AppendFrame(nil))
+			nc.Write((&wire.Hello{Version: 99, PID: 1}).AppendFrame(nil))
 			io.Copy(io.Discard, nc) // the client's Join, then its close
 		}},
 		{"hello in a new layout", func(nc net.Conn) {
-			f := (&transport.Hello{Version: 99, PID: 1}).AppendFrame(nil)
+			f := (&wire.Hello{Version: 99, PID: 1}).AppendFrame(nil)
 			f = append(f, "fields of version 99"...)
 			binary.BigEndian.PutUint32(f, uint32(len(f)-4))
 			nc.Write(f)
 			io.Copy(io.Discard, nc)
 		}},
 		{"hello then close", func(nc net.Conn) {
-			nc.Write((&transport.Hello{Version: 99, PID: 1}).AppendFrame(nil))
+			nc.Write((&wire.Hello{Version: 99, PID: 1}).AppendFrame(nil))
 		}},
 		// The same, made deterministic: an owner that will not read the
 		// Join, so that the client's write of it fails (EPIPE).
 		{"hello, not reading", func(nc net.Conn) {
 			nc.(*net.UnixConn).CloseRead()
-			nc.Write((&transport.Hello{Version: 99, PID: 1}).AppendFrame(nil))
+			nc.Write((&wire.Hello{Version: 99, PID: 1}).AppendFrame(nil))
 			io.Copy(io.Discard, nc)
 		}},
 		{"refuse", func(nc net.Conn) {
-			nc.Write((&transport.Hello{Version: transport.Version, PID: 1}).AppendFrame(nil))
-			fr := transport.NewFrameReader(nc, 1<<10)
+			nc.Write((&wire.Hello{Version: wire.Version, PID: 1}).AppendFrame(nil))
+			fr := wire.NewFrameReader(nc, 1<<10)
 			fr.Next()
-			nc.Write((&transport.Refuse{Status: transport.StatusVersionMismatch, Msg: "the owner needs version 99"}).AppendFrame(nil))
+			nc.Write((&wire.Refuse{Status: transport.StatusVersionMismatch, Msg: "the owner needs version 99"}).AppendFrame(nil))
 		}},
 	}
 	for _, fake := range fakes {
 		t.Run("owner "+fake.name, func(t *testing.T) {
 			dir := t.TempDir()
 			defer holdLock(t, dir)()
-			ln, err := transport.Listen(filepath.Join(dir, "app.sock"))
+			ln, err := wire.Listen(filepath.Join(dir, "app.sock"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -760,7 +761,7 @@ func otherUser() {
 		fmt.Println("raw dial:", err)
 	} else {
 		body, err := c.fr.Next()
-		var r transport.Refuse
+		var r wire.Refuse
 		if err == nil {
 			err = r.Decode(body)
 		}

@@ -86,7 +86,7 @@
 // # Engines
 //
 // Open runs the state in the workers themselves. NewState runs the same API
-// on another Engine, such as Redis (module
+// on another engine (a transport.Engine), such as Redis (module
 // github.com/sharedstate/sharedstate/redisstate) when an app outgrows one
 // host. The package sharedstatetest is the suite every engine passes.
 package sharedstate
@@ -105,7 +105,7 @@ import (
 type State struct {
 	name     string
 	cfg      config
-	engine   Engine
+	engine   transport.Engine
 	embedded *embedded // the engine, if it is Open's; else nil
 	updates  updateQueues
 }
@@ -133,7 +133,7 @@ func Open(ctx context.Context, name string, opts ...Option) (*State, error) {
 // Redis engine of the redisstate module. Options that concern the
 // embedded engine (WithDir, WithDurability and the like) have no effect.
 // Close closes e.
-func NewState(name string, e Engine, opts ...Option) (*State, error) {
+func NewState(name string, e transport.Engine, opts ...Option) (*State, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
@@ -188,7 +188,7 @@ func (s *State) send(ctx context.Context, r *transport.Request) (transport.Respo
 }
 
 // requests reuses the requests that State.do hands to engines, which do not
-// keep them (see Engine).
+// keep them (see transport.Engine).
 var requests = sync.Pool{New: func() any { return new(transport.Request) }}
 
 // Counter is a shared int64 with the methods of sync/atomic.Int64. Its zero

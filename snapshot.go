@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sharedstate/sharedstate/internal/journal"
+	"github.com/sharedstate/sharedstate/internal/wire"
 	"github.com/sharedstate/sharedstate/transport"
 )
 
@@ -67,18 +68,18 @@ func (s *store) snapshotRecords(w *journal.SnapshotWriter) {
 func (s *store) snapshotData(w *journal.SnapshotWriter, b []byte) {
 	// In order, so that loading builds each index by appending.
 	for name := range s.counterNames.From("", true) {
-		b = transport.AppendString(append(b[:0], snapCounter), name)
+		b = wire.AppendString(append(b[:0], snapCounter), name)
 		w.Record(binary.AppendVarint(b, s.counters[name]))
 	}
 	for mapName := range s.mapNames.From("", true) {
 		m := s.maps[mapName]
-		b = transport.AppendString(append(b[:0], snapMap), mapName)
+		b = wire.AppendString(append(b[:0], snapMap), mapName)
 		w.Record(binary.AppendUvarint(b, uint64(len(m.entries))))
 		for key := range m.keys.From("", true) {
 			e := m.entries[key]
-			b = transport.AppendString(append(b[:0], snapEntry), mapName)
-			b = transport.AppendString(b, key)
-			b = transport.AppendBytes(b, e.value)
+			b = wire.AppendString(append(b[:0], snapEntry), mapName)
+			b = wire.AppendString(b, key)
+			b = wire.AppendBytes(b, e.value)
 			b = binary.AppendUvarint(b, e.version)
 			var expiry int64
 			if e.expiry != nil {
@@ -95,7 +96,7 @@ func (s *store) snapshotData(w *journal.SnapshotWriter, b []byte) {
 		b = binary.AppendUvarint(b, t.ack)
 		b = binary.AppendUvarint(b, uint64(len(t.results)))
 		for _, resp := range t.results {
-			b = resp.AppendFrame(b)
+			b = (*wire.Response)(&resp).AppendFrame(b)
 		}
 		w.Record(b)
 	}
@@ -117,7 +118,7 @@ func (s *store) snapshotLocks(w *journal.SnapshotWriter, b []byte) {
 		if l.holder == 0 && l.token == 0 {
 			continue
 		}
-		b = transport.AppendString(append(b[:0], snapLock), name)
+		b = wire.AppendString(append(b[:0], snapLock), name)
 		b = binary.AppendUvarint(b, l.holder)
 		b = binary.AppendUvarint(b, l.holderReq)
 		b = binary.AppendUvarint(b, l.token)
@@ -156,7 +157,7 @@ func (s *store) loadSnapshotRecords(records iter.Seq[[]byte]) error {
 		case complete:
 			return fmt.Errorf("record %d follows the end", i)
 		}
-		d := transport.NewDecoder(rec[1:])
+		d := wire.NewDecoder(rec[1:])
 		switch rec[0] {
 		case snapMeta:
 			s.rev, s.clock, s.owner, s.terms = d.Uvarint(), d.Varint(), d.Uvarint(), d.Uvarint()
@@ -183,7 +184,7 @@ func (s *store) loadSnapshotRecords(records iter.Seq[[]byte]) error {
 			t.ack = d.Uvarint()
 			n := d.Uvarint()
 			for range n {
-				if err := resp.Decode(d.Frame()); err != nil {
+				if err := (*wire.Response)(&resp).Decode(d.Frame()); err != nil {
 					return fmt.Errorf("record %d: %w", i, err)
 				}
 				t.add(resp.ID, resp)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/sharedstate/sharedstate/internal/wire"
 	"github.com/sharedstate/sharedstate/transport"
 )
 
@@ -107,7 +108,7 @@ func (s *State) Locks(ctx context.Context, fn func(LockInfo) bool) error {
 	err := s.list(ctx, listHolders, func(e transport.Entry) bool {
 		info := LockInfo{Name: e.Key, Token: e.Version, Held: len(e.Value) > 0}
 		if info.Held {
-			d := transport.NewDecoder(e.Value)
+			d := wire.NewDecoder(e.Value)
 			info.PID, info.Since = int(d.Uvarint()), time.Unix(0, d.Varint())
 			if err := d.Finish(); err != nil {
 				bad = fmt.Errorf("malformed answer for lock %q: %w", e.Key, err)

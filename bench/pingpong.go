@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/sharedstate/sharedstate/internal/wire"
 	"github.com/sharedstate/sharedstate/transport"
 )
 
@@ -25,8 +26,8 @@ import (
 // proxy's Counter.Add request and its response, with ids of a busy client.
 func opFrameSizes() (req, resp int) {
 	const id = 1 << 20
-	r := transport.Request{ID: id, Ack: id - 1, Op: transport.OpAdd, Name: counterName, Int: 1}
-	a := transport.Response{ID: id, Int: 1 << 20}
+	r := wire.Request{ID: id, Ack: id - 1, Op: transport.OpAdd, Name: counterName, Int: 1}
+	a := wire.Response{ID: id, Int: 1 << 20}
 	return len(r.AppendFrame(nil)), len(a.AppendFrame(nil))
 }
 

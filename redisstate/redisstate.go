@@ -138,7 +138,7 @@ func open(ctx context.Context, opts *redis.Options, name string, lease time.Dura
 	return st, nil
 }
 
-// engine is a sharedstate.Engine on one Redis server.
+// engine is a transport.Engine on one Redis server.
 type engine struct {
 	rdb    *redis.Client
 	keys   keys

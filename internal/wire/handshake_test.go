@@ -1,4 +1,4 @@
-package transport
+package wire
 
 import (
 	"bytes"
@@ -9,6 +9,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/sharedstate/sharedstate/transport"
 )
 
 // testConfig returns a Config that accepts this process's own user.
@@ -102,7 +104,7 @@ func TestHandshake(t *testing.T) {
 
 			// The established connection carries frames far above the
 			// handshake's cap, both ways.
-			req := &Request{ID: 1, Op: OpStore, Name: "m", Key: "k", Value: bytes.Repeat([]byte("v"), 100<<10)}
+			req := &Request{ID: 1, Op: transport.OpStore, Name: "m", Key: "k", Value: bytes.Repeat([]byte("v"), 100<<10)}
 			if err := conn.Send(req); err != nil {
 				t.Fatal(err)
 			}
@@ -142,7 +144,7 @@ func TestHandshakeAgreesFrameCap(t *testing.T) {
 	if hello.MaxFrame != 64<<10 || srv.join.MaxFrame != 1<<20 {
 		t.Errorf("caps told: owner %d, client %d", hello.MaxFrame, srv.join.MaxFrame)
 	}
-	big := &Request{ID: 1, Op: OpStore, Name: "m", Key: "k", Value: make([]byte, 100<<10)}
+	big := &Request{ID: 1, Op: transport.OpStore, Name: "m", Key: "k", Value: make([]byte, 100<<10)}
 	if err := conn.Send(big); !errors.Is(err, ErrFrameTooLarge) {
 		t.Errorf("client Send over the owner's cap: %v; want ErrFrameTooLarge", err)
 	}
@@ -150,7 +152,7 @@ func TestHandshakeAgreesFrameCap(t *testing.T) {
 		t.Errorf("owner Send over its own cap: %v; want ErrFrameTooLarge", err)
 	}
 	// The connection still carries what fits.
-	if err := conn.Send(&Request{ID: 2, Op: OpGet, Name: "c"}); err != nil {
+	if err := conn.Send(&Request{ID: 2, Op: transport.OpGet, Name: "c"}); err != nil {
 		t.Fatal(err)
 	}
 	if body, err := srv.conn.Recv(); err != nil || KindOf(body) != KindRequest {
@@ -184,7 +186,7 @@ func TestHandshakeClientSecretOnly(t *testing.T) {
 }
 
 // wantRefuse fails t unless err is a *Refuse with status want.
-func wantRefuse(t *testing.T, side string, err error, want Status) {
+func wantRefuse(t *testing.T, side string, err error, want transport.Status) {
 	t.Helper()
 	var r *Refuse
 	if !errors.As(err, &r) {
@@ -209,8 +211,8 @@ func TestHandshakeUnauthorized(t *testing.T) {
 			if conn != nil || srv.conn != nil {
 				t.Error("a refused handshake returned a Conn")
 			}
-			wantRefuse(t, "Accept", srv.err, StatusUnauthorized)
-			wantRefuse(t, "Connect", err, StatusUnauthorized)
+			wantRefuse(t, "Accept", srv.err, transport.StatusUnauthorized)
+			wantRefuse(t, "Connect", err, transport.StatusUnauthorized)
 		})
 	}
 }
@@ -224,7 +226,7 @@ func TestHandshakeClientRefusesUID(t *testing.T) {
 	if conn != nil {
 		t.Error("Connect returned a Conn")
 	}
-	wantRefuse(t, "Connect", err, StatusUnauthorized)
+	wantRefuse(t, "Connect", err, transport.StatusUnauthorized)
 	if srv.err == nil {
 		t.Error("Accept succeeded with a client that left")
 	}
@@ -258,13 +260,13 @@ func TestHandshakeClientVersion(t *testing.T) {
 	if err := r.Decode(body); err != nil {
 		t.Fatalf("answer to a version 99 Join: %v", err)
 	}
-	if r.Status != StatusVersionMismatch {
-		t.Errorf("Refuse = %+v, want %v", r, StatusVersionMismatch)
+	if r.Status != transport.StatusVersionMismatch {
+		t.Errorf("Refuse = %+v, want %v", r, transport.StatusVersionMismatch)
 	}
 	if _, err := fr.Next(); err != io.EOF {
 		t.Errorf("after the Refuse: %v, want io.EOF", err)
 	}
-	wantRefuse(t, "Accept", (<-ch).err, StatusVersionMismatch)
+	wantRefuse(t, "Accept", (<-ch).err, transport.StatusVersionMismatch)
 }
 
 // TestHandshakeOwnerVersion plays owners of other versions against Connect,
@@ -313,7 +315,7 @@ func TestHandshakeOwnerVersion(t *testing.T) {
 				conn.Close()
 				t.Error("Connect returned a Conn")
 			}
-			wantRefuse(t, "Connect", err, StatusVersionMismatch)
+			wantRefuse(t, "Connect", err, transport.StatusVersionMismatch)
 			if err := <-joined; err != nil {
 				t.Errorf("owner reading Join: %v", err)
 			}

@@ -1,4 +1,4 @@
-package transport
+package wire
 
 import (
 	"bytes"
@@ -8,6 +8,8 @@ import (
 	"math"
 	"runtime"
 	"testing"
+
+	"github.com/sharedstate/sharedstate/transport"
 )
 
 // frameOf returns a frame with a body of n bytes, the first being a kind.
@@ -153,7 +155,7 @@ func (r *errReader) Read([]byte) (int, error) { return 0, r.err }
 // TestFrameReaderReuse checks that steady reading reuses one body buffer
 // instead of allocating a body per frame.
 func TestFrameReaderReuse(t *testing.T) {
-	frame := (&Request{ID: 1, Op: OpStore, Name: "m", Value: make([]byte, 4096)}).AppendFrame(nil)
+	frame := (&Request{ID: 1, Op: transport.OpStore, Name: "m", Value: make([]byte, 4096)}).AppendFrame(nil)
 	fr := NewFrameReader(&repeatReader{b: frame}, DefaultMaxFrame)
 	if _, err := fr.Next(); err != nil {
 		t.Fatal(err)

@@ -1,6 +1,6 @@
 //go:build !linux && !darwin && !freebsd
 
-package transport
+package wire
 
 import (
 	"errors"

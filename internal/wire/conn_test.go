@@ -1,4 +1,4 @@
-package transport
+package wire
 
 import (
 	"bytes"
@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sharedstate/sharedstate/transport"
 )
 
 // sockPath returns a path for a Unix socket in a fresh temporary directory.
@@ -117,7 +119,7 @@ func TestConnConcurrentSend(t *testing.T) {
 				go func() {
 					for i := range uint64(perGoroutine) {
 						id := g<<32 | i
-						err := sender.Send(&Request{ID: id, Op: OpStore, Name: "m", Key: fmt.Sprint(id), Value: payload(id)})
+						err := sender.Send(&Request{ID: id, Op: transport.OpStore, Name: "m", Key: fmt.Sprint(id), Value: payload(id)})
 						if err != nil {
 							errc <- fmt.Errorf("Send %d: %w", id, err)
 							return
@@ -190,7 +192,7 @@ func TestConnTooLarge(t *testing.T) {
 			// has no buffer: send while reading.
 			sent := make(chan error, 1)
 			go func() {
-				for _, m := range []Message{&Request{ID: 1, Op: OpGet, Name: "c"}, atMax, &Request{ID: 2, Op: OpGet, Name: "c"}} {
+				for _, m := range []Message{&Request{ID: 1, Op: transport.OpGet, Name: "c"}, atMax, &Request{ID: 2, Op: transport.OpGet, Name: "c"}} {
 					if err := c.Send(m); err != nil {
 						sent <- fmt.Errorf("Send %T after a refused one: %w", m, err)
 						return
@@ -203,7 +205,7 @@ func TestConnTooLarge(t *testing.T) {
 					t.Error(err)
 				}
 			}()
-			for _, want := range []Message{&Request{ID: 1, Op: OpGet, Name: "c"}, atMax, &Request{ID: 2, Op: OpGet, Name: "c"}} {
+			for _, want := range []Message{&Request{ID: 1, Op: transport.OpGet, Name: "c"}, atMax, &Request{ID: 2, Op: transport.OpGet, Name: "c"}} {
 				body, err := fr.Next()
 				if err != nil {
 					t.Fatalf("Next: %v", err)
@@ -224,7 +226,7 @@ func TestConnSendAfterClose(t *testing.T) {
 			if err := c.Close(); err != nil {
 				t.Fatalf("Close: %v", err)
 			}
-			if err := c.Send(&Request{ID: 1, Op: OpGet, Name: "c"}); !errors.Is(err, ErrConnClosed) {
+			if err := c.Send(&Request{ID: 1, Op: transport.OpGet, Name: "c"}); !errors.Is(err, ErrConnClosed) {
 				t.Errorf("Send after Close: %v, want ErrConnClosed", err)
 			}
 			if _, err := c.Recv(); err == nil {
@@ -253,7 +255,7 @@ func TestConnPeerGone(t *testing.T) {
 			// The write error surfaces once the writer hands a frame to
 			// the kernel; WaitDrained waits for the writer to take it.
 			for i := 0; ; i++ {
-				err := c.Send(&Request{ID: uint64(i), Op: OpGet, Name: "c"})
+				err := c.Send(&Request{ID: uint64(i), Op: transport.OpGet, Name: "c"})
 				if errors.Is(err, ErrConnClosed) {
 					break
 				}
@@ -288,7 +290,7 @@ func TestConnCloseWhileSending(t *testing.T) {
 					defer wg.Done()
 					started <- struct{}{}
 					for i := 0; ; i++ {
-						err := c.Send(&Request{ID: uint64(i), Op: OpSet, Name: "n", Value: make([]byte, 4096)})
+						err := c.Send(&Request{ID: uint64(i), Op: transport.OpSet, Name: "n", Value: make([]byte, 4096)})
 						if errors.Is(err, ErrConnClosed) {
 							return
 						}
@@ -319,7 +321,7 @@ func TestConnNoLeak(t *testing.T) {
 	for _, p := range pairs {
 		a, b := p.make(t)
 		c1, c2 := NewConn(a, DefaultMaxFrame), NewConn(b, DefaultMaxFrame)
-		if err := c1.Queue(&Request{ID: 1, Op: OpGet, Name: "c"}); err != nil {
+		if err := c1.Queue(&Request{ID: 1, Op: transport.OpGet, Name: "c"}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := c2.Recv(); err != nil {
@@ -340,7 +342,7 @@ func TestConnWaitDrained(t *testing.T) {
 	defer b.Close()
 	const n = 100
 	for i := range n {
-		if err := c.Queue(&Request{ID: uint64(i), Op: OpGet, Name: "c"}); err != nil {
+		if err := c.Queue(&Request{ID: uint64(i), Op: transport.OpGet, Name: "c"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -416,7 +418,7 @@ func TestConnBatches(t *testing.T) {
 	// holds the writer while the rest are queued behind it.
 	const n = 50
 	for i := range n {
-		if err := c.Queue(&Request{ID: uint64(i), Op: OpGet, Name: "c"}); err != nil {
+		if err := c.Queue(&Request{ID: uint64(i), Op: transport.OpGet, Name: "c"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -484,7 +486,7 @@ func TestConnSendWritesInline(t *testing.T) {
 				_, err := NewFrameReader(b, DefaultMaxFrame).Next()
 				received <- err
 			}()
-			if err := c.Send(&Request{ID: 1, Op: OpGet, Name: "c"}); err != nil {
+			if err := c.Send(&Request{ID: 1, Op: transport.OpGet, Name: "c"}); err != nil {
 				t.Fatal(err)
 			}
 			if writes := w.writes(); writes != 1 {

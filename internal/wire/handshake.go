@@ -1,4 +1,4 @@
-package transport
+package wire
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/sharedstate/sharedstate/transport"
 )
 
 // handshakeMaxFrame caps frames during the handshake, before the peer is known.
@@ -70,7 +72,7 @@ func accept(nc *net.UnixConn, cfg Config) (*Conn, *Join, error) {
 		return nil, nil, err
 	}
 	if cred.UID != cfg.UID {
-		return nil, nil, &Refuse{Status: StatusUnauthorized,
+		return nil, nil, &Refuse{Status: transport.StatusUnauthorized,
 			Msg: fmt.Sprintf("pid %d runs as uid %d; only uid %d may connect", cred.PID, cred.UID, cfg.UID)}
 	}
 	hello := Hello{Version: Version, PID: int64(cfg.PID), MaxFrame: uint64(cfg.MaxFrame), Owner: cfg.ID}
@@ -98,15 +100,15 @@ func accept(nc *net.UnixConn, cfg Config) (*Conn, *Join, error) {
 		join.Version = v
 	}
 	if join.Version != Version {
-		return nil, nil, &Refuse{Status: StatusVersionMismatch,
+		return nil, nil, &Refuse{Status: transport.StatusVersionMismatch,
 			Msg: fmt.Sprintf("pid %d speaks protocol version %d; the owner (pid %d) speaks %d", cred.PID, join.Version, cfg.PID, Version)}
 	}
 	if len(cfg.Secret) > 0 && !hmac.Equal(join.MAC, mac(cfg.Secret, hello.Nonce, join.ClientID)) {
-		return nil, nil, &Refuse{Status: StatusUnauthorized,
+		return nil, nil, &Refuse{Status: transport.StatusUnauthorized,
 			Msg: fmt.Sprintf("pid %d did not prove the shared secret", cred.PID)}
 	}
 	if join.MaxFrame < handshakeMaxFrame {
-		return nil, nil, &Refuse{Status: StatusBadRequest,
+		return nil, nil, &Refuse{Status: transport.StatusBadRequest,
 			Msg: fmt.Sprintf("pid %d reads frames of at most %d bytes; %d is the least allowed", cred.PID, join.MaxFrame, handshakeMaxFrame)}
 	}
 	join.PID = int64(cred.PID) // the kernel's word, not the peer's
@@ -142,7 +144,7 @@ func connect(ctx context.Context, nc *net.UnixConn, cfg Config) (*Conn, *Hello, 
 		return nil, nil, err
 	}
 	if cred.UID != cfg.UID {
-		return nil, nil, &Refuse{Status: StatusUnauthorized,
+		return nil, nil, &Refuse{Status: transport.StatusUnauthorized,
 			Msg: fmt.Sprintf("the socket is served by pid %d as uid %d, not uid %d", cred.PID, cred.UID, cfg.UID)}
 	}
 	deadline := time.Now().Add(cfg.timeout())
@@ -180,7 +182,7 @@ func connect(ctx context.Context, nc *net.UnixConn, cfg Config) (*Conn, *Hello, 
 	// Join must not make it look like a transient failure.
 	_, werr := nc.Write(join.AppendFrame(nil))
 	if hello.Version != Version {
-		return nil, nil, &Refuse{Status: StatusVersionMismatch,
+		return nil, nil, &Refuse{Status: transport.StatusVersionMismatch,
 			Msg: fmt.Sprintf("the owner (pid %d) speaks protocol version %d; this process speaks %d", cred.PID, hello.Version, Version)}
 	}
 	if werr != nil {

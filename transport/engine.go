@@ -1,19 +1,15 @@
-package sharedstate
+package transport
 
-import (
-	"context"
-
-	"github.com/sharedstate/sharedstate/transport"
-)
+import "context"
 
 // Engine keeps a state and performs operations on it: the narrow interface
-// between the public API (Counter, Map, Mutex) and where the data lives, as
-// database/sql/driver is to database/sql. Open uses the embedded engine
-// (the owner and proxies); NewState runs the same API on another engine,
-// such as Redis. The package sharedstatetest checks an engine's behaviour.
+// between sharedstate's public API (Counter, Map, Mutex) and where the data
+// lives, as driver.Conn is to database/sql. sharedstate.Open uses the
+// embedded engine (the owner and proxies); sharedstate.NewState runs the
+// same API on another engine, such as Redis. The package sharedstatetest
+// checks an engine's behaviour.
 //
-// The operations are those of the wire protocol: see transport.Op for each
-// one's fields. Values are opaque bytes (canonical msgpack, written by Map),
+// The operations are those of Op, with each one's fields. Values are opaque bytes (canonical msgpack, written by Map),
 // so that every engine stores the same bytes.
 type Engine interface {
 	// Do performs req and returns its answer. It is called from many
@@ -22,14 +18,15 @@ type Engine interface {
 	// OpLock blocks until the lock is granted or ctx ends; if it ends, the
 	// request must leave the queue without holding the lock. Do must not
 	// keep req once it returns.
-	Do(ctx context.Context, req *transport.Request) (transport.Response, error)
-	// Close releases the engine. Calls made after it return ErrClosed.
+	Do(ctx context.Context, req *Request) (Response, error)
+	// Close releases the engine. Calls made after it return
+	// sharedstate.ErrClosed.
 	Close() error
 }
 
 // Subscriber is implemented by engines that carry messages between
 // processes: State.Subscribe needs it, while State.Publish is an operation
-// like the others (transport.OpPublish).
+// like the others (OpPublish).
 type Subscriber interface {
 	// Subscribe calls fn with each message published on channel from now
 	// on, until ctx ends or the engine closes, and returns a channel closed
