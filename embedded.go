@@ -512,6 +512,5 @@ func (s *embedded) transportConfig() wire.Config {
 		ID:       s.clientID,
 		Secret:   s.cfg.secret,
 		MaxFrame: s.cfg.maxFrame,
-		Timeout:  s.cfg.handshakeTimeout,
 	}
 }

@@ -48,6 +48,9 @@ var (
 	// past it. The error names the file and offset; Repair keeps what can
 	// be read and sets the rest aside.
 	ErrDamaged = errors.New("sharedstate: damaged state file")
+	// ErrUnsupported: an operation the engine does not perform, such as
+	// Stats or Map.Watch on Redis. It matches errors.ErrUnsupported too.
+	ErrUnsupported = fmt.Errorf("sharedstate: not supported by the engine (%w)", errors.ErrUnsupported)
 )
 
 // statusError turns a status from the owner into one of the errors above.
@@ -74,6 +77,8 @@ func statusError(s transport.Status, msg string) error {
 		sentinel = ErrReadOnly
 	case transport.StatusWrongType:
 		sentinel = ErrWrongType
+	case transport.StatusUnsupported:
+		sentinel = ErrUnsupported
 	default:
 		return fmt.Errorf("sharedstate: %v: %s", s, msg)
 	}

@@ -226,18 +226,15 @@ func (m *manager) forgetWait(id uint64) {
 
 // addStats adds what the owner knows beyond the store to a Stats answer.
 func (m *manager) addStats(req *transport.Request, resp *transport.Response) {
-	if req.Op != transport.OpStats || resp.Status != transport.StatusOK {
+	if req.Op != transport.OpStats || resp.Stats == nil {
 		return
 	}
 	m.mu.Lock()
-	clients := len(m.conns)
+	resp.Stats.Clients = int64(len(m.conns))
 	m.mu.Unlock()
-	resp.Entries = append(resp.Entries,
-		transport.Entry{Key: "owner_pid", Version: uint64(os.Getpid())},
-		transport.Entry{Key: "owner_since", Version: uint64(m.since.UnixNano())},
-		transport.Entry{Key: "clients", Version: uint64(clients)},
-		transport.Entry{Key: "durability", Version: uint64(m.st.cfg.durability)},
-	)
+	resp.Stats.OwnerPID = int64(os.Getpid())
+	resp.Stats.OwnerSince = m.since.UnixNano()
+	resp.Stats.Durability = int64(m.st.cfg.durability)
 }
 
 // pushLocal hands a published message to this process's subscribers.
@@ -472,10 +469,10 @@ func (m *manager) serveRequest(conn *wire.Conn, sess *session, req *transport.Re
 
 // reply sends resp. An answer too large for a frame (a Range page or value
 // near the cap) is replaced by an error, so the client is not left waiting.
-func (m *manager) reply(send func(wire.Message) error, resp *transport.Response) error {
-	err := send((*wire.Response)(resp))
-	if errors.Is(err, wire.ErrFrameTooLarge) {
-		err = send(&wire.Response{ID: resp.ID, Status: transport.StatusTooLarge, Msg: err.Error()})
+// Any other failure means the connection has stopped, which the loop reading
+// from it sees.
+func (m *manager) reply(send func(wire.Message) error, resp *transport.Response) {
+	if err := send((*wire.Response)(resp)); errors.Is(err, wire.ErrFrameTooLarge) {
+		send(&wire.Response{ID: resp.ID, Status: transport.StatusTooLarge, Msg: err.Error()})
 	}
-	return err
 }

@@ -226,10 +226,11 @@ type Change struct {
 // or the State closes, when the channel is closed. Like messages (see
 // Publish) changes are delivered at most once: a watcher that falls behind
 // misses some, and changes during a takeover may be missed. Load the key
-// for its value. Watch needs the embedded engine (Open).
+// for its value. Watch needs the embedded engine (Open); on another it fails
+// with ErrUnsupported.
 func (m *Map[V]) Watch(ctx context.Context) (<-chan Change, error) {
 	if m.st.embedded == nil {
-		return nil, fmt.Errorf("sharedstate: map %q: watch: only a state from Open can be watched", m.name)
+		return nil, fmt.Errorf("sharedstate: map %q: watch: %w: only a state from Open has its changes published", m.name, ErrUnsupported)
 	}
 	msgs, err := m.st.subscribe(ctx, watchPrefix+m.name)
 	if err != nil {

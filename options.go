@@ -12,25 +12,23 @@ import (
 type Option func(*config)
 
 type config struct {
-	dir              string
-	logger           *slog.Logger
-	maxFrame         int
-	secret           []byte
-	handshakeTimeout time.Duration
-	durability       Durability
-	lockGrace        time.Duration
-	lockLease        time.Duration
-	observer         bool
-	clock            func() time.Time // the wall clock; tests move it
+	dir        string
+	logger     *slog.Logger
+	maxFrame   int
+	secret     []byte
+	durability Durability
+	lockGrace  time.Duration
+	lockLease  time.Duration
+	observer   bool
+	clock      func() time.Time // the wall clock; tests move it
 }
 
 func newConfig(opts []Option) config {
 	c := config{
-		logger:           slog.Default(),
-		maxFrame:         wire.DefaultMaxFrame,
-		handshakeTimeout: 5 * time.Second,
-		lockGrace:        2 * time.Second,
-		clock:            time.Now,
+		logger:    slog.Default(),
+		maxFrame:  wire.DefaultMaxFrame,
+		lockGrace: 2 * time.Second,
+		clock:     time.Now,
 	}
 	for _, o := range opts {
 		o(&c)

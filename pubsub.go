@@ -66,7 +66,7 @@ func checkChannel(channel string) error {
 func (s *State) subscribe(ctx context.Context, channel string) (<-chan []byte, error) {
 	sub, ok := s.engine.(transport.Subscriber)
 	if !ok {
-		return nil, fmt.Errorf("sharedstate: subscribe to %q: the engine does not carry messages", channel)
+		return nil, fmt.Errorf("sharedstate: subscribe to %q: %w: the engine carries no messages", channel, ErrUnsupported)
 	}
 	c := make(chan []byte, subscriptionBuffer)
 	done, err := sub.Subscribe(ctx, channel, func(msg []byte) {

@@ -30,45 +30,23 @@ type Stats struct {
 	JournalBytes int64  // the journal's length, before the next compaction
 }
 
-// Stats returns statistics from the state's owner.
+// Stats returns statistics from the state's owner. An engine that keeps
+// none (Redis) answers with ErrUnsupported.
 func (s *State) Stats(ctx context.Context) (Stats, error) {
-	resp, err := s.do(ctx, transport.Request{Op: transport.OpStats, Name: "stats"})
+	resp, err := s.do(ctx, transport.Request{Op: transport.OpStats})
+	if err == nil && resp.Stats == nil {
+		err = fmt.Errorf("%w: no statistics in the answer", ErrUnsupported)
+	}
 	if err != nil {
 		return Stats{}, fmt.Errorf("sharedstate: stats: %w", err)
 	}
-	var st Stats
-	for _, e := range resp.Entries {
-		v := e.Version
-		switch e.Key {
-		case "owner_pid":
-			st.OwnerPID = int(v)
-		case "owner_since":
-			st.OwnerSince = time.Unix(0, int64(v))
-		case "clients":
-			st.Clients = int(v)
-		case "durability":
-			st.Durability = Durability(v)
-		case "counters":
-			st.Counters = int(v)
-		case "maps":
-			st.Maps = int(v)
-		case "entries":
-			st.Entries = int(v)
-		case "bytes":
-			st.Bytes = int64(v)
-		case "locks":
-			st.Locks = int(v)
-		case "ops":
-			st.Ops = v
-		case "saved_answers":
-			st.SavedAnswers = int(v)
-		case "terms":
-			st.Terms = v
-		case "journal_bytes":
-			st.JournalBytes = int64(v)
-		}
-	}
-	return st, nil
+	st := resp.Stats
+	return Stats{
+		OwnerPID: int(st.OwnerPID), OwnerSince: time.Unix(0, st.OwnerSince), Clients: int(st.Clients),
+		Durability: Durability(st.Durability), Counters: int(st.Counters), Maps: int(st.Maps),
+		Entries: int(st.Entries), Bytes: st.Bytes, Locks: int(st.Locks), Ops: st.Ops,
+		SavedAnswers: int(st.SavedAnswers), Terms: st.Terms, JournalBytes: st.JournalBytes,
+	}, nil
 }
 
 // Kind is a kind of named object in a state, for Names.
@@ -129,7 +107,7 @@ func (s *State) Locks(ctx context.Context, fn func(LockInfo) bool) error {
 func (s *State) list(ctx context.Context, kind int64, fn func(transport.Entry) bool) error {
 	after := ""
 	for {
-		resp, err := s.do(ctx, transport.Request{Op: transport.OpList, Name: "names", Int: kind, Key: after, Limit: rangePage})
+		resp, err := s.do(ctx, transport.Request{Op: transport.OpList, Int: kind, Key: after, Limit: rangePage})
 		if err != nil {
 			return err
 		}

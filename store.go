@@ -135,7 +135,7 @@ func (s *store) newSession(id uint64, pid int, deliver func(transport.Response))
 func (s *store) apply(sess *session, req *transport.Request) (resp transport.Response, parked bool) {
 	resp.ID = req.ID
 	switch {
-	case req.Name == "" && req.Op != transport.OpStats && req.Op != transport.OpList && req.Op != transport.OpLeave:
+	case req.Name == "" && req.Op.Named():
 		return fail(resp, transport.StatusBadRequest, "empty name")
 	case len(req.Name) > maxNameLen:
 		return fail(resp, transport.StatusTooLarge, "name longer than 1 KiB")
@@ -382,7 +382,7 @@ func (s *store) exec(sess *session, req *transport.Request, now int64) (resp tra
 	case transport.OpList:
 		resp.Entries, resp.Found = s.list(req.Int, req.Key, int(req.Limit))
 	case transport.OpStats:
-		resp.Entries = s.stats()
+		resp.Stats = s.stats()
 	case transport.OpLock, transport.OpTryLock, transport.OpUnlock, transport.OpLockHeld, transport.OpAbandon: // isLockOp
 		return s.applyLock(sess, req, resp)
 	case transport.OpLeave:
@@ -632,26 +632,16 @@ func (s *store) list(kind int64, start string, limit int) ([]transport.Entry, bo
 }
 
 // stats describes the store, as entries of a Stats response.
-func (s *store) stats() []transport.Entry {
-	journalBytes := 0
+func (s *store) stats() *transport.Stats {
+	st := &transport.Stats{Counters: int64(len(s.counters)), Maps: int64(len(s.maps)), Entries: int64(s.entries),
+		Bytes: s.bytes, Locks: int64(len(s.locks)), Ops: s.ops, Terms: s.terms}
 	if s.log != nil {
-		journalBytes = s.log.Size()
+		st.JournalBytes = int64(s.log.Size())
 	}
-	saved := 0
 	for _, t := range s.clients {
-		saved += len(t.results)
+		st.SavedAnswers += int64(len(t.results))
 	}
-	return []transport.Entry{
-		{Key: "saved_answers", Version: uint64(saved)},
-		{Key: "counters", Version: uint64(len(s.counters))},
-		{Key: "maps", Version: uint64(len(s.maps))},
-		{Key: "entries", Version: uint64(s.entries)},
-		{Key: "bytes", Version: uint64(s.bytes)},
-		{Key: "locks", Version: uint64(len(s.locks))},
-		{Key: "ops", Version: s.ops},
-		{Key: "terms", Version: s.terms},
-		{Key: "journal_bytes", Version: uint64(journalBytes)},
-	}
+	return st
 }
 
 // expire removes every entry whose time has come. Running it before each

@@ -222,7 +222,7 @@ func (e *engine) Close() error {
 // Do performs one operation: see transport.Op for what each one does.
 func (e *engine) Do(ctx context.Context, req *transport.Request) (transport.Response, error) {
 	switch {
-	case req.Name == "":
+	case req.Name == "" && req.Op.Named():
 		return refuse(transport.StatusBadRequest, "empty name")
 	case len(req.Name) > maxNameLen:
 		return refuse(transport.StatusTooLarge, "name longer than 1 KiB")
@@ -318,7 +318,7 @@ func (e *engine) do(ctx context.Context, req *transport.Request) (transport.Resp
 			return err
 		})
 	default:
-		return refuse(transport.StatusBadRequest, "the Redis engine does not support "+req.Op.String())
+		return refuse(transport.StatusUnsupported, "the Redis engine does not perform "+req.Op.String())
 	}
 	if status, msg, ok := refused(err); ok {
 		return refuse(status, msg)

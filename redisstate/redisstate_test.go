@@ -67,6 +67,26 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// TestUnsupported: what the Redis engine does not keep (the owner's
+// statistics, the names of a state's objects, the changes to a map) fails
+// with ErrUnsupported, which matches errors.ErrUnsupported, and nothing else
+// breaks.
+func TestUnsupported(t *testing.T) {
+	st := openState(t, startServer(t), "unsupported", defaultLease)
+	ctx := testContext(t)
+	_, statsErr := st.Stats(ctx)
+	namesErr := st.Names(ctx, sharedstate.KindMap, func(string, int64) bool { return true })
+	_, watchErr := sharedstate.NewMap[int](st, "m").Watch(ctx)
+	for what, err := range map[string]error{"Stats": statsErr, "Names": namesErr, "Watch": watchErr} {
+		if !errors.Is(err, sharedstate.ErrUnsupported) || !errors.Is(err, errors.ErrUnsupported) {
+			t.Errorf("%s: %v, want ErrUnsupported", what, err)
+		}
+	}
+	if _, err := st.Counter("c").Add(ctx, 1); err != nil {
+		t.Errorf("Add after them: %v", err)
+	}
+}
+
 func TestOpenUnreachable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()

@@ -20,6 +20,7 @@ const (
 	StatusJournalFull            // the owner cannot journal the write: disk full
 	StatusReadOnly               // a write to a state opened read-only
 	StatusWrongType              // an entry holds another kind of value than the operation needs
+	StatusUnsupported            // the engine does not perform the operation
 	statusEnd
 )
 
@@ -48,6 +49,8 @@ func (s Status) String() string {
 		return "read-only"
 	case StatusWrongType:
 		return "wrong type"
+	case StatusUnsupported:
+		return "unsupported"
 	}
 	return fmt.Sprintf("status(%d)", uint8(s))
 }
@@ -83,7 +86,7 @@ const (
 	OpSubscribe                      // Name=channel: push its messages to this client as Events
 	OpUnsubscribe                    // Name=channel
 	OpList                           // Int=kind (1 counters, 2 maps, 3 locks, 4 lock holders), Key=exclusive start, Limit → Entries (Key=name, Version=size; holders: Version=token, Value=pid and since, TTL=held for), Found=more
-	OpStats                          // → Entries (Key=statistic, Version=value)
+	OpStats                          // → Stats
 	OpLeave                          // the client's State is closing: release its locks, forget its saved answers
 	OpAbandon                        // Name, Version=id of a Lock or TryLock the client gave up on: withdraw it, or release the lock it got
 	OpMapAdd                         // Name, Key, Int=delta, TTL (of a new entry) → Int=new value, Version, TTL=left; the entry holds an msgpack integer
@@ -125,6 +128,16 @@ func (o Op) Mutates() bool {
 	return true
 }
 
+// Named reports whether the operation acts on one counter, map, lock or
+// channel, and so needs a Name; the others act on the state as a whole.
+func (o Op) Named() bool {
+	switch o {
+	case OpList, OpStats, OpLeave:
+		return false
+	}
+	return true
+}
+
 // RangeInclusive in an OpRange request's Int makes its Key an inclusive
 // start; otherwise the start is exclusive, as for the pages after the first.
 const RangeInclusive = 1
@@ -159,6 +172,25 @@ type Response struct {
 	Version uint64
 	TTL     time.Duration // the time an entry has left; 0 if it never expires
 	Entries []Entry
+	Stats   *Stats // the answer to OpStats
+}
+
+// Stats is an engine's answer to OpStats: what it knows of the state as a
+// whole. An engine fills in what it keeps track of and leaves the rest zero.
+type Stats struct {
+	OwnerPID     int64 // the process serving the state, if one does
+	OwnerSince   int64 // unix nanoseconds: when it began to
+	Clients      int64 // processes connected to it, besides itself
+	Durability   int64 // the sharedstate.Durability it keeps
+	Counters     int64
+	Maps         int64
+	Entries      int64 // in all maps
+	Bytes        int64 // of map names, keys and values
+	Locks        int64
+	Ops          uint64 // operations applied since OwnerSince
+	SavedAnswers int64  // answers kept for writes that may be retried
+	Terms        uint64 // owners the state has had
+	JournalBytes int64
 }
 
 // Entry is one key of a map in a Range response.

@@ -215,6 +215,15 @@ func (m *Response) AppendFrame(b []byte) []byte {
 		b = binary.AppendUvarint(b, e.Version)
 		b = binary.AppendVarint(b, int64(e.TTL))
 	}
+	// Stats come last, and only in a Stats answer: every other response
+	// keeps the layout that snapshots saved before Stats were typed.
+	if st := m.Stats; st != nil {
+		b = append(b, 1)
+		for _, v := range []int64{st.OwnerPID, st.OwnerSince, st.Clients, st.Durability, st.Counters, st.Maps,
+			st.Entries, st.Bytes, st.Locks, int64(st.Ops), st.SavedAnswers, int64(st.Terms), st.JournalBytes} {
+			b = binary.AppendVarint(b, v)
+		}
+	}
 	return endFrame(b, start)
 }
 
@@ -241,6 +250,15 @@ func (m *Response) Decode(body []byte) error {
 		for i := range m.Entries {
 			m.Entries[i] = transport.Entry{Key: d.String(), Value: d.Bytes(), Version: d.Uvarint(), TTL: time.Duration(d.Varint())}
 		}
+	}
+	m.Stats = nil
+	if len(d.b) > 0 && d.err == nil {
+		if d.Byte() != 1 {
+			d.fail("unknown trailer of a response")
+		}
+		m.Stats = &transport.Stats{OwnerPID: d.Varint(), OwnerSince: d.Varint(), Clients: d.Varint(), Durability: d.Varint(),
+			Counters: d.Varint(), Maps: d.Varint(), Entries: d.Varint(), Bytes: d.Varint(), Locks: d.Varint(),
+			Ops: uint64(d.Varint()), SavedAnswers: d.Varint(), Terms: uint64(d.Varint()), JournalBytes: d.Varint()}
 	}
 	return d.Finish()
 }

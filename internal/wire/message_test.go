@@ -57,6 +57,9 @@ func sampleMessages() []Message {
 			},
 		},
 		&Response{},
+		&Response{ID: 3, Stats: &transport.Stats{OwnerPID: 42, OwnerSince: -1, Clients: 3, Durability: 2, Counters: 1,
+			Maps: 2, Entries: 3, Bytes: math.MaxInt64, Locks: 4, Ops: math.MaxUint64, SavedAnswers: 5, Terms: 6, JournalBytes: 7}},
+		&Response{Stats: &transport.Stats{}},
 		&Event{Channel: "cache", Data: []byte("drop everything")},
 		&Event{},
 	}
@@ -156,11 +159,23 @@ func TestAppendFrameAppends(t *testing.T) {
 }
 
 // TestDecodePrefix checks that no strict prefix of a valid body decodes: a
-// truncated frame must never pass for a shorter message.
+// truncated frame must never pass for a shorter message. The one exception
+// is a Response's Stats, an optional trailer (responses saved in snapshots
+// before it existed have none): the body without it is the same response
+// without Stats.
 func TestDecodePrefix(t *testing.T) {
 	for _, m := range sampleMessages() {
 		body := m.AppendFrame(nil)[headerSize:]
+		withoutStats := -1
+		if r, ok := m.(*Response); ok && r.Stats != nil {
+			bare := *r
+			bare.Stats = nil
+			withoutStats = len(bare.AppendFrame(nil)) - headerSize
+		}
 		for i := range len(body) {
+			if i == withoutStats {
+				continue
+			}
 			err := newLike(m).Decode(body[:i])
 			if err == nil {
 				t.Errorf("%T: Decode of %d-byte prefix of %q succeeded", m, i, body)
