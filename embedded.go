@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sharedstate/sharedstate/internal/statedir"
+	"github.com/sharedstate/sharedstate/internal/store"
 	"github.com/sharedstate/sharedstate/internal/wire"
 	"github.com/sharedstate/sharedstate/transport"
 )
@@ -343,7 +344,7 @@ func (s *embedded) own() (backend, error) {
 // id, to the next owner, which answers a write it has already applied from
 // the result it saved: each write is applied exactly once.
 func (s *embedded) Do(ctx context.Context, req *transport.Request) (_ transport.Response, err error) {
-	if isDeduplicated(req) {
+	if store.IsDeduplicated(req) {
 		req.ID = s.acks.begin()
 		defer s.acks.finish(req.ID)
 	}

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sharedstate/sharedstate/internal/store"
+
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -102,8 +104,8 @@ func TestMsgpackInts(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := appendMsgpackInt(nil, n); !bytes.Equal(got, want) {
-			t.Errorf("appendMsgpackInt(%d) = %x, the encoder writes %x", n, got, want)
+		if got := store.AppendMsgpackInt(nil, n); !bytes.Equal(got, want) {
+			t.Errorf("store.AppendMsgpackInt(%d) = %x, the encoder writes %x", n, got, want)
 		}
 		forms := []any{n, int(n), int32(n), int8(n)}
 		if n >= 0 {
@@ -116,14 +118,14 @@ func TestMsgpackInts(t *testing.T) {
 			}
 			var exact int64
 			msgpack.Unmarshal(b, &exact)
-			if got, ok := msgpackInt(b); !ok || got != exact {
-				t.Errorf("msgpackInt(%x) = %d, %v; want %d", b, got, ok, exact)
+			if got, ok := store.MsgpackInt(b); !ok || got != exact {
+				t.Errorf("store.MsgpackInt(%x) = %d, %v; want %d", b, got, ok, exact)
 			}
 		}
 	}
 	for _, b := range [][]byte{nil, {0xc0}, {0xcd, 1}, {0xcc, 1, 2}, {0xcf, 0x80, 0, 0, 0, 0, 0, 0, 0}, {0xa1, 'x'}, {0x05, 0x05}} {
-		if n, ok := msgpackInt(b); ok {
-			t.Errorf("msgpackInt(%x) = %d, true; want no integer", b, n)
+		if n, ok := store.MsgpackInt(b); ok {
+			t.Errorf("store.MsgpackInt(%x) = %d, true; want no integer", b, n)
 		}
 	}
 }

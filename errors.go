@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/sharedstate/sharedstate/internal/store"
+
 	"github.com/sharedstate/sharedstate/internal/wire"
 	"github.com/sharedstate/sharedstate/transport"
 )
@@ -47,7 +49,7 @@ var (
 	// does not belong with the others, and nothing was dropped to get
 	// past it. The error names the file and offset; Repair keeps what can
 	// be read and sets the rest aside.
-	ErrDamaged = errors.New("sharedstate: damaged state file")
+	ErrDamaged = store.ErrDamaged
 	// ErrUnsupported: an operation the engine does not perform, such as
 	// Stats or Map.Watch on Redis. It matches errors.ErrUnsupported too.
 	ErrUnsupported = fmt.Errorf("sharedstate: not supported by the engine (%w)", errors.ErrUnsupported)

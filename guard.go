@@ -67,10 +67,10 @@ func (m *manager) guard() {
 			log.Warn("sharedstate: the state's socket was deleted or replaced; bound it again", "state", st.name, "socket", st.sockPath)
 		}
 	}
-	if m.store.guardFiles() {
+	if m.store.GuardFiles() {
 		log.Warn("sharedstate: the state's journal or snapshot was deleted or replaced; wrote both again from the owner", "state", st.name)
 	}
-	for _, name := range []string{"", st.lockName(), st.sockName(), m.store.persist.journalName(), m.store.persist.snapshotName()} {
+	for _, name := range []string{"", st.lockName(), st.sockName(), m.store.JournalName(), m.store.SnapshotName()} {
 		st.dir.Touch(name, touchAge) // a file missing now is restored at the next check
 	}
 }
@@ -94,7 +94,7 @@ func (m *manager) guardLock() bool {
 		// Another process holds the new lock file and no beacon told it
 		// that this one owns the state: it may be an owner now.
 		log.Error("sharedstate: the state's lock file was replaced and another process holds it; giving up ownership", "state", st.name)
-		m.store.stop(errors.New("another process holds the state's lock file"))
+		m.store.Stop(errors.New("another process holds the state's lock file"))
 		m.lose()
 		return false
 	}

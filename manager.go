@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sharedstate/sharedstate/internal/store"
+
 	"github.com/sharedstate/sharedstate/internal/statedir"
 	"github.com/sharedstate/sharedstate/internal/wire"
 	"github.com/sharedstate/sharedstate/transport"
@@ -48,10 +50,10 @@ const sweepInterval = 250 * time.Millisecond
 type manager struct {
 	st     *embedded
 	since  time.Time // when this process became the owner
-	store  *store
+	store  *store.Store
 	lock   *statedir.Lock   // replaced by guard if the lock file is
 	beacon *statedir.Beacon // nil where there is none
-	local  *session
+	local  *store.Session
 
 	waitMu sync.Mutex
 	waits  map[uint64]chan transport.Response // parked Locks of this process
@@ -62,7 +64,7 @@ type manager struct {
 	ln      *net.UnixListener            // replaced by guard if the socket is
 	sockID  statedir.FileID              // the socket file ln is bound to
 
-	channels channels // pub/sub subscriptions
+	channels store.Channels // pub/sub subscriptions
 
 	quit     chan struct{}
 	lostC    chan struct{} // closed if the listener or the journal fails
@@ -91,7 +93,7 @@ func startManager(st *embedded, lf *statedir.Lock, b *statedir.Beacon) (*manager
 	if err := m.listen(); err != nil {
 		return nil, err
 	}
-	store, replayed, err := recoverStore(st.dir, st.name, st.cfg, func(err error) {
+	s, replayed, err := store.Recover(st.dir, st.name, st.cfg.storeOptions(), func(err error) {
 		st.cfg.logger.Error("sharedstate: journal failed; giving up ownership", "state", st.name, "err", err)
 		m.lose()
 	})
@@ -99,11 +101,10 @@ func startManager(st *embedded, lf *statedir.Lock, b *statedir.Beacon) (*manager
 		m.ln.Close()
 		return nil, err
 	}
-	m.store = store
-	store.beginTerm(st.clientID, processOf(os.Getpid()), st.cfg.lockGrace)
-	store.changed = m.channels.publishChange // after replay: replayed writes are old news
-	m.local = store.newSession(st.clientID, os.Getpid(), m.deliverLocal)
-	m.local.saveResults = false
+	m.store = s
+	s.BeginTerm(st.clientID, store.ProcessOf(os.Getpid()), st.cfg.lockGrace)
+	s.Changed = m.channels.PublishChange // after replay: replayed writes are old news
+	m.local = s.NewOwnSession(st.clientID, os.Getpid(), m.deliverLocal)
 	m.wg.Add(3)
 	go m.acceptLoop(m.ln)
 	go m.sweepLoop()
@@ -133,7 +134,7 @@ func (m *manager) close() {
 		}
 	}
 	m.mu.Unlock()
-	m.store.refuseWaiters()
+	m.store.RefuseWaiters()
 	if !waitTimeout(&m.serving, leaveTimeout) {
 		m.st.cfg.logger.Warn("sharedstate: clients slow to leave; closing their connections", "state", m.st.name)
 	}
@@ -144,9 +145,9 @@ func (m *manager) close() {
 	m.mu.Unlock()
 	close(m.quit)
 	m.wg.Wait()
-	m.store.disconnect(m.local)
-	m.store.releaseLocks(m.local.id)
-	m.store.close()
+	m.store.Disconnect(m.local)
+	m.store.ReleaseLocks(m.local.ID())
+	m.store.Close()
 	if m.beacon != nil {
 		m.beacon.Release()
 	}
@@ -169,11 +170,11 @@ func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
 
 // do serves this process's own requests without a socket.
 func (m *manager) do(ctx context.Context, req *transport.Request) (transport.Response, error) {
-	if isMessageOp(req.Op) {
-		return m.channels.serve(m.local, req, m.pushLocal), nil
+	if store.IsMessageOp(req.Op) {
+		return m.channels.Serve(m.local, req, m.pushLocal), nil
 	}
 	if req.Op != transport.OpLock {
-		resp, _ := m.store.apply(m.local, req)
+		resp, _ := m.store.Apply(m.local, req)
 		m.addStats(req, &resp)
 		return resp, m.durable(ctx, req)
 	}
@@ -181,7 +182,7 @@ func (m *manager) do(ctx context.Context, req *transport.Request) (transport.Res
 	m.waitMu.Lock()
 	m.waits[req.ID] = ch
 	m.waitMu.Unlock()
-	resp, parked := m.store.apply(m.local, req)
+	resp, parked := m.store.Apply(m.local, req)
 	if !parked {
 		m.forgetWait(req.ID)
 		return resp, m.durable(ctx, req)
@@ -192,7 +193,7 @@ func (m *manager) do(ctx context.Context, req *transport.Request) (transport.Res
 	case <-ctx.Done():
 		// Withdrawn, or given back if granted as ctx ended.
 		m.forgetWait(req.ID)
-		m.store.apply(m.local, abandonRequest(req))
+		m.store.Apply(m.local, abandonRequest(req))
 		return transport.Response{}, ctx.Err()
 	case <-m.quit:
 		m.forgetWait(req.ID)
@@ -203,11 +204,11 @@ func (m *manager) do(ctx context.Context, req *transport.Request) (transport.Res
 // durable waits until the journal holds a write on disk, with
 // DurabilityDisk; at once otherwise.
 func (m *manager) durable(ctx context.Context, req *transport.Request) error {
-	if !m.store.syncs() || !req.Op.Mutates() {
+	if !m.store.Syncs() || !req.Op.Mutates() {
 		return nil
 	}
 	done := make(chan struct{})
-	m.store.whenDurable(func() { close(done) })
+	m.store.WhenDurable(func() { close(done) })
 	select {
 	case <-done:
 		return nil
@@ -328,9 +329,9 @@ func (m *manager) sweepLoop() {
 	for i := 0; ; i++ {
 		select {
 		case <-t.C:
-			m.store.sweep()
+			m.store.Sweep()
 			if i%collectEvery == 0 {
-				m.store.collect()
+				m.store.Collect()
 			}
 		case <-m.quit:
 			return
@@ -373,21 +374,21 @@ func (m *manager) serve(nc *net.UnixConn) {
 	m.conns[nc] = conn
 	m.mu.Unlock()
 
-	proc := processOf(int(join.PID))
-	sess := m.store.newSession(join.ClientID, int(join.PID), func(resp transport.Response) {
+	proc := store.ProcessOf(int(join.PID))
+	sess := m.store.NewSession(join.ClientID, int(join.PID), func(resp transport.Response) {
 		// With the store locked: queue, never block on a slow reader.
-		m.store.whenDurable(func() { conn.Queue((*wire.Response)(&resp)) })
+		m.store.WhenDurable(func() { conn.Queue((*wire.Response)(&resp)) })
 	})
-	m.store.connect(join.ClientID, proc)
+	m.store.Connect(join.ClientID, proc)
 	err = m.serveRequests(conn, sess)
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, syscall.ECONNRESET) {
 		log.Warn("sharedstate: closed a connection", "state", m.st.name, "pid", join.PID, "reason", err)
 	}
-	m.channels.drop(sess)
-	m.store.disconnect(sess)
+	m.channels.Drop(sess)
+	m.store.Disconnect(sess)
 	conn.Close()
 	if !m.closing.Load() { // else its clients keep their locks for the next owner
-		m.store.graceLocks(join.ClientID)
+		m.store.GraceLocks(join.ClientID)
 		m.releaseOnExit(proc, join.ClientID)
 	}
 }
@@ -397,14 +398,14 @@ func (m *manager) serve(nc *net.UnixConn) {
 // connected again meanwhile. A connection ends a moment before its process
 // is seen to exit, and it may also end with the process alive: the owner
 // dropped it, and the process will connect again.
-func (m *manager) releaseOnExit(proc process, client uint64) {
+func (m *manager) releaseOnExit(proc store.Process, client uint64) {
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
 		deadline := time.Now().Add(m.st.cfg.lockGrace)
 		wait := 100 * time.Microsecond
-		for !proc.exited() {
-			if time.Now().After(deadline) || m.store.isConnected(client) {
+		for !proc.Exited() {
+			if time.Now().After(deadline) || m.store.IsConnected(client) {
 				return
 			}
 			select {
@@ -414,7 +415,7 @@ func (m *manager) releaseOnExit(proc process, client uint64) {
 			}
 			wait = min(2*wait, 50*time.Millisecond)
 		}
-		m.store.releaseLocks(client)
+		m.store.ReleaseLocks(client)
 	}()
 }
 
@@ -422,7 +423,7 @@ func (m *manager) releaseOnExit(proc process, client uint64) {
 // Answers are appended as requests are handled and written when no more
 // requests are at hand: a client with many calls in flight gets many answers
 // in one write, and a lone call gets its answer at once.
-func (m *manager) serveRequests(conn *wire.Conn, sess *session) error {
+func (m *manager) serveRequests(conn *wire.Conn, sess *store.Session) error {
 	var req transport.Request
 	for {
 		body, err := conn.Recv()
@@ -443,24 +444,24 @@ func (m *manager) serveRequests(conn *wire.Conn, sess *session) error {
 	}
 }
 
-func (m *manager) serveRequest(conn *wire.Conn, sess *session, req *transport.Request) {
+func (m *manager) serveRequest(conn *wire.Conn, sess *store.Session, req *transport.Request) {
 	switch {
 	case m.closing.Load():
 		m.reply(conn.Append, &transport.Response{ID: req.ID, Status: transport.StatusShuttingDown, Msg: "the owner is closing"})
-	case isMessageOp(req.Op):
-		resp := m.channels.serve(sess, req, func(ev *wire.Event) {
+	case store.IsMessageOp(req.Op):
+		resp := m.channels.Serve(sess, req, func(ev *wire.Event) {
 			if conn.Buffered() < maxBacklog { // else the client is not reading: drop
 				conn.Queue(ev)
 			}
 		})
 		m.reply(conn.Append, &resp)
 	default:
-		resp, parked := m.store.apply(sess, req)
+		resp, parked := m.store.Apply(sess, req)
 		m.addStats(req, &resp)
 		switch {
 		case parked:
-		case m.store.syncs() && req.Op.Mutates():
-			m.store.whenDurable(func() { m.reply(conn.Queue, &resp) })
+		case m.store.Syncs() && req.Op.Mutates():
+			m.store.WhenDurable(func() { m.reply(conn.Queue, &resp) })
 		default:
 			m.reply(conn.Append, &resp)
 		}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/sharedstate/sharedstate/internal/store"
+
 	"github.com/sharedstate/sharedstate/transport"
 )
 
@@ -232,7 +234,7 @@ func (m *Map[V]) Watch(ctx context.Context) (<-chan Change, error) {
 	if m.st.embedded == nil {
 		return nil, fmt.Errorf("sharedstate: map %q: watch: %w: only a state from Open has its changes published", m.name, ErrUnsupported)
 	}
-	msgs, err := m.st.subscribe(ctx, watchPrefix+m.name)
+	msgs, err := m.st.subscribe(ctx, store.WatchPrefix+m.name)
 	if err != nil {
 		return nil, fmt.Errorf("sharedstate: map %q: watch: %w", m.name, err)
 	}

@@ -5,6 +5,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/sharedstate/sharedstate/internal/store"
+
 	"github.com/sharedstate/sharedstate/internal/statedir"
 	"github.com/sharedstate/sharedstate/transport"
 )
@@ -13,8 +15,8 @@ import (
 // files, while no owner runs. Once a process takes the state's lock, offline
 // reports itself lost, so that the observer connects to the new owner.
 type offline struct {
-	store *store
-	sess  *session
+	store *store.Store
+	sess  *store.Session
 	owned chan struct{} // closed once a process holds the lock file
 	quit  chan struct{}
 	done  chan struct{}
@@ -24,14 +26,14 @@ type offline struct {
 const ownerPoll = 250 * time.Millisecond
 
 func openOffline(st *embedded) (*offline, error) {
-	s, err := readStore(st.dir, st.name)
+	s, err := store.Read(st.dir, st.name)
 	if err != nil {
 		return nil, err
 	}
 	st.cfg.logger.Info("sharedstate: no owner; reading the state from its journal", "state", st.name)
 	o := &offline{
 		store: s,
-		sess:  s.newSession(st.clientID, os.Getpid(), func(transport.Response) {}),
+		sess:  s.NewSession(st.clientID, os.Getpid(), func(transport.Response) {}),
 		owned: make(chan struct{}),
 		quit:  make(chan struct{}),
 		done:  make(chan struct{}),
@@ -63,11 +65,11 @@ func (o *offline) watchLock(dir *statedir.Dir, name string) {
 }
 
 func (o *offline) do(ctx context.Context, req *transport.Request) (transport.Response, error) {
-	if req.Op.Mutates() || isMessageOp(req.Op) || req.Op == transport.OpLockHeld {
+	if req.Op.Mutates() || store.IsMessageOp(req.Op) || req.Op == transport.OpLockHeld {
 		return transport.Response{ID: req.ID, Status: transport.StatusReadOnly,
 			Msg: "no owner is running, and an observer reads the state from its journal"}, nil
 	}
-	resp, _ := o.store.apply(o.sess, req)
+	resp, _ := o.store.Apply(o.sess, req)
 	return resp, nil
 }
 

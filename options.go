@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/sharedstate/sharedstate/internal/store"
 	"github.com/sharedstate/sharedstate/internal/wire"
 )
 
@@ -133,4 +134,10 @@ func applyWriteOptions(opts []WriteOption) (writeOptions, error) {
 		return w, fmt.Errorf("%w: TTL %v: a TTL must be positive; write without WithTTL for an entry that never expires", ErrInvalidArgument, w.ttl)
 	}
 	return w, nil
+}
+
+// storeOptions says how the owner's store keeps itself, from c.
+func (c config) storeOptions() store.Options {
+	return store.Options{Clock: c.clock, Sync: c.durability == DurabilityDisk,
+		LocksOnly: c.durability == DurabilityMemory, Logger: c.logger}
 }

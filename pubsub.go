@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/sharedstate/sharedstate/internal/wire"
+	"github.com/sharedstate/sharedstate/internal/store"
+
 	"github.com/sharedstate/sharedstate/transport"
 )
 
@@ -45,17 +45,11 @@ func (s *State) Subscribe(ctx context.Context, channel string) (<-chan []byte, e
 	return s.subscribe(ctx, channel)
 }
 
-// reservedPrefix starts the channels this package uses itself (Map.Watch).
-const reservedPrefix = "\x00"
-
-// watchPrefix starts the channels that carry the changes of a map.
-const watchPrefix = reservedPrefix + "watch/"
-
 func checkChannel(channel string) error {
 	switch {
 	case channel == "":
 		return fmt.Errorf("%w: empty channel name", ErrInvalidName)
-	case strings.HasPrefix(channel, reservedPrefix):
+	case strings.HasPrefix(channel, store.ReservedPrefix):
 		return fmt.Errorf("%w: %q: channel names starting with NUL are reserved", ErrInvalidName, channel)
 	}
 	return nil
@@ -197,100 +191,4 @@ func (s *embedded) resubscribe() {
 		}
 		cancel()
 	}
-}
-
-// channels is the owner's registry of which sessions subscribe to what.
-type channels struct {
-	mu   sync.Mutex
-	subs map[string]map[*session]func(*wire.Event)
-	// watched counts subscriptions to watch channels, so that a write to a
-	// map nobody watches costs one atomic load.
-	watched atomic.Int64
-}
-
-// publishChange tells the watchers of a map that an entry changed: one byte
-// (1: deleted) then the key.
-func (c *channels) publishChange(mapName, key string, deleted bool) {
-	if c.watched.Load() == 0 {
-		return
-	}
-	data := make([]byte, 1, 1+len(key))
-	if deleted {
-		data[0] = 1
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.publish(watchPrefix+mapName, append(data, key...))
-}
-
-// publish pushes data to the subscribers of channel, and returns how many
-// there are; c.mu is held.
-func (c *channels) publish(channel string, data []byte) int {
-	ev := &wire.Event{Channel: channel, Data: data}
-	for _, push := range c.subs[channel] {
-		push(ev)
-	}
-	return len(c.subs[channel])
-}
-
-// serve performs a Publish, Subscribe or Unsubscribe for sess, whose
-// messages push sends.
-func (c *channels) serve(sess *session, req *transport.Request, push func(*wire.Event)) transport.Response {
-	resp := transport.Response{ID: req.ID}
-	switch {
-	case req.Name == "":
-		resp.Status, resp.Msg = transport.StatusBadRequest, "empty channel name"
-		return resp
-	case req.Op == transport.OpPublish && strings.HasPrefix(req.Name, reservedPrefix):
-		resp.Status, resp.Msg = transport.StatusBadRequest, "channel names starting with NUL are reserved"
-		return resp
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	switch req.Op {
-	case transport.OpSubscribe:
-		if c.subs == nil {
-			c.subs = make(map[string]map[*session]func(*wire.Event))
-		}
-		if c.subs[req.Name] == nil {
-			c.subs[req.Name] = make(map[*session]func(*wire.Event))
-		}
-		if _, ok := c.subs[req.Name][sess]; !ok && strings.HasPrefix(req.Name, watchPrefix) {
-			c.watched.Add(1)
-		}
-		c.subs[req.Name][sess] = push
-	case transport.OpUnsubscribe:
-		c.remove(req.Name, sess)
-	case transport.OpPublish:
-		resp.Int = int64(c.publish(req.Name, req.Value))
-	}
-	return resp
-}
-
-// drop forgets a session's subscriptions.
-func (c *channels) drop(sess *session) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for ch := range c.subs {
-		c.remove(ch, sess)
-	}
-}
-
-// remove forgets a session's subscription to a channel; c.mu is held.
-func (c *channels) remove(channel string, sess *session) {
-	subs := c.subs[channel]
-	if _, ok := subs[sess]; !ok {
-		return
-	}
-	delete(subs, sess)
-	if len(subs) == 0 {
-		delete(c.subs, channel)
-	}
-	if strings.HasPrefix(channel, watchPrefix) {
-		c.watched.Add(-1)
-	}
-}
-
-func isMessageOp(op transport.Op) bool {
-	return op == transport.OpPublish || op == transport.OpSubscribe || op == transport.OpUnsubscribe
 }

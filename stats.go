@@ -54,9 +54,9 @@ type Kind int
 
 // Kinds of named objects.
 const (
-	KindCounter Kind = listCounters // size: the counter's value
-	KindMap     Kind = listMaps     // size: the number of entries
-	KindLock    Kind = listLocks    // size: 0 if free, else non-zero
+	KindCounter Kind = transport.ListCounters // size: the counter's value
+	KindMap     Kind = transport.ListMaps     // size: the number of entries
+	KindLock    Kind = transport.ListLocks    // size: 0 if free, else non-zero
 )
 
 // Names calls fn with each name of the given kind in the state, in order,
@@ -83,7 +83,7 @@ type LockInfo struct {
 // inspection: by the time fn runs, the lock may have changed hands.
 func (s *State) Locks(ctx context.Context, fn func(LockInfo) bool) error {
 	var bad error
-	err := s.list(ctx, listHolders, func(e transport.Entry) bool {
+	err := s.list(ctx, transport.ListHolders, func(e transport.Entry) bool {
 		info := LockInfo{Name: e.Key, Token: e.Version, Held: len(e.Value) > 0}
 		if info.Held {
 			d := wire.NewDecoder(e.Value)

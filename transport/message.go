@@ -85,7 +85,7 @@ const (
 	OpPublish                        // Name=channel, Value=message → Int=processes subscribed
 	OpSubscribe                      // Name=channel: push its messages to this client as Events
 	OpUnsubscribe                    // Name=channel
-	OpList                           // Int=kind (1 counters, 2 maps, 3 locks, 4 lock holders), Key=exclusive start, Limit → Entries (Key=name, Version=size; holders: Version=token, Value=pid and since, TTL=held for), Found=more
+	OpList                           // Int=kind (ListCounters…), Key=exclusive start, Limit → Entries (Key=name, Version=size; holders: Version=token, Value=pid and since, TTL=held for), Found=more
 	OpStats                          // → Stats
 	OpLeave                          // the client's State is closing: release its locks, forget its saved answers
 	OpAbandon                        // Name, Version=id of a Lock or TryLock the client gave up on: withdraw it, or release the lock it got
@@ -137,6 +137,14 @@ func (o Op) Named() bool {
 	}
 	return true
 }
+
+// The kinds of names an OpList request lists, in its Int.
+const (
+	ListCounters = 1
+	ListMaps     = 2
+	ListLocks    = 3
+	ListHolders  = 4 // the locks, with their holders
+)
 
 // RangeInclusive in an OpRange request's Int makes its Key an inclusive
 // start; otherwise the start is exclusive, as for the pages after the first.

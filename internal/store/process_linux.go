@@ -1,4 +1,4 @@
-package sharedstate
+package store
 
 import (
 	"bytes"
@@ -10,16 +10,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// processOf returns the process with id pid as it is now. Its start time
+// ProcessOf returns the Process with id pid as it is now. Its start time
 // is 0 if it cannot be read (out of descriptors, say).
-func processOf(pid int) process {
+func ProcessOf(pid int) Process {
 	start, _, _ := procStat(pid)
-	return process{pid: pid, start: start}
+	return Process{pid: pid, start: start}
 }
 
 // exited reports whether p has exited: its id is free, taken by another
-// process, or a zombie's. When /proc cannot tell, only a free id counts.
-func (p process) exited() bool {
+// Process, or a zombie's. When /proc cannot tell, only a free id counts.
+func (p Process) Exited() bool {
 	if p.pid <= 0 {
 		return false // unknown
 	}

@@ -1,4 +1,4 @@
-package sharedstate
+package store
 
 import (
 	"encoding/binary"
@@ -28,7 +28,7 @@ const (
 	snapProc                    // a client's process: client, pid, start
 )
 
-func (s *store) requestRecord(client uint64, now int64, req *transport.Request) []byte {
+func (s *Store) requestRecord(client uint64, now int64, req *transport.Request) []byte {
 	b := append(s.scratch[:0], recRequest)
 	b = binary.AppendUvarint(b, client)
 	b = binary.AppendVarint(b, now)
@@ -63,7 +63,7 @@ func forgetRecord(b []byte, client uint64) []byte {
 
 // forget drops the answers saved for a client that will not ask for them
 // again; s.mu is held.
-func (s *store) forget(client uint64) {
+func (s *Store) forget(client uint64) {
 	_, saved := s.clients[client]
 	_, known := s.procs[client]
 	if saved || known {
@@ -73,7 +73,7 @@ func (s *store) forget(client uint64) {
 	}
 }
 
-func clientRecord(b []byte, client uint64, p process) []byte {
+func clientRecord(b []byte, client uint64, p Process) []byte {
 	b = binary.AppendUvarint(append(b, recClient), client)
 	return p.append(b)
 }
@@ -87,7 +87,7 @@ func ownerRecord(b []byte, now int64, client uint64) []byte {
 // journal appends a record; s.mu is held. If the journal cannot take it, the
 // store stops serving: its memory now holds a change the journal lacks, so
 // no answer may be given from it.
-func (s *store) journal(rec []byte) {
+func (s *Store) journal(rec []byte) {
 	s.scratch = rec[:0]
 	if s.log == nil || s.broken != nil {
 		return
@@ -103,7 +103,7 @@ func (s *store) journal(rec []byte) {
 // saved only for the writes whose clients had not acknowledged them by the
 // journal's end: saving every answer to drop it a record later made up a
 // third of a replay's time.
-func (s *store) replay(records iter.Seq[[]byte]) (n int, err error) {
+func (s *Store) replay(records iter.Seq[[]byte]) (n int, err error) {
 	acked := finalAcks(records)
 	defer func() {
 		for client, ack := range acked {
@@ -112,10 +112,10 @@ func (s *store) replay(records iter.Seq[[]byte]) (n int, err error) {
 			}
 		}
 	}()
-	sessions := make(map[uint64]*session)
-	sessionOf := func(id uint64) *session {
+	sessions := make(map[uint64]*Session)
+	sessionOf := func(id uint64) *Session {
 		if sessions[id] == nil {
-			sessions[id] = s.newSession(id, 0, func(transport.Response) {})
+			sessions[id] = s.NewSession(id, 0, func(transport.Response) {})
 		}
 		return sessions[id]
 	}
@@ -216,7 +216,7 @@ func finalAcks(records iter.Seq[[]byte]) map[uint64]uint64 {
 	return acked
 }
 
-func (s *store) lockNamed(name string) *lockState {
+func (s *Store) lockNamed(name string) *lockState {
 	l := s.locks[name]
 	if l == nil {
 		l = &lockState{}

@@ -1,7 +1,6 @@
-package sharedstate
+package store
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -11,6 +10,18 @@ import (
 	"github.com/sharedstate/sharedstate/internal/journal"
 	"github.com/sharedstate/sharedstate/internal/statedir"
 )
+
+// ErrDamaged is sharedstate.ErrDamaged: a state file is missing, damaged,
+// or does not belong with the others.
+var ErrDamaged = errors.New("sharedstate: damaged state file")
+
+// Options say how a recovered store keeps itself.
+type Options struct {
+	Clock     func() time.Time // the wall clock
+	Sync      bool             // DurabilityDisk: answers wait for the journal's fsync
+	LocksOnly bool             // DurabilityMemory: journal the locks alone
+	Logger    *slog.Logger
+}
 
 // persistence is how a store keeps itself: its journal and snapshot, the
 // files name.journal and name.snapshot of its directory.
@@ -30,13 +41,18 @@ type persistence struct {
 func (p *persistence) journalName() string  { return p.name + ".journal" }
 func (p *persistence) snapshotName() string { return p.name + ".snapshot" }
 
+// JournalName and SnapshotName are the names of the store's files in its
+// directory.
+func (s *Store) JournalName() string  { return s.persist.journalName() }
+func (s *Store) SnapshotName() string { return s.persist.snapshotName() }
+
 // minCompact is the journal size below which no snapshot is written. A
 // journal is compacted once it outgrows the snapshot (the live state), so
 // the two files hold at most about twice the live state, and a takeover
 // replays at most about twice the records the state has.
 const minCompact = 512 << 10
 
-// recoverStore rebuilds the state called name from its snapshot and
+// Recover rebuilds the state called name from its snapshot and
 // journal in dir, and returns it with the number of journal records
 // replayed. The store journals to the same files from then on.
 //
@@ -44,16 +60,16 @@ const minCompact = 512 << 10
 // error (ErrDamaged) that names it, and Repair is the way past it. Only a
 // torn tail, writes that were never acknowledged, is dropped; the journal
 // is then replaced rather than written over.
-func recoverStore(dir *statedir.Dir, name string, cfg config, onBroken func(error)) (*store, int, error) {
+func Recover(dir *statedir.Dir, name string, opts Options, onBroken func(error)) (*Store, int, error) {
 	s := newStore()
-	s.wall = cfg.clock
+	s.wall = opts.Clock
 	s.persist = persistence{
 		dir:       dir,
 		name:      name,
-		sync:      cfg.durability == DurabilityDisk,
-		locksOnly: cfg.durability == DurabilityMemory,
+		sync:      opts.Sync,
+		locksOnly: opts.LocksOnly,
 		compactAt: minCompact,
-		logger:    cfg.logger,
+		logger:    opts.Logger,
 		onBroken:  onBroken,
 	}
 	snap, haveSnap, snapSize, err := s.loadSnapshot()
@@ -92,7 +108,7 @@ func recoverStore(dir *statedir.Dir, name string, cfg config, onBroken func(erro
 	// compacted at the next write.
 	s.persist.compactAt = max(minCompact, snapSize)
 	if torn {
-		cfg.logger.Warn("sharedstate: the journal ends in writes that were cut short and never acknowledged; dropping them",
+		opts.Logger.Warn("sharedstate: the journal ends in writes that were cut short and never acknowledged; dropping them",
 			"journal", j.Path(), "records end", j.Size())
 		s.compact()
 		if s.broken != nil {
@@ -136,9 +152,9 @@ func damaged(err error, name string) error {
 	return err
 }
 
-// beginTerm records that owner, of process p, now owns the state, and deals
+// beginTerm records that owner, of Process p, now owns the state, and deals
 // with the locks of the previous term.
-func (s *store) beginTerm(owner uint64, p process, grace time.Duration) {
+func (s *Store) BeginTerm(owner uint64, p Process, grace time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.startClock()
@@ -149,16 +165,16 @@ func (s *store) beginTerm(owner uint64, p process, grace time.Duration) {
 	s.grace = grace
 	s.journal(ownerRecord(s.scratch[:0], now, owner))
 	s.startGrace(prev, owner)
-	s.forget(prev) // that process is gone, and its answers with it
+	s.forget(prev) // that Process is gone, and its answers with it
 	s.identify(owner, p)
 }
 
 // syncs reports whether answers wait for the journal to reach the disk.
-func (s *store) syncs() bool { return s.log != nil && s.log.Syncs() }
+func (s *Store) Syncs() bool { return s.log != nil && s.log.Syncs() }
 
 // whenDurable runs fn once the records journaled so far are durable.
-func (s *store) whenDurable(fn func()) {
-	if !s.syncs() {
+func (s *Store) WhenDurable(fn func()) {
+	if !s.Syncs() {
 		fn()
 		return
 	}
@@ -166,7 +182,7 @@ func (s *store) whenDurable(fn func()) {
 }
 
 // close stops journaling. Records already written stay.
-func (s *store) close() {
+func (s *Store) Close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.log != nil {
@@ -175,9 +191,9 @@ func (s *store) close() {
 	}
 }
 
-// readStore loads the state called name from its files in dir without
+// Read loads the state called name from its files in dir without
 // changing them, for an observer.
-func readStore(dir *statedir.Dir, name string) (*store, error) {
+func Read(dir *statedir.Dir, name string) (*Store, error) {
 	s := newStore()
 	s.persist = persistence{dir: dir, name: name}
 	snap, haveSnap, _, err := s.loadSnapshot()
@@ -207,112 +223,10 @@ func readStore(dir *statedir.Dir, name string) (*store, error) {
 	return s, nil
 }
 
-// RepairReport says what Repair did.
-type RepairReport struct {
-	// Records is how many journal records were kept, on top of the
-	// snapshot.
-	Records int
-	// SetAside lists the files moved aside, under new names in the same
-	// directory, with what could not be kept.
-	SetAside []string
-	// Problem is what Repair found wrong: the error Open reports. It is
-	// empty, and Repair changes nothing, if nothing was.
-	Problem string
-}
-
-// Repair makes the state called name openable again after Open fails with
-// ErrDamaged: a journal damaged in the middle, missing, or not belonging
-// with the snapshot. It keeps everything that reads back whole (the
-// snapshot, and the journal's records up to the damage), moves the
-// journal aside (to name.journal.damaged-TIME), and writes a new snapshot
-// and journal from what it kept. It changes nothing if nothing is wrong,
-// and refuses while a process uses the state. A damaged snapshot cannot be
-// repaired: remove the state's files to start over.
-//
-// Options are those of Open; WithDir must name the same directory.
-func Repair(ctx context.Context, name string, opts ...Option) (RepairReport, error) {
-	var report RepairReport
-	if err := checkName(name); err != nil {
-		return report, err
-	}
-	cfg := newConfig(opts)
-	dir, err := openStateDir(cfg)
-	if err != nil {
-		return report, err
-	}
-	defer dir.Close()
-	release, err := claimIdle(dir, name, "repair")
-	if err != nil {
-		return report, err
-	}
-	defer release()
-	if err := ctx.Err(); err != nil {
-		return report, err
-	}
-
-	s := newStore()
-	s.persist = persistence{dir: dir, name: name, sync: true, logger: cfg.logger}
-	snap, haveSnap, _, err := s.loadSnapshot()
-	if err != nil {
-		return report, fmt.Errorf("%w; a snapshot cannot be repaired: remove the state's files to start over", err)
-	}
-	jname := s.persist.journalName()
-	c, err := journal.Read(dir, jname)
-	setAside := true
-	switch {
-	case errors.Is(err, fs.ErrNotExist) && !haveSnap:
-		return report, nil // a state never written
-	case errors.Is(err, fs.ErrNotExist):
-		report.Problem = fmt.Sprintf("journal %s is missing", dir.Join(jname))
-		setAside = false
-	case err != nil:
-		report.Problem = err.Error() // its header: nothing of it can be kept
-	default:
-		replay, ferr := s.persist.follows(snap, haveSnap, c.Header, c.End)
-		switch {
-		case ferr != nil:
-			report.Problem = ferr.Error()
-		case c.Damage != nil:
-			report.Problem = c.Damage.Error()
-		default:
-			return report, nil // Open would succeed
-		}
-		if ferr == nil && replay {
-			if report.Records, err = s.replay(c.Records()); err != nil {
-				return report, fmt.Errorf("sharedstate: repair %q: journal %s: %w", name, dir.Join(jname), err)
-			}
-		}
-	}
-	if setAside {
-		aside := jname + ".damaged-" + time.Now().UTC().Format("20060102T150405Z")
-		if err := dir.Rename(jname, aside); err != nil {
-			return report, fmt.Errorf("sharedstate: repair %q: %w", name, err)
-		}
-		report.SetAside = append(report.SetAside, dir.Join(aside))
-	}
-	// What was kept becomes a snapshot of the next generation, with an
-	// empty journal on it: written and synced before the journal, so that
-	// an interrupted repair leaves a state that Repair can take up again.
-	newSnap := journal.Header{Gen: snap.Gen + 1, Salt: journal.NewSalt()}
-	_, _, err = journal.WriteSnapshot(dir, s.persist.snapshotName(), newSnap, true, s.snapshotRecords)
-	if err == nil {
-		var j *journal.Journal
-		if j, err = journal.Create(dir, jname, newSnap.Gen, newSnap.Salt, true); err == nil {
-			j.Close()
-		}
-	}
-	if err != nil {
-		return report, fmt.Errorf("sharedstate: repair %q: %w", name, err)
-	}
-	cfg.logger.Warn("sharedstate: repaired a state", "state", name, "problem", report.Problem,
-		"records kept", report.Records, "set aside", report.SetAside)
-	return report, nil
-}
-
 // guardFiles writes the journal and snapshot anew, with a compaction, if
 // either is no longer the file the store wrote: deleted, or replaced. It
 // reports whether it did.
-func (s *store) guardFiles() bool {
+func (s *Store) GuardFiles() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.log == nil || s.broken != nil {
@@ -334,7 +248,7 @@ func (s *store) guardFiles() bool {
 
 // stop makes the store refuse every request from now on, for an owner that
 // must not write again.
-func (s *store) stop(why error) {
+func (s *Store) Stop(why error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.broken == nil {

@@ -1,10 +1,10 @@
 //go:build !unix
 
-package sharedstate
+package store
 
 // Where there is no embedded engine (see statedir.Unsupported), there are
 // no client processes to watch either.
 
-func processOf(pid int) process { return process{pid: pid} }
+func ProcessOf(pid int) Process { return Process{pid: pid} }
 
-func (p process) exited() bool { return false }
+func (p Process) Exited() bool { return false }

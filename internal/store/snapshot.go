@@ -1,4 +1,4 @@
-package sharedstate
+package store
 
 import (
 	"container/heap"
@@ -19,7 +19,7 @@ import (
 // s.mu is held. The new journal's space is reserved first, and the
 // snapshot is written next: a full disk fails either before anything is
 // in place, and leaves the journal as it was, to try again later.
-func (s *store) compact() {
+func (s *Store) compact() {
 	start := time.Now()
 	j := s.log.Header()
 	snap := journal.Header{Gen: j.Gen + 1, Salt: journal.NewSalt(), Link: j.Salt, End: uint64(s.log.Size())}
@@ -50,7 +50,7 @@ func (s *store) compact() {
 }
 
 // snapshotRecords writes every part of the store as records.
-func (s *store) snapshotRecords(w *journal.SnapshotWriter) {
+func (s *Store) snapshotRecords(w *journal.SnapshotWriter) {
 	b := []byte{snapMeta}
 	b = binary.AppendUvarint(b, s.rev)
 	b = binary.AppendVarint(b, s.clock)
@@ -65,7 +65,7 @@ func (s *store) snapshotRecords(w *journal.SnapshotWriter) {
 }
 
 // snapshotData writes the counters, the maps and the saved answers.
-func (s *store) snapshotData(w *journal.SnapshotWriter, b []byte) {
+func (s *Store) snapshotData(w *journal.SnapshotWriter, b []byte) {
 	// In order, so that loading builds each index by appending.
 	for name := range s.counterNames.From("", true) {
 		b = wire.AppendString(append(b[:0], snapCounter), name)
@@ -104,7 +104,7 @@ func (s *store) snapshotData(w *journal.SnapshotWriter, b []byte) {
 
 // snapshotProcs writes the processes of the clients that hold locks or
 // have answers saved.
-func (s *store) snapshotProcs(w *journal.SnapshotWriter, b []byte) {
+func (s *Store) snapshotProcs(w *journal.SnapshotWriter, b []byte) {
 	for id, p := range s.procs {
 		b = binary.AppendUvarint(append(b[:0], snapProc), id)
 		w.Record(p.append(b))
@@ -112,7 +112,7 @@ func (s *store) snapshotProcs(w *journal.SnapshotWriter, b []byte) {
 }
 
 // snapshotLocks writes the locks ever taken.
-func (s *store) snapshotLocks(w *journal.SnapshotWriter, b []byte) {
+func (s *Store) snapshotLocks(w *journal.SnapshotWriter, b []byte) {
 	for name := range s.lockNames.From("", true) {
 		l := s.locks[name]
 		if l.holder == 0 && l.token == 0 {
@@ -128,7 +128,7 @@ func (s *store) snapshotLocks(w *journal.SnapshotWriter, b []byte) {
 
 // loadSnapshot reads the snapshot, if there is one, into the empty store,
 // and returns its header and size.
-func (s *store) loadSnapshot() (h journal.Header, found bool, size int, err error) {
+func (s *Store) loadSnapshot() (h journal.Header, found bool, size int, err error) {
 	// Its identity first: a snapshot replaced meanwhile is noticed later.
 	s.persist.snapshotID, _ = s.persist.dir.Stat(s.persist.snapshotName())
 	h, records, size, err := journal.ReadSnapshot(s.persist.dir, s.persist.snapshotName())
@@ -146,7 +146,7 @@ func (s *store) loadSnapshot() (h journal.Header, found bool, size int, err erro
 	return h, true, size, nil
 }
 
-func (s *store) loadSnapshotRecords(records iter.Seq[[]byte]) error {
+func (s *Store) loadSnapshotRecords(records iter.Seq[[]byte]) error {
 	var resp transport.Response
 	i, complete := -1, false
 	for rec := range records {

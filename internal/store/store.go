@@ -1,4 +1,4 @@
-package sharedstate
+package store
 
 import (
 	"bytes"
@@ -28,7 +28,7 @@ const (
 // memory-only), and replaying the journal on the latest snapshot rebuilds the
 // store exactly: apply depends only on the store, the request and the time,
 // which the journal records too.
-type store struct {
+type Store struct {
 	mu       sync.Mutex
 	rev      uint64 // the last version given to an entry
 	clock    int64  // unix nanoseconds of the latest operation; never goes back
@@ -55,12 +55,12 @@ type store struct {
 	// connected counts each client's sessions: usually one, two while a
 	// client reconnects before the owner has seen its old connection end.
 	connected map[uint64]int
-	// procs holds the process of each client that holds a lock or has
-	// answers saved, as it last connected: once that process has exited,
+	// procs holds the Process of each client that holds a lock or has
+	// answers saved, as it last connected: once that Process has exited,
 	// collect drops what the owner keeps for it.
-	procs map[uint64]process
+	procs map[uint64]Process
 	grace time.Duration // see WithLockGrace
-	// owner is the client id of the process owning the state in the
+	// owner is the client id of the Process owning the state in the
 	// latest term the journal records; terms counts the terms.
 	owner uint64
 	terms uint64
@@ -69,7 +69,7 @@ type store struct {
 	log *journal.Journal // nil while replaying, or for an observer
 	// changed, if set, is told of every entry written or removed (for
 	// Map.Watch). It is called with the store locked and must not block.
-	changed func(mapName, key string, deleted bool)
+	Changed func(mapName, key string, deleted bool)
 	persist persistence
 	broken  error  // a journal write failed: serve nothing more
 	scratch []byte // record buffer
@@ -99,40 +99,53 @@ type entry struct {
 	expiry  *expiryRef // nil if the entry never expires
 }
 
-// session is one client process as the owner sees it.
-type session struct {
+// Session is one client Process as the owner sees it.
+type Session struct {
 	id  uint64
 	pid int
 	// deliver sends the answer to a request that apply parked (a Lock that
 	// had to wait). It is called with the store locked and must not block.
 	deliver func(transport.Response)
-	// saveResults: keep answers for a retry. The owner's own process gets
-	// its answers in-process and never needs one.
+	// saveResults: keep answers for a retry. The owner's own Process gets
+	// its answers in-Process and never needs one.
 	saveResults bool
 	parked      map[uint64]string // its waiting Lock requests: id → lock name
 }
 
-func newStore() *store {
-	s := &store{
+func newStore() *Store {
+	s := &Store{
 		counters:  make(map[string]int64),
 		maps:      make(map[string]*mapState),
 		locks:     make(map[string]*lockState),
 		clients:   make(map[uint64]*clientTable),
 		connected: make(map[uint64]int),
-		procs:     make(map[uint64]process),
+		procs:     make(map[uint64]Process),
 		wall:      time.Now,
 	}
 	s.startClock()
 	return s
 }
 
-func (s *store) newSession(id uint64, pid int, deliver func(transport.Response)) *session {
-	return &session{id: id, pid: pid, deliver: deliver, saveResults: true, parked: make(map[uint64]string)}
+// ID is the session's client id.
+func (sess *Session) ID() uint64 { return sess.id }
+
+// NewSession returns the session of client id, process pid, connected to
+// the owner. deliver gets the answers that Apply parks.
+func (s *Store) NewSession(id uint64, pid int, deliver func(transport.Response)) *Session {
+	return &Session{id: id, pid: pid, deliver: deliver, saveResults: true, parked: make(map[uint64]string)}
+}
+
+// NewOwnSession returns the session of the owner's own process, which gets
+// its answers in-process and so never retries: none are saved for it.
+func (s *Store) NewOwnSession(id uint64, pid int, deliver func(transport.Response)) *Session {
+	sess := s.NewSession(id, pid, deliver)
+	sess.saveResults = false
+	return sess
 }
 
 // apply performs req for sess. If the answer must wait (a Lock on a held
 // lock), apply returns parked, and sess.deliver gets the answer later.
-func (s *store) apply(sess *session, req *transport.Request) (resp transport.Response, parked bool) {
+func (s *Store) Apply(sess *Session, req *transport.Request) (resp transport.Response, parked bool) {
 	resp.ID = req.ID
 	switch {
 	case req.Name == "" && req.Op.Named():
@@ -154,7 +167,7 @@ func (s *store) apply(sess *session, req *transport.Request) (resp transport.Res
 	now := s.timeFor(req)
 	s.expire(now)
 	s.ops++
-	dedup := isDeduplicated(req)
+	dedup := IsDeduplicated(req)
 	if dedup {
 		if saved, ok := s.duplicate(sess, req); ok {
 			return saved, false
@@ -189,7 +202,7 @@ func (s *store) apply(sess *session, req *transport.Request) (resp transport.Res
 // not: the lock's state recognises their retries, and only their grants
 // change the state. Nor is Leave, which journals what it changes, and may be
 // repeated.
-func isDeduplicated(req *transport.Request) bool {
+func IsDeduplicated(req *transport.Request) bool {
 	switch req.Op {
 	case transport.OpLock, transport.OpTryLock, transport.OpLeave:
 		return false
@@ -209,8 +222,8 @@ func isLockOp(op transport.Op) bool {
 
 // duplicate returns the saved answer if req was applied before: the client
 // retried it with a new owner, not knowing whether the old one applied it.
-func (s *store) duplicate(sess *session, req *transport.Request) (transport.Response, bool) {
-	if req.ID == 0 || !isDeduplicated(req) {
+func (s *Store) duplicate(sess *Session, req *transport.Request) (transport.Response, bool) {
+	if req.ID == 0 || !IsDeduplicated(req) {
 		return transport.Response{}, false
 	}
 	t := s.clients[sess.id]
@@ -224,7 +237,7 @@ func (s *store) duplicate(sess *session, req *transport.Request) (transport.Resp
 
 // save keeps the answer to a deduplicated write (see isDeduplicated) for a
 // retry, until the client acks it.
-func (s *store) save(sess *session, req *transport.Request, resp transport.Response) {
+func (s *Store) save(sess *Session, req *transport.Request, resp transport.Response) {
 	if !sess.saveResults || req.ID == 0 {
 		return
 	}
@@ -268,7 +281,7 @@ func (t *clientTable) acknowledge(ack uint64) {
 // as the rest of a counter's Add on some machines, so it is read only when
 // time matters: an entry may expire, or req sets a TTL. Otherwise the time is
 // 0, which the journal records too, so that replay sees the same.
-func (s *store) timeFor(req *transport.Request) int64 {
+func (s *Store) timeFor(req *transport.Request) int64 {
 	if len(s.expiries) == 0 && req.TTL == 0 && req.Op != transport.OpTake {
 		return 0
 	}
@@ -276,7 +289,7 @@ func (s *store) timeFor(req *transport.Request) int64 {
 }
 
 // tick advances the store's clock to now, or keeps it if now is earlier.
-func (s *store) tick(now int64) int64 {
+func (s *Store) tick(now int64) int64 {
 	s.clock = max(s.clock, now)
 	return s.clock
 }
@@ -285,15 +298,15 @@ func (s *store) tick(now int64) int64 {
 // latest time the journal recorded if that is later: a new owner's clock
 // may be behind its predecessor's. Until the first call, elapsed counts
 // from the time the store was made.
-func (s *store) startClock() {
+func (s *Store) startClock() {
 	s.base, s.started = max(s.wall().UnixNano(), s.clock), time.Now()
 }
 
 // elapsed returns the store's time now (see startClock).
-func (s *store) elapsed() int64 { return s.base + int64(time.Since(s.started)) }
+func (s *Store) elapsed() int64 { return s.base + int64(time.Since(s.started)) }
 
 // exec performs req; s.mu is held.
-func (s *store) exec(sess *session, req *transport.Request, now int64) (resp transport.Response, parked bool) {
+func (s *Store) exec(sess *Session, req *transport.Request, now int64) (resp transport.Response, parked bool) {
 	resp.ID = req.ID
 	switch req.Op {
 	case transport.OpAdd:
@@ -401,7 +414,7 @@ func fail(resp transport.Response, s transport.Status, msg string) (transport.Re
 }
 
 // setCounter sets a counter, which exists from then on.
-func (s *store) setCounter(name string, v int64) {
+func (s *Store) setCounter(name string, v int64) {
 	if _, ok := s.counters[name]; !ok {
 		s.counterNames.Insert(name)
 	}
@@ -409,7 +422,7 @@ func (s *store) setCounter(name string, v int64) {
 }
 
 // entry returns the entry for key in a map.
-func (s *store) entry(mapName, key string) (entry, bool) {
+func (s *Store) entry(mapName, key string) (entry, bool) {
 	if m := s.maps[mapName]; m != nil {
 		e, ok := m.entries[key]
 		return e, ok
@@ -418,7 +431,7 @@ func (s *store) entry(mapName, key string) (entry, bool) {
 }
 
 // mapNamed returns the map called name, made if it is missing.
-func (s *store) mapNamed(name string, size int) *mapState {
+func (s *Store) mapNamed(name string, size int) *mapState {
 	m := s.maps[name]
 	if m == nil {
 		m = &mapState{entries: make(map[string]entry, size)}
@@ -429,7 +442,7 @@ func (s *store) mapNamed(name string, size int) *mapState {
 }
 
 // put stores e for key in m, keeping the keys' order and the counts.
-func (s *store) put(mapName string, m *mapState, key string, e entry) {
+func (s *Store) put(mapName string, m *mapState, key string, e entry) {
 	old, ok := m.entries[key]
 	if ok {
 		s.bytes += int64(len(e.value) - len(old.value))
@@ -443,7 +456,7 @@ func (s *store) put(mapName string, m *mapState, key string, e entry) {
 
 // set writes req's key and value with its TTL and returns the new version.
 // With KeepTTL an existing entry keeps its expiry, or lack of one.
-func (s *store) set(req *transport.Request, now int64) uint64 {
+func (s *Store) set(req *transport.Request, now int64) uint64 {
 	m := s.mapNamed(req.Name, 0)
 	e, exists := m.entries[req.Key]
 	s.rev++
@@ -461,8 +474,8 @@ func (s *store) set(req *transport.Request, now int64) uint64 {
 		e.expiry = nil
 	}
 	s.put(req.Name, m, req.Key, e)
-	if s.changed != nil {
-		s.changed(req.Name, req.Key, false)
+	if s.Changed != nil {
+		s.Changed(req.Name, req.Key, false)
 	}
 	return s.rev
 }
@@ -478,10 +491,10 @@ func (e entry) left(now int64) time.Duration {
 // mapAdd adds req.Int to the integer an entry holds, or makes the entry
 // with it (and req.TTL) if there is none; an existing entry keeps its
 // expiry, as Redis's INCRBY does.
-func (s *store) mapAdd(req *transport.Request, resp transport.Response, now int64) (transport.Response, bool) {
+func (s *Store) mapAdd(req *transport.Request, resp transport.Response, now int64) (transport.Response, bool) {
 	n := req.Int
 	if e, ok := s.entry(req.Name, req.Key); ok {
-		v, isInt := msgpackInt(e.value)
+		v, isInt := MsgpackInt(e.value)
 		if !isInt {
 			return fail(resp, transport.StatusWrongType, "the entry holds no integer")
 		}
@@ -491,7 +504,7 @@ func (s *store) mapAdd(req *transport.Request, resp transport.Response, now int6
 		n += v
 	}
 	w := *req
-	w.Value, w.KeepTTL = appendMsgpackInt(nil, n), true
+	w.Value, w.KeepTTL = AppendMsgpackInt(nil, n), true
 	resp.Int, resp.Version = n, s.set(&w, now)
 	e, _ := s.entry(req.Name, req.Key)
 	resp.TTL = e.left(now)
@@ -507,14 +520,14 @@ func (s *store) mapAdd(req *transport.Request, resp transport.Response, now int6
 // allowed if, with it, the TAT is no further ahead of now than the
 // capacity. The answer says whether (Found), else how long to wait (Int),
 // and how long until the bucket is full (TTL).
-func (s *store) take(req *transport.Request, resp transport.Response, now int64) (transport.Response, bool) {
+func (s *Store) take(req *transport.Request, resp transport.Response, now int64) (transport.Response, bool) {
 	interval, capacity, n := req.Int, req.OldInt, int64(max(req.Limit, 1))
 	if interval <= 0 || capacity < interval || n > capacity/interval {
 		return fail(resp, transport.StatusBadRequest, "a bucket needs a positive interval, a capacity of at least one interval, and no more events than it holds")
 	}
 	tat := now
 	if e, ok := s.entry(req.Name, req.Key); ok {
-		v, isInt := msgpackInt(e.value)
+		v, isInt := MsgpackInt(e.value)
 		if !isInt {
 			return fail(resp, transport.StatusWrongType, "the entry holds no time")
 		}
@@ -526,7 +539,7 @@ func (s *store) take(req *transport.Request, resp transport.Response, now int64)
 		return resp, false
 	}
 	w := *req
-	w.Value, w.TTL, w.KeepTTL = appendMsgpackInt(nil, next), time.Duration(next-now), false
+	w.Value, w.TTL, w.KeepTTL = AppendMsgpackInt(nil, next), time.Duration(next-now), false
 	s.set(&w, now)
 	resp.Found, resp.TTL = true, time.Duration(next-now)
 	return resp, false
@@ -541,7 +554,7 @@ func expiryAt(now int64, ttl time.Duration) int64 {
 	return now + int64(ttl)
 }
 
-func (s *store) remove(mapName, key string) {
+func (s *Store) remove(mapName, key string) {
 	m := s.maps[mapName]
 	if m == nil {
 		return
@@ -561,8 +574,8 @@ func (s *store) remove(mapName, key string) {
 		delete(s.maps, mapName)
 		s.mapNames.Delete(mapName)
 	}
-	if s.changed != nil {
-		s.changed(mapName, key, true)
+	if s.Changed != nil {
+		s.Changed(mapName, key, true)
 	}
 }
 
@@ -572,7 +585,7 @@ const rangeBudget = 1 << 20
 // page returns up to limit entries (no limit if limit <= 0) of a map with
 // keys after start (or from it, if inclusive), in key order, and whether more
 // follow. A page holds at least one entry if any remain.
-func (s *store) page(mapName, start string, inclusive bool, limit int, now int64) ([]transport.Entry, bool) {
+func (s *Store) page(mapName, start string, inclusive bool, limit int, now int64) ([]transport.Entry, bool) {
 	m := s.maps[mapName]
 	if m == nil {
 		return nil, false
@@ -590,33 +603,25 @@ func (s *store) page(mapName, start string, inclusive bool, limit int, now int64
 	return out, false
 }
 
-// Kinds of names, for OpList.
-const (
-	listCounters = 1
-	listMaps     = 2
-	listLocks    = 3
-	listHolders  = 4 // the locks, with their holders
-)
-
 // list returns up to limit names of one kind after start, in order, each
 // with a size (a counter's value, a map's length, a lock's holder: 0 if
 // free), and whether more follow. The holders kind gives each lock's latest
-// token, and for a held lock the holder's process id and when it got the
+// token, and for a held lock the holder's Process id and when it got the
 // lock (see lockInfo).
-func (s *store) list(kind int64, start string, limit int) ([]transport.Entry, bool) {
+func (s *Store) list(kind int64, start string, limit int) ([]transport.Entry, bool) {
 	var names *sorted.Set
 	var entry func(name string) transport.Entry
 	size := func(f func(string) uint64) func(string) transport.Entry {
 		return func(n string) transport.Entry { return transport.Entry{Key: n, Version: f(n)} }
 	}
 	switch kind {
-	case listCounters:
+	case transport.ListCounters:
 		names, entry = &s.counterNames, size(func(n string) uint64 { return uint64(s.counters[n]) })
-	case listMaps:
+	case transport.ListMaps:
 		names, entry = &s.mapNames, size(func(n string) uint64 { return uint64(len(s.maps[n].entries)) })
-	case listLocks:
+	case transport.ListLocks:
 		names, entry = &s.lockNames, size(func(n string) uint64 { return s.locks[n].holder })
-	case listHolders:
+	case transport.ListHolders:
 		names, entry = &s.lockNames, s.lockEntry
 	default:
 		return nil, false
@@ -632,7 +637,7 @@ func (s *store) list(kind int64, start string, limit int) ([]transport.Entry, bo
 }
 
 // stats describes the store, as entries of a Stats response.
-func (s *store) stats() *transport.Stats {
+func (s *Store) stats() *transport.Stats {
 	st := &transport.Stats{Counters: int64(len(s.counters)), Maps: int64(len(s.maps)), Entries: int64(s.entries),
 		Bytes: s.bytes, Locks: int64(len(s.locks)), Ops: s.ops, Terms: s.terms}
 	if s.log != nil {
@@ -646,7 +651,7 @@ func (s *store) stats() *transport.Stats {
 
 // expire removes every entry whose time has come. Running it before each
 // operation makes expiry exact; sweep runs it when no operation comes.
-func (s *store) expire(now int64) {
+func (s *Store) expire(now int64) {
 	for len(s.expiries) > 0 && s.expiries[0].at <= now {
 		ref := s.expiries[0]
 		s.remove(ref.mapName, ref.key)
@@ -654,7 +659,7 @@ func (s *store) expire(now int64) {
 }
 
 // sweep expires entries and lock graces when no operation does it.
-func (s *store) sweep() {
+func (s *Store) Sweep() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.broken != nil {

@@ -1,6 +1,6 @@
 //go:build unix && !linux
 
-package sharedstate
+package store
 
 import (
 	"errors"
@@ -8,13 +8,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// processOf returns the process with id pid: by its id alone here, which
+// ProcessOf returns the Process with id pid: by its id alone here, which
 // the system may reuse, so an exit can be missed (and a lock kept for its
 // grace).
-func processOf(pid int) process { return process{pid: pid} }
+func ProcessOf(pid int) Process { return Process{pid: pid} }
 
-// exited reports whether no process has p's id. An unknown process (pid
+// exited reports whether no Process has p's id. An unknown Process (pid
 // 0: the system did not tell) never exits.
-func (p process) exited() bool {
+func (p Process) Exited() bool {
 	return p.pid > 0 && errors.Is(unix.Kill(p.pid, 0), unix.ESRCH)
 }

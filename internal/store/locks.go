@@ -1,0 +1,287 @@
+package store
+
+import (
+	"encoding/binary"
+	"fmt"
+	"slices"
+
+	"github.com/sharedstate/sharedstate/transport"
+)
+
+// lockState is a lock as the owner keeps it. The holder is a client id, not
+// a connection, so that a holder keeps its lock across a takeover.
+type lockState struct {
+	holder    uint64   // client id; 0 when free
+	holderReq uint64   // the holder's Lock request, to recognise its retry
+	token     uint64   // the latest fencing token given out
+	since     int64    // when the holder got it (store time, unix nanoseconds)
+	queue     []waiter // first come, first served
+	// graceEnd, if not 0, is when a holder that has not reconnected to a
+	// new owner loses the lock (unix nanoseconds).
+	graceEnd int64
+}
+
+type waiter struct {
+	sess *Session
+	id   uint64 // the parked Lock request
+}
+
+// lockEntry describes a lock for OpList: Version is its latest token, and
+// if it is held Value holds the holder's Process id (0 if unknown) and
+// since, as uvarint and varint.
+func (s *Store) lockEntry(name string) transport.Entry {
+	l := s.locks[name]
+	e := transport.Entry{Key: name, Version: l.token}
+	if l.holder != 0 {
+		e.Value = binary.AppendUvarint(nil, uint64(s.procs[l.holder].pid))
+		e.Value = binary.AppendVarint(e.Value, l.since)
+	}
+	return e
+}
+
+// applyLock performs the lock operations of apply; s.mu is held.
+func (s *Store) applyLock(sess *Session, req *transport.Request, resp transport.Response) (transport.Response, bool) {
+	l := s.lockNamed(req.Name)
+	switch req.Op {
+	case transport.OpLock, transport.OpTryLock:
+		if l.holder == sess.id && l.holderReq == req.ID && req.ID != 0 {
+			// A retry, across a takeover, of the request that got the lock.
+			resp.Found, resp.Version = true, l.token
+			return resp, false
+		}
+		if l.holder == 0 {
+			resp.Found = true
+			resp.Version = s.grant(req.Name, l, sess.id, req.ID)
+		} else if req.Op == transport.OpLock {
+			l.queue = append(l.queue, waiter{sess, req.ID})
+			sess.parked[req.ID] = req.Name
+			return resp, true
+		}
+	case transport.OpLockHeld:
+		resp.Found = l.holder == sess.id && l.token == req.Version
+	case transport.OpAbandon:
+		if _, parked := sess.parked[req.Version]; parked {
+			delete(sess.parked, req.Version)
+			l.queue = slices.DeleteFunc(l.queue, func(w waiter) bool { return w.sess == sess && w.id == req.Version })
+		} else if l.holder == sess.id && l.holderReq == req.Version {
+			s.release(req.Name, l)
+		}
+	case transport.OpUnlock:
+		if l.holder != sess.id || l.token != req.Version {
+			return fail(resp, transport.StatusNotLocked, fmt.Sprintf("%q is not held with token %d by pid %d", req.Name, req.Version, sess.pid))
+		}
+		s.release(req.Name, l)
+	}
+	return resp, false
+}
+
+// grant gives the lock to a client's request and returns the new token.
+func (s *Store) grant(name string, l *lockState, client, req uint64) uint64 {
+	l.token++
+	l.holder, l.holderReq, l.graceEnd = client, req, 0
+	l.since = s.tick(s.elapsed())
+	s.journal(grantRecord(s.scratch[:0], l.since, client, req, name, l.token))
+	return l.token
+}
+
+// release frees a held lock and hands it to the first waiter, if any. The
+// caller has journaled why (an Unlock, or a release record).
+func (s *Store) release(name string, l *lockState) {
+	l.holder, l.holderReq, l.graceEnd = 0, 0, 0
+	if len(l.queue) == 0 {
+		return
+	}
+	w := l.queue[0]
+	l.queue = slices.Delete(l.queue, 0, 1)
+	delete(w.sess.parked, w.id)
+	token := s.grant(name, l, w.sess.id, w.id)
+	w.sess.deliver(transport.Response{ID: w.id, Found: true, Version: token})
+}
+
+// forceRelease frees a lock whose holder is gone, journaling that.
+func (s *Store) forceRelease(name string, l *lockState) {
+	s.journal(releaseRecord(s.scratch[:0], s.clock, name))
+	s.release(name, l)
+}
+
+// refuseWaiters answers every parked Lock with StatusShuttingDown, for an
+// owner that is closing.
+func (s *Store) RefuseWaiters() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.locks {
+		for _, w := range l.queue {
+			delete(w.sess.parked, w.id)
+			w.sess.deliver(transport.Response{ID: w.id, Status: transport.StatusShuttingDown, Msg: "the owner is closing"})
+		}
+		l.queue = nil
+	}
+}
+
+// disconnect ends a Session: its waiting Locks are withdrawn. Its locks
+// stay, for the caller to release or give grace to, depending on what
+// became of its process.
+func (s *Store) Disconnect(sess *Session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.withdraw(sess)
+	if s.connected[sess.id]--; s.connected[sess.id] <= 0 {
+		delete(s.connected, sess.id)
+	}
+}
+
+// withdraw takes a Session's waiting Locks out of their queues; s.mu is
+// held.
+func (s *Store) withdraw(sess *Session) {
+	for id, name := range sess.parked {
+		l := s.locks[name]
+		l.queue = slices.DeleteFunc(l.queue, func(w waiter) bool { return w.sess == sess })
+		delete(sess.parked, id)
+	}
+}
+
+// connect records a new Session of a client, from Process p: the locks it
+// holds are its own again, whatever grace a takeover or a dropped
+// connection gave them.
+func (s *Store) Connect(client uint64, p Process) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.connected[client]++
+	s.identify(client, p)
+	for _, l := range s.locks {
+		if l.holder == client {
+			l.graceEnd = 0
+		}
+	}
+}
+
+// identify records that client runs in Process p; s.mu is held.
+func (s *Store) identify(client uint64, p Process) {
+	if known, ok := s.procs[client]; !ok || known != p {
+		s.procs[client] = p
+		s.journal(clientRecord(s.scratch[:0], client, p))
+	}
+}
+
+// isConnected reports whether a client has a Session.
+func (s *Store) IsConnected(client uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.connected[client] > 0
+}
+
+// releaseLocks releases at once the locks of a client with no Session: its
+// Process is gone, or its State closed.
+func (s *Store) ReleaseLocks(client uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.connected[client] == 0 {
+		s.releaseHeld(client)
+	}
+}
+
+// releaseHeld releases the locks a client holds; s.mu is held.
+func (s *Store) releaseHeld(client uint64) {
+	if s.broken != nil {
+		return
+	}
+	s.tick(s.elapsed())
+	for name, l := range s.locks {
+		if l.holder == client {
+			s.forceRelease(name, l)
+		}
+	}
+}
+
+// collect drops what the owner keeps for clients whose processes have
+// exited without its noticing (it was another owner then, or it missed the
+// exit): their locks, their saved answers and their process. So what the
+// owner keeps is bounded by the processes alive.
+func (s *Store) Collect() {
+	s.mu.Lock()
+	var idle []uint64 // clients with no Session, but locks or answers
+	for id := range s.procs {
+		switch {
+		case s.connected[id] > 0 || id == s.owner:
+		case s.clients[id] == nil && !s.holds(id):
+			delete(s.procs, id) // nothing to keep for it
+		default:
+			idle = append(idle, id)
+		}
+	}
+	procs := make([]Process, len(idle))
+	for i, id := range idle {
+		procs[i] = s.procs[id]
+	}
+	s.mu.Unlock()
+	// Read /proc without the store's lock.
+	var gone []uint64
+	for i, p := range procs {
+		if p.Exited() {
+			gone = append(gone, idle[i])
+		}
+	}
+	if len(gone) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range gone {
+		if s.connected[id] == 0 {
+			s.releaseHeld(id)
+			s.forget(id)
+		}
+	}
+}
+
+// holds reports whether a client holds a lock; s.mu is held.
+func (s *Store) holds(client uint64) bool {
+	for _, l := range s.locks {
+		if l.holder == client {
+			return true
+		}
+	}
+	return false
+}
+
+// graceLocks gives the locks of a client with no Session the grace of a
+// takeover, to be claimed by the client connecting again: a live Process
+// whose connection dropped keeps its locks.
+func (s *Store) GraceLocks(client uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.connected[client] > 0 {
+		return
+	}
+	end := s.tick(s.elapsed()) + int64(s.grace)
+	for _, l := range s.locks {
+		if l.holder == client && l.graceEnd == 0 {
+			l.graceEnd = end
+		}
+	}
+}
+
+// startGrace gives every lock held by another Process than the new owner
+// grace to be claimed by its holder reconnecting; the previous owner's locks
+// are released at once, as that Process is gone. s.mu is held.
+func (s *Store) startGrace(prevOwner, newOwner uint64) {
+	for name, l := range s.locks {
+		switch l.holder {
+		case 0, newOwner:
+		case prevOwner:
+			s.forceRelease(name, l)
+		default:
+			l.graceEnd = s.clock + int64(s.grace)
+		}
+	}
+}
+
+// expireGrace releases the locks whose holders did not come back in time.
+// s.mu is held.
+func (s *Store) expireGrace(now int64) {
+	for name, l := range s.locks {
+		if l.graceEnd != 0 && l.graceEnd <= now {
+			s.forceRelease(name, l)
+		}
+	}
+}
