@@ -256,3 +256,29 @@ func TestReplayExpiresAsLive(t *testing.T) {
 		t.Errorf("after replay k = %q, want new", v)
 	}
 }
+
+// TestReplayExpiresAfterRead: an entry a read expired (reads are not
+// journaled) is gone during replay too, before the writes that followed,
+// even a write that records no time. Before the fix, the write after the
+// read found the expired entry still there on replay: an acknowledged
+// LoadOrStore was lost after a restart.
+func TestReplayExpiresAfterRead(t *testing.T) {
+	dir := t.TempDir()
+	st := openIn(t, dir)
+	ctx := context.Background()
+	m := NewMap[string](st, "m")
+	m.Store(ctx, "k", "old", WithTTL(time.Millisecond))
+	time.Sleep(5 * time.Millisecond)
+	if _, _, err := m.Load(ctx, "other"); err != nil { // expires k
+		t.Fatal(err)
+	}
+	if _, loaded, _ := m.LoadOrStore(ctx, "k", "new"); loaded {
+		t.Fatal("expired entry loaded")
+	}
+	st.Close()
+	st = openIn(t, dir)
+	defer st.Close()
+	if v, _, _ := NewMap[string](st, "m").Load(ctx, "k"); v != "new" {
+		t.Errorf("after replay k = %q, want new", v)
+	}
+}

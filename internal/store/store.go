@@ -165,15 +165,22 @@ func (s *Store) Apply(sess *Session, req *transport.Request) (resp transport.Res
 		return fail(resp, transport.StatusShuttingDown, "the owner cannot journal: "+s.broken.Error())
 	}
 	now := s.timeFor(req)
+	dedup := IsDeduplicated(req)
+	journaled := s.log != nil && req.Op.Mutates() && (!s.persist.locksOnly || isLockOp(req.Op))
+	if !(journaled && dedup) {
+		// No record of this request will carry its time, and the
+		// writes after it may record none (timeFor): journal what expires
+		// now, as Sweep does, or replay would find these entries alive.
+		s.expireJournaled(now)
+	}
 	s.expire(now)
 	s.ops++
-	dedup := IsDeduplicated(req)
 	if dedup {
 		if saved, ok := s.duplicate(sess, req); ok {
 			return saved, false
 		}
 	}
-	if s.log != nil && req.Op.Mutates() && (!s.persist.locksOnly || isLockOp(req.Op)) {
+	if journaled {
 		// Room first, so that a full disk refuses the write before it
 		// happens. A Lock journals only its grant, a small record.
 		var rec []byte
@@ -649,6 +656,19 @@ func (s *Store) stats() *transport.Stats {
 	return st
 }
 
+// expireJournaled removes every entry whose time has come, and journals
+// that it did: operations after it may record no time (timeFor), and replay
+// must expire the same entries before them.
+func (s *Store) expireJournaled(now int64) {
+	if len(s.expiries) == 0 || s.expiries[0].at > now {
+		return
+	}
+	if !s.persist.locksOnly {
+		s.journal(expireRecord(s.scratch[:0], now))
+	}
+	s.expire(now)
+}
+
 // expire removes every entry whose time has come. Running it before each
 // operation makes expiry exact; sweep runs it when no operation comes.
 func (s *Store) expire(now int64) {
@@ -666,14 +686,7 @@ func (s *Store) Sweep() {
 		return
 	}
 	now := s.tick(s.elapsed())
-	if len(s.expiries) > 0 && s.expiries[0].at <= now {
-		// Journaled, as operations after it may record no time (timeFor)
-		// and replay must expire the same entries before them.
-		if !s.persist.locksOnly {
-			s.journal(expireRecord(s.scratch[:0], now))
-		}
-		s.expire(now)
-	}
+	s.expireJournaled(now)
 	s.expireGrace(now)
 }
 
