@@ -456,6 +456,11 @@ func (m *manager) serveRequest(conn *wire.Conn, sess *store.Session, req *transp
 		})
 		m.reply(conn.Append, &resp)
 	default:
+		if req.Op == transport.OpLeave {
+			// A closed State subscribes to nothing from its answer on,
+			// not only once its connection is seen to end.
+			m.channels.Drop(sess)
+		}
 		resp, parked := m.store.Apply(sess, req)
 		m.addStats(req, &resp)
 		switch {
