@@ -24,6 +24,9 @@ type StateInfo struct {
 	Name  string
 	Files []string // its files, as paths
 	Bytes int64    // the size of its data on disk: journal and snapshot
+	// Locked: it has a lock file, which a process running the state holds
+	// (Stats through an observer says which).
+	Locked bool
 }
 
 // States lists the states in the directory of opts (WithDir, or
@@ -60,6 +63,7 @@ func scanStates(dir *statedir.Dir, only string) ([]StateInfo, error) {
 			byName[name] = info
 		}
 		info.Files = append(info.Files, dir.Join(f))
+		info.Locked = info.Locked || f == name+".lock"
 		if data {
 			size, _ := dir.Size(f)
 			info.Bytes += size

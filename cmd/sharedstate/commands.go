@@ -110,7 +110,7 @@ func (c *cli) states(ctx context.Context, _ []string) error {
 	out := make([]stateJSON, 0, len(states))
 	for _, s := range states {
 		it := stateJSON{Name: s.Name, Bytes: s.Bytes, Files: s.Files}
-		if s.Bytes > 0 || slices.ContainsFunc(s.Files, isLockFile) {
+		if s.Bytes > 0 || s.Locked {
 			stats, err := c.peek(ctx, s.Name)
 			if err != nil {
 				it.Error = strings.TrimPrefix(err.Error(), "sharedstate: ")
@@ -122,8 +122,6 @@ func (c *cli) states(ctx context.Context, _ []string) error {
 	}
 	return c.printStates(out)
 }
-
-func isLockFile(path string) bool { return strings.HasSuffix(path, ".lock") }
 
 // peek returns the statistics of the state called name, opened as an
 // observer for the time it takes.
