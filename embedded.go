@@ -1,15 +1,12 @@
 package sharedstate
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -96,60 +93,6 @@ func openEmbedded(ctx context.Context, name string, cfg config) (*embedded, erro
 	s.setRole(b)
 	go s.supervise(b)
 	return s, nil
-}
-
-// openStateDir opens the directory of cfg, made if missing.
-func openStateDir(cfg config) (*statedir.Dir, error) {
-	if err := cmp.Or(statedir.Unsupported, wire.Unsupported); err != nil {
-		return nil, fmt.Errorf("sharedstate: Open's engine keeps a state in the memory of its workers, who reach each other through Unix sockets: %w; "+
-			"here, use another engine (the Redis engine of module github.com/sharedstate/sharedstate/redisstate), or a Linux, macOS or FreeBSD host (WSL on Windows)", err)
-	}
-	path, err := stateDir(cfg.dir)
-	if err != nil {
-		return nil, err
-	}
-	dir, err := statedir.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("sharedstate: %w", err)
-	}
-	return dir, nil
-}
-
-// DefaultDir returns the directory that holds the states of Open without
-// WithDir: sharedstate-UID in $XDG_RUNTIME_DIR (the user's own, in memory,
-// cleared at boot), or in os.TempDir if that is not set. Open makes it if needed, readable by its user alone.
-func DefaultDir() string {
-	base := os.Getenv("XDG_RUNTIME_DIR")
-	if !filepath.IsAbs(base) {
-		base = os.TempDir()
-	}
-	return filepath.Join(base, "sharedstate-"+strconv.Itoa(os.Getuid()))
-}
-
-// stateDir returns the directory of a state, dir or DefaultDir if dir is "",
-// made if missing, after checking that it is safe to use.
-func stateDir(dir string) (string, error) {
-	private := dir == ""
-	if private {
-		dir = DefaultDir()
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("sharedstate: %w", err)
-	}
-	fi, err := os.Lstat(dir)
-	if err != nil {
-		return "", fmt.Errorf("sharedstate: %w", err)
-	}
-	owner, _ := statedir.OwnerOf(fi)
-	switch mode := fi.Mode(); {
-	case !fi.IsDir():
-		return "", fmt.Errorf("sharedstate: %s is not a directory", dir)
-	case owner != os.Getuid():
-		return "", fmt.Errorf("%w: directory %s belongs to uid %d, not %d", ErrUnauthorized, dir, owner, os.Getuid())
-	case private && mode.Perm()&0o077 != 0, mode.Perm()&0o022 != 0:
-		return "", fmt.Errorf("%w: directory %s has mode %v; it must not be open to other users (chmod 700)", ErrUnauthorized, dir, mode.Perm())
-	}
-	return dir, nil
 }
 
 func randomID() uint64 {
@@ -407,65 +350,6 @@ func (s *embedded) unresolved(req *transport.Request, err error) error {
 		return err
 	}
 	return fmt.Errorf("%w; the %v may or may not have been applied", err, req.Op)
-}
-
-// ackTracker numbers this process's requests and finds the lowest-numbered
-// write still in flight: every request reports it to the owner as its Ack,
-// and the owner drops the saved answers below it. Only writes are tracked:
-// nothing is saved for other requests.
-type ackTracker struct {
-	mu  sync.Mutex
-	seq atomic.Uint64 // the last id given out
-	// inflight lists the writes begun, in ascending order, from its front
-	// (index head) up to the first one not finished; done holds the finished
-	// ones behind it. So low is the front, found without scanning what is in
-	// flight.
-	inflight []uint64
-	head     int
-	done     map[uint64]struct{}
-}
-
-// next numbers a request that is not a write.
-func (a *ackTracker) next() uint64 { return a.seq.Add(1) }
-
-// begin numbers a write, in flight until finish. Numbering under the lock
-// keeps inflight in order, and low from passing a write not yet in it.
-func (a *ackTracker) begin() uint64 {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	id := a.seq.Add(1)
-	a.inflight = append(a.inflight, id)
-	return id
-}
-
-func (a *ackTracker) finish(id uint64) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.head == len(a.inflight) || a.inflight[a.head] != id {
-		a.done[id] = struct{}{}
-		return
-	}
-	a.head++
-	for a.head < len(a.inflight) {
-		if _, ok := a.done[a.inflight[a.head]]; !ok {
-			break
-		}
-		delete(a.done, a.inflight[a.head])
-		a.head++
-	}
-	if a.head == len(a.inflight) { // empty: reuse the array from its start
-		a.inflight, a.head = a.inflight[:0], 0
-	}
-}
-
-// low returns an id such that every write numbered below it has finished.
-func (a *ackTracker) low() uint64 {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.head < len(a.inflight) {
-		return a.inflight[a.head]
-	}
-	return a.seq.Load() + 1
 }
 
 // awaitChange waits until r is no longer the current role, or ctx ends or
