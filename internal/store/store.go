@@ -46,6 +46,7 @@ type Store struct {
 	// started: a wall clock stepped, or an owner whose clock was ahead,
 	// shifts it once, and expiries and lock graces then follow real time.
 	wall    func() time.Time
+	mono    func() time.Time // time.Now, whose monotonic reading paces the store; tests move it
 	base    int64
 	started time.Time
 
@@ -121,6 +122,7 @@ func newStore() *Store {
 		connected: make(map[uint64]int),
 		procs:     make(map[uint64]Process),
 		wall:      time.Now,
+		mono:      time.Now,
 	}
 	s.startClock()
 	return s
@@ -306,11 +308,11 @@ func (s *Store) tick(now int64) int64 {
 // may be behind its predecessor's. Until the first call, elapsed counts
 // from the time the store was made.
 func (s *Store) startClock() {
-	s.base, s.started = max(s.wall().UnixNano(), s.clock), time.Now()
+	s.base, s.started = max(s.wall().UnixNano(), s.clock), s.mono()
 }
 
 // elapsed returns the store's time now (see startClock).
-func (s *Store) elapsed() int64 { return s.base + int64(time.Since(s.started)) }
+func (s *Store) elapsed() int64 { return s.base + int64(s.mono().Sub(s.started)) }
 
 // exec performs req; s.mu is held.
 func (s *Store) exec(sess *Session, req *transport.Request, now int64) (resp transport.Response, parked bool) {

@@ -1,0 +1,27 @@
+// Package store is the state as its owner keeps it: every counter, map and
+// lock of one named state, in memory, changed only by Apply, one request at a
+// time. Values are opaque bytes; the store reads none but the integers of
+// Map.Add and the times of token buckets (MsgpackInt).
+//
+// The files, one concept each:
+//
+//   - store.go: the tables, Apply and the operations on counters and maps;
+//     the store's clock, which expiries follow;
+//   - locks.go: the lock table, its queues, fencing tokens, and what happens
+//     to a holder's locks when its connection or process ends;
+//   - channels.go: who subscribes to which channel (messages are not state,
+//     and are not journaled);
+//   - process.go: a client's process, told apart from a later one with the
+//     same pid;
+//   - replay.go: the journal's records and their replay;
+//   - snapshot.go: compaction into a snapshot, and loading one;
+//   - recovery.go: rebuilding a store from its files (Recover, Read), and
+//     what it needs to keep journaling; repair.go: making a damaged state
+//     openable again.
+//
+// Apply depends only on the store, the request and the time, and the
+// journal records all three, so replaying the journal on the latest
+// snapshot rebuilds the store exactly: a new owner after a takeover has the
+// state its predecessor acknowledged, with the answers to writes its clients
+// may retry (exactly once). The file formats are internal/journal's.
+package store
