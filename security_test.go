@@ -34,14 +34,16 @@ import (
 	"github.com/sharedstate/sharedstate/transport"
 )
 
-// securityRoleEnv names the worker role of a child started by the tests in
-// this file. The hook runs before TestMain, so such a child never opens the
-// state the way runWorker does (a child running as another user cannot).
-const securityRoleEnv = "SS_SECURITY_ROLE"
-
 func init() {
-	if role := os.Getenv(securityRoleEnv); role != "" {
-		os.Exit(runSecurityWorker(role))
+	// probe: say which user this process runs as.
+	workerRoles["probe"] = func() int {
+		fmt.Println("uid", os.Getuid())
+		return 0
+	}
+	// other-user: run as another user than the owner, and try to get in.
+	workerRoles["other-user"] = func() int {
+		otherUser()
+		return 0
 	}
 }
 
@@ -632,7 +634,7 @@ func TestOtherUserRefused(t *testing.T) {
 		return cmd
 	}
 	probe := asNobody(exec.Command(bin))
-	probe.Env = append(os.Environ(), securityRoleEnv+"=probe")
+	probe.Env = append(os.Environ(), "SHAREDSTATE_WORKER=probe")
 	if out, err := probe.Output(); errors.Is(err, syscall.EPERM) {
 		t.Skipf("cannot run a process as uid %d: %v", nobody, err)
 	} else if err != nil || strings.TrimSpace(string(out)) != "uid "+strconv.Itoa(nobody) {
@@ -649,7 +651,7 @@ func TestOtherUserRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	w := startWorkerCmd(t, asNobody(exec.Command(bin)), "other-user", securityRoleEnv+"=other-user", "SS_DIR="+dir)
+	w := startWorkerCmd(t, asNobody(exec.Command(bin)), "other-user", "SS_DIR="+dir)
 	want := fmt.Sprintf("status=%d ", transport.StatusUnauthorized)
 	if got := w.expectLine(t, "raw"); !strings.HasPrefix(got, want) || !strings.Contains(got, "uid 65534") {
 		t.Errorf("raw connection as uid %d got %q; want a refusal %q naming its uid", nobody, got, want)
@@ -736,22 +738,8 @@ func TestNameEscapes(t *testing.T) {
 	}
 }
 
-// runSecurityWorker plays a role for the tests in this file, in a child
-// process; it prints its findings for the parent to check.
-func runSecurityWorker(role string) int {
-	switch role {
-	case "probe":
-		fmt.Println("uid", os.Getuid())
-	case "other-user":
-		otherUser()
-	default:
-		fmt.Fprintln(os.Stderr, "unknown role", role)
-		return 1
-	}
-	return 0
-}
-
-// otherUser runs as another user than the owner, and tries to get in.
+// otherUser runs as another user than the owner, and tries to get in; it
+// prints its findings for the parent to check.
 func otherUser() {
 	dir := os.Getenv("SS_DIR")
 	sock := filepath.Join(dir, "app.sock")

@@ -25,21 +25,30 @@ import (
 )
 
 // The test binary doubles as the worker processes of the multi-process
-// tests: run with SHAREDSTATE_WORKER set, it plays that role and exits.
-// Roles beyond runWorker's own register in workerRoles from their test
-// file's init.
+// tests: run with SHAREDSTATE_WORKER set (startWorker does), it plays that
+// role and exits. Every role registers in workerRoles, from the init of the
+// test file that uses it.
 func TestMain(m *testing.M) {
 	if role := os.Getenv("SHAREDSTATE_WORKER"); role != "" {
-		if run := workerRoles[role]; run != nil {
-			os.Exit(run())
+		run := workerRoles[role]
+		if run == nil {
+			fmt.Fprintf(os.Stderr, "no worker role %q\n", role)
+			os.Exit(2)
 		}
-		os.Exit(runWorker(role))
+		os.Exit(run())
 	}
 	os.Exit(m.Run())
 }
 
-// workerRoles maps a role name to the function a worker process runs.
+// workerRoles maps a role name to the function a worker process runs, whose
+// result is its exit code.
 var workerRoles = map[string]func() int{}
+
+func init() {
+	for _, role := range []string{"add", "mutex", "hold", "wait", "own"} {
+		workerRoles[role] = func() int { return runWorker(role) }
+	}
+}
 
 func testContext(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -419,8 +428,8 @@ func TestNoGoroutinesLeftAfterClose(t *testing.T) {
 	}
 }
 
-// runWorker plays a worker role in a child process; its exit code reports
-// success.
+// runWorker plays one of the roles that open the state called app in SS_DIR
+// first, in a child process; its exit code reports success.
 func runWorker(role string) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
