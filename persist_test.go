@@ -234,51 +234,40 @@ func TestAckTracker(t *testing.T) {
 	}
 }
 
-// TestReplayExpiresAsLive: entries the owner's sweeper expired, with no
-// operation recording the time, are gone during replay too, before the
-// operations that followed.
-func TestReplayExpiresAsLive(t *testing.T) {
-	dir := t.TempDir()
-	st := openIn(t, dir)
-	ctx := context.Background()
-	m := NewMap[string](st, "m")
-	m.Store(ctx, "k", "old", WithTTL(time.Millisecond))
-	// Let the sweeper, not an operation, expire it: no operation runs
-	// meanwhile, so nothing else can.
-	time.Sleep(3 * sweepInterval)
-	if _, loaded, _ := m.LoadOrStore(ctx, "k", "new"); loaded {
-		t.Fatal("expired entry loaded")
-	}
-	st.Close()
-	st = openIn(t, dir)
-	defer st.Close()
-	if v, _, _ := NewMap[string](st, "m").Load(ctx, "k"); v != "new" {
-		t.Errorf("after replay k = %q, want new", v)
-	}
-}
-
-// TestReplayExpiresAfterRead: an entry a read expired (reads are not
+// TestReplayExpiresAsLive: an entry that expired with no record of the
+// time (the owner's sweeper expired it, or a read, and reads are not
 // journaled) is gone during replay too, before the writes that followed,
-// even a write that records no time. Before the fix, the write after the
-// read found the expired entry still there on replay: an acknowledged
-// LoadOrStore was lost after a restart.
-func TestReplayExpiresAfterRead(t *testing.T) {
-	dir := t.TempDir()
-	st := openIn(t, dir)
-	ctx := context.Background()
-	m := NewMap[string](st, "m")
-	m.Store(ctx, "k", "old", WithTTL(time.Millisecond))
-	time.Sleep(5 * time.Millisecond)
-	if _, _, err := m.Load(ctx, "other"); err != nil { // expires k
-		t.Fatal(err)
-	}
-	if _, loaded, _ := m.LoadOrStore(ctx, "k", "new"); loaded {
-		t.Fatal("expired entry loaded")
-	}
-	st.Close()
-	st = openIn(t, dir)
-	defer st.Close()
-	if v, _, _ := NewMap[string](st, "m").Load(ctx, "k"); v != "new" {
-		t.Errorf("after replay k = %q, want new", v)
+// even a write that records no time. After a read, the replayed write once
+// found the entry still there, so an acknowledged LoadOrStore was lost
+// after a restart.
+func TestReplayExpiresAsLive(t *testing.T) {
+	for _, expire := range []struct {
+		by   string
+		wait func(m *Map[string])
+	}{
+		// No operation runs meanwhile, so only the sweeper can.
+		{"the sweeper", func(*Map[string]) { time.Sleep(3 * sweepInterval) }},
+		{"a read", func(m *Map[string]) {
+			time.Sleep(5 * time.Millisecond)
+			m.Load(context.Background(), "other")
+		}},
+	} {
+		t.Run(expire.by, func(t *testing.T) {
+			dir := t.TempDir()
+			st := openIn(t, dir)
+			ctx := context.Background()
+			m := NewMap[string](st, "m")
+			m.Store(ctx, "k", "old", WithTTL(time.Millisecond))
+			expire.wait(m)
+			if _, loaded, _ := m.LoadOrStore(ctx, "k", "new"); loaded {
+				t.Fatal("expired entry loaded")
+			}
+			st.Close()
+			st = openIn(t, dir)
+			defer st.Close()
+			if v, _, _ := NewMap[string](st, "m").Load(ctx, "k"); v != "new" {
+				t.Errorf("after replay k = %q, want new", v)
+			}
+		})
 	}
 }
