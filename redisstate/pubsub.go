@@ -47,7 +47,7 @@ func (e *engine) listen(ctx context.Context, channel string, sub *subscription) 
 	if first {
 		// If this fails, go-redis subscribes again on the connection it
 		// makes next, and the confirmation comes then.
-		e.ps.Subscribe(ctx, channel)
+		e.psSubscribe(ctx, channel)
 	}
 	e.subs.changing.Unlock()
 	select {
@@ -71,7 +71,7 @@ func (e *engine) unsubscribe(channel string, sub *subscription) {
 	if e.subs.remove(channel, sub) {
 		ctx, cancel := context.WithTimeout(e.ctx, cleanupTimeout)
 		defer cancel()
-		e.ps.Unsubscribe(ctx, channel)
+		e.psUnsubscribe(ctx, channel)
 	}
 }
 
@@ -82,7 +82,7 @@ func (e *engine) dispatch(msgs <-chan any) {
 	for m := range msgs {
 		switch m := m.(type) {
 		case *redis.Subscription:
-			if m.Kind == "subscribe" {
+			if m.Kind == "subscribe" || m.Kind == "ssubscribe" {
 				e.subs.confirm(m.Channel)
 			}
 		case *redis.Message:
@@ -188,4 +188,20 @@ func (s *subscriptions) closeAll() {
 		}
 	}
 	clear(s.m)
+}
+
+// psSubscribe and psUnsubscribe change the engine's subscriptions: sharded
+// ones on a Cluster, where a state's channels live on its slot's node.
+func (e *engine) psSubscribe(ctx context.Context, channel string) error {
+	if e.sharded {
+		return e.ps.SSubscribe(ctx, channel)
+	}
+	return e.ps.Subscribe(ctx, channel)
+}
+
+func (e *engine) psUnsubscribe(ctx context.Context, channel string) error {
+	if e.sharded {
+		return e.ps.SUnsubscribe(ctx, channel)
+	}
+	return e.ps.Unsubscribe(ctx, channel)
 }

@@ -47,7 +47,8 @@
 //
 // The keys of the state called name start with "sharedstate:{name}:". The
 // braces are a hash tag, placing a whole state in one slot of a Redis
-// Cluster, as its scripts need. Do not let a maxmemory policy evict them
+// Cluster (OpenClient with a *redis.ClusterClient), as its scripts need; its
+// messages go through sharded pub/sub on that slot's node. Do not let a maxmemory policy evict them
 // (use noeviction): an evicted lock or entry is lost like any other key.
 package redisstate
 
@@ -99,11 +100,7 @@ const (
 // WithDurability and the like) have no effect; WithLockLease sets the lease
 // of locks.
 func Open(ctx context.Context, opts *redis.Options, name string, stOpts ...sharedstate.Option) (*sharedstate.State, error) {
-	lease := sharedstate.EngineOptions(stOpts...).LockLease
-	if lease <= 0 {
-		lease = defaultLease
-	}
-	return open(ctx, opts, name, lease, stOpts)
+	return open(ctx, opts, name, leaseOf(stOpts), stOpts)
 }
 
 // OpenURL is Open with the options that url gives, as redis.ParseURL reads
@@ -117,6 +114,35 @@ func OpenURL(ctx context.Context, url, name string, stOpts ...sharedstate.Option
 	return Open(ctx, opts, name, stOpts...)
 }
 
+// OpenClient returns the state called name, kept through client: a
+// *redis.Client, a Redis Cluster's *redis.ClusterClient, or a Sentinel
+// failover client (redis.NewFailoverClient, or redis.NewUniversalClient
+// with a MasterName), the one the app already has. It waits until Redis
+// answers, or ctx ends (ErrUnavailable). The State uses client without
+// changing it, and its Close leaves client open: client belongs to the
+// caller.
+//
+// A whole state lives in one slot of a Cluster (its keys share a hash tag,
+// see "Redis keys"), so its scripts run on one node, and its messages go
+// through sharded pub/sub (SPUBLISH, SSUBSCRIBE: Redis 7) on that node.
+//
+// The engine retries calls itself, with request ids that make retrying a
+// write safe, until a call's context ends. For a call to end with its
+// context while Redis does not answer, make client with
+// ContextTimeoutEnabled: true (Open does); client's own retries
+// (MaxRetries) are safe, and only add to the time a call may take.
+func OpenClient(ctx context.Context, client redis.UniversalClient, name string, stOpts ...sharedstate.Option) (*sharedstate.State, error) {
+	return start(ctx, newEngine(client, false, name, leaseOf(stOpts)), stOpts)
+}
+
+// leaseOf returns the lease that stOpts set for locks, or the default.
+func leaseOf(stOpts []sharedstate.Option) time.Duration {
+	if lease := sharedstate.EngineOptions(stOpts...).LockLease; lease > 0 {
+		return lease
+	}
+	return defaultLease
+}
+
 func open(ctx context.Context, opts *redis.Options, name string, lease time.Duration, stOpts []sharedstate.Option) (*sharedstate.State, error) {
 	var o redis.Options // nil opts: go-redis's defaults
 	if opts != nil {
@@ -125,27 +151,39 @@ func open(ctx context.Context, opts *redis.Options, name string, lease time.Dura
 	o.MaxRetries = -1
 	o.DialerRetries = 1
 	o.ContextTimeoutEnabled = true
-	e := newEngine(redis.NewClient(&o), name, lease)
-	st, err := sharedstate.NewState(name, e, stOpts...)
+	st, err := start(ctx, newEngine(redis.NewClient(&o), true, name, lease), stOpts)
 	if err != nil {
-		e.rdb.Close()
-		return nil, err
-	}
-	if err := e.start(ctx); err != nil {
-		st.Close()
-		return nil, fmt.Errorf("redisstate: open %q at %s: %w", name, o.Addr, err)
+		return nil, fmt.Errorf("%w (at %s)", err, o.Addr)
 	}
 	return st, nil
 }
 
-// engine is a transport.Engine on one Redis server.
+// start makes the State of e and waits for Redis to answer.
+func start(ctx context.Context, e *engine, stOpts []sharedstate.Option) (*sharedstate.State, error) {
+	st, err := sharedstate.NewState(e.name, e, stOpts...)
+	if err != nil {
+		e.Close()
+		return nil, err
+	}
+	if err := e.start(ctx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("redisstate: open %q: %w", e.name, err)
+	}
+	return st, nil
+}
+
+// engine is a transport.Engine on Redis: one server, a Cluster or a
+// Sentinel-watched primary.
 type engine struct {
-	rdb    *redis.Client
-	keys   keys
-	client string        // random: tells this engine's locks and results apart
-	lease  time.Duration // of a lock, renewed every third of it
-	seq    atomic.Uint64 // numbers requests and Lock calls
-	acks   acks
+	rdb     redis.UniversalClient
+	owned   bool // Close closes rdb: Open made it
+	sharded bool // a Cluster: messages through sharded pub/sub
+	name    string
+	keys    keys
+	client  string        // random: tells this engine's locks and results apart
+	lease   time.Duration // of a lock, renewed every third of it
+	seq     atomic.Uint64 // numbers requests and Lock calls
+	acks    acks
 
 	ps      *redis.PubSub // lock wake-ups and the channels subscribed to
 	subs    subscriptions
@@ -160,14 +198,18 @@ type engine struct {
 	cancel context.CancelFunc
 }
 
-func newEngine(rdb *redis.Client, name string, lease time.Duration) *engine {
+func newEngine(rdb redis.UniversalClient, owned bool, name string, lease time.Duration) *engine {
 	var id [8]byte
 	rand.Read(id[:])
+	_, sharded := rdb.(*redis.ClusterClient)
 	e := &engine{
-		rdb:    rdb,
-		keys:   keys{prefix: "sharedstate:{" + name + "}:"},
-		client: hex.EncodeToString(id[:]),
-		lease:  lease,
+		rdb:     rdb,
+		owned:   owned,
+		sharded: sharded,
+		name:    name,
+		keys:    keys{prefix: "sharedstate:{" + name + "}:"},
+		client:  hex.EncodeToString(id[:]),
+		lease:   lease,
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	return e
@@ -180,7 +222,13 @@ func (e *engine) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	e.ps = e.rdb.Subscribe(e.ctx)
+	if e.sharded {
+		// Named at once: the connection goes to the node of the
+		// channel's slot, where all the state's channels live.
+		e.ps = e.rdb.SSubscribe(e.ctx, e.keys.unlocked())
+	} else {
+		e.ps = e.rdb.Subscribe(e.ctx)
+	}
 	msgs := e.ps.ChannelWithSubscriptions()
 	e.bg.Add(1)
 	go func() {
@@ -216,6 +264,9 @@ func (e *engine) Close() error {
 	}
 	e.bg.Wait()
 	e.subs.closeAll()
+	if !e.owned {
+		return nil
+	}
 	return e.rdb.Close()
 }
 
@@ -314,7 +365,11 @@ func (e *engine) do(ctx context.Context, req *transport.Request) (transport.Resp
 		return e.lockHeld(ctx, name, req.Version)
 	case transport.OpPublish:
 		err = e.retry(ctx, false, func(ctx context.Context) (err error) {
-			r.n, err = e.rdb.Publish(ctx, k.channel(name), req.Value).Result()
+			if e.sharded {
+				r.n, err = e.rdb.SPublish(ctx, k.channel(name), req.Value).Result()
+			} else {
+				r.n, err = e.rdb.Publish(ctx, k.channel(name), req.Value).Result()
+			}
 			return err
 		})
 	default:

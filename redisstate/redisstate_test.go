@@ -462,7 +462,7 @@ func worker(role string) error {
 func TestExactlyOnce(t *testing.T) {
 	srv := startServer(t)
 	ctx := testContext(t)
-	e := newEngine(redis.NewClient(srv.options()), "once", defaultLease)
+	e := newEngine(redis.NewClient(srv.options()), true, "once", defaultLease)
 	if err := e.start(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,12 +20,14 @@ import (
 )
 
 // server is a redis-server that a test runs on a Unix socket in a temporary
-// directory, without persistence unless args ask for it.
+// directory (or on a loopback port: a Cluster's node), without persistence
+// unless args ask for it.
 type server struct {
 	t    testing.TB
 	path string // of redis-server
 	dir  string
-	sock string
+	sock string // its Unix socket
+	port int    // or its loopback port, if not 0
 	args []string
 	cmd  *exec.Cmd
 }
@@ -34,35 +37,54 @@ type server struct {
 // scripts/redis.sh has installed it.
 func startServer(t testing.TB, args ...string) *server {
 	t.Helper()
-	path, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("redis-server is not installed: scripts/test.sh installs it with scripts/redis.sh")
-		}
-		t.Skip("redis-server is not installed (bash scripts/redis.sh installs it)")
-	}
+	s := newServer(t, 0, args)
+	s.start()
+	return s
+}
+
+// newServer prepares a server on port (0: on a Unix socket), stopped and
+// removed when the test ends.
+func newServer(t testing.TB, port int, args []string) *server {
+	t.Helper()
+	path := lookPath(t, "redis-server")
 	// Not t.TempDir: its path can be too long for a Unix socket.
 	dir, err := os.MkdirTemp("", "redisstate")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &server{t: t, path: path, dir: dir, sock: filepath.Join(dir, "redis.sock"), args: args}
+	s := &server{t: t, path: path, dir: dir, sock: filepath.Join(dir, "redis.sock"), port: port, args: args}
 	t.Cleanup(func() {
 		s.kill()
 		os.RemoveAll(dir)
 	})
-	s.start()
 	return s
+}
+
+// lookPath finds a Redis program. Without it the test is skipped, or fails
+// in CI (env CI set), where scripts/redis.sh has installed it.
+func lookPath(t testing.TB, program string) string {
+	t.Helper()
+	path, err := exec.LookPath(program)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s is not installed: scripts/test.sh installs it with scripts/redis.sh", program)
+		}
+		t.Skipf("%s is not installed (bash scripts/redis.sh installs it)", program)
+	}
+	return path
 }
 
 // start starts the server and waits until it answers.
 func (s *server) start() {
 	s.t.Helper()
-	args := append([]string{
-		"--port", "0", "--unixsocket", s.sock, "--unixsocketperm", "700",
+	args := []string{"--port", "0", "--unixsocket", s.sock, "--unixsocketperm", "700"}
+	if s.port != 0 {
+		args = []string{"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1"}
+	}
+	args = append(append(args,
 		"--save", "", "--appendonly", "no", "--dir", s.dir,
 		"--logfile", filepath.Join(s.dir, "redis.log"),
-	}, s.args...)
+	), s.args...)
 	s.cmd = exec.Command(s.path, args...)
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)
@@ -71,7 +93,7 @@ func (s *server) start() {
 	for !s.answers() {
 		if time.Now().After(deadline) {
 			log, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
-			s.t.Fatalf("redis-server does not answer on %s; its log:\n%s", s.sock, log)
+			s.t.Fatalf("redis-server does not answer on %s; its log:\n%s", s.addr(), log)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -79,7 +101,7 @@ func (s *server) start() {
 
 // answers reports whether the server answers PING (and not, say, LOADING).
 func (s *server) answers() bool {
-	c, err := net.DialTimeout("unix", s.sock, time.Second)
+	c, err := net.DialTimeout(s.network(), s.addr(), time.Second)
 	if err != nil {
 		return false
 	}
@@ -101,8 +123,22 @@ func (s *server) kill() {
 	}
 }
 
+func (s *server) network() string {
+	if s.port != 0 {
+		return "tcp"
+	}
+	return "unix"
+}
+
+func (s *server) addr() string {
+	if s.port != 0 {
+		return "127.0.0.1:" + strconv.Itoa(s.port)
+	}
+	return s.sock
+}
+
 func (s *server) options() *redis.Options {
-	return &redis.Options{Network: "unix", Addr: s.sock}
+	return &redis.Options{Network: s.network(), Addr: s.addr()}
 }
 
 // client returns a plain client, to look at the keys.

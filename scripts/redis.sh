@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Installs redis-server, Debian's package, if it is missing. The tests of
-# the Redis engine (redisstate/) start redis-servers of their own on Unix
-# sockets in temporary directories; they do not use the system's service.
+# Installs redis-server and redis-cli (Debian's packages) if they are
+# missing. The tests of the Redis engine (redisstate/) start redis-servers of
+# their own, on Unix sockets in temporary directories and, for a Cluster, on
+# loopback ports; they do not use the system's service.
 set -euo pipefail
 
-if command -v redis-server >/dev/null; then
+if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
 	exit 0
 fi
 sudo=""
@@ -13,5 +14,5 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -q
-$sudo apt-get install -y -q --no-install-recommends redis-server
-command -v redis-server >/dev/null
+$sudo apt-get install -y -q --no-install-recommends redis-server redis-tools
+command -v redis-server >/dev/null && command -v redis-cli >/dev/null
