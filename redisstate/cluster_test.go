@@ -136,13 +136,20 @@ func TestClusterEveryState(t *testing.T) {
 }
 
 // TestConformanceCluster: the conformance suite on a three-master Cluster,
-// each test's state on a slot of its own.
+// each test's state on a slot of its own, through the app's client and
+// through one that OpenClusterURL makes.
 func TestConformanceCluster(t *testing.T) {
-	rdb := startCluster(t).client()
+	c := startCluster(t)
+	rdb := c.client()
+	url := "redis://" + c.nodes[0].addr() + "?addr=" + c.nodes[1].addr()
 	n := 0
 	sharedstatetest.Run(t, func(t *testing.T) *sharedstate.State {
 		n++
-		st, err := OpenClient(testContext(t), rdb, fmt.Sprintf("conformance%d", n))
+		name := fmt.Sprintf("conformance%d", n)
+		st, err := OpenClient(testContext(t), rdb, name)
+		if n%2 == 0 {
+			st, err = OpenClusterURL(testContext(t), url, name)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}

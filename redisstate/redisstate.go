@@ -114,6 +114,34 @@ func OpenURL(ctx context.Context, url, name string, stOpts ...sharedstate.Option
 	return Open(ctx, opts, name, stOpts...)
 }
 
+// OpenClusterURL is OpenClient with a Redis Cluster client of the options
+// that url gives, as redis.ParseClusterURL reads them:
+// "redis://user:password@node1:6379?addr=node2:6379&addr=node3:6379". The
+// client follows MOVED and ASK redirects as the cluster reshards; the
+// State closes it on Close.
+func OpenClusterURL(ctx context.Context, url, name string, stOpts ...sharedstate.Option) (*sharedstate.State, error) {
+	opts, err := redis.ParseClusterURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("redisstate: %w", err)
+	}
+	opts.ContextTimeoutEnabled = true
+	return start(ctx, newEngine(redis.NewClusterClient(opts), true, name, leaseOf(stOpts)), stOpts)
+}
+
+// OpenFailoverURL is OpenClient with a Sentinel failover client of the
+// options that url gives, as redis.ParseFailoverURL reads them:
+// "redis://sentinel1:26379?master_name=mymaster&addr=sentinel2:26379". The
+// client asks the sentinels for the current primary, and follows a
+// failover; the State closes it on Close.
+func OpenFailoverURL(ctx context.Context, url, name string, stOpts ...sharedstate.Option) (*sharedstate.State, error) {
+	opts, err := redis.ParseFailoverURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("redisstate: %w", err)
+	}
+	opts.ContextTimeoutEnabled = true
+	return start(ctx, newEngine(redis.NewFailoverClient(opts), true, name, leaseOf(stOpts)), stOpts)
+}
+
 // OpenClient returns the state called name, kept through client: a
 // *redis.Client, a Redis Cluster's *redis.ClusterClient, or a Sentinel
 // failover client (redis.NewFailoverClient, or redis.NewUniversalClient

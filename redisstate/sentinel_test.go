@@ -1,0 +1,198 @@
+//go:build unix
+
+package redisstate
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sharedstate/sharedstate"
+	"github.com/sharedstate/sharedstate/sharedstatetest"
+)
+
+// sentinels is a Redis primary with one replica and three sentinels
+// watching it, on loopback ports, as Redis is run for automatic failover.
+type sentinels struct {
+	t        testing.TB
+	primary  *server
+	replica  *server
+	watchers []*exec.Cmd
+	addrs    []string // the sentinels'
+}
+
+const sentinelMaster = "mymaster"
+
+// startSentinels starts the primary, its replica and three sentinels
+// (redis-server in sentinel mode), stopped when the test ends, and waits
+// until every sentinel knows the replica and the other sentinels.
+func startSentinels(t testing.TB) *sentinels {
+	t.Helper()
+	ports := clusterPorts(t, 5)
+	s := &sentinels{t: t}
+	// Without the delay, a replica's first sync starts at once.
+	s.primary = newServer(t, ports[0], []string{"--repl-diskless-sync-delay", "0"})
+	s.primary.start()
+	s.replica = newServer(t, ports[1], []string{"--replicaof", "127.0.0.1", strconv.Itoa(ports[0])})
+	s.replica.start()
+	for _, port := range ports[2:] {
+		dir := t.TempDir()
+		conf := filepath.Join(dir, "sentinel.conf")
+		text := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\n", port, dir) +
+			fmt.Sprintf("sentinel monitor %s 127.0.0.1 %d 2\n", sentinelMaster, ports[0]) +
+			fmt.Sprintf("sentinel down-after-milliseconds %s 1000\n", sentinelMaster) +
+			fmt.Sprintf("sentinel failover-timeout %s 10000\n", sentinelMaster)
+		if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(s.primary.path, conf, "--sentinel", "--logfile", filepath.Join(dir, "sentinel.log"))
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			cmd.Process.Kill()
+			cmd.Wait()
+		})
+		s.watchers = append(s.watchers, cmd)
+		s.addrs = append(s.addrs, "127.0.0.1:"+strconv.Itoa(port))
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !s.ready() {
+		if time.Now().After(deadline) {
+			t.Fatal("the sentinels do not see the primary and its replica after 30s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return s
+}
+
+// ready reports whether the replica has synced with the primary, and every
+// sentinel knows both and the other sentinels.
+func (s *sentinels) ready() bool {
+	rdb := redis.NewClient(s.replica.options())
+	info, err := rdb.Info(context.Background(), "replication").Result()
+	rdb.Close()
+	if err != nil || !strings.Contains(info, "master_link_status:up") {
+		return false
+	}
+	for _, addr := range s.addrs {
+		sc := redis.NewSentinelClient(&redis.Options{Addr: addr})
+		m, err := sc.Master(context.Background(), sentinelMaster).Result()
+		replicas, rerr := sc.Replicas(context.Background(), sentinelMaster).Result()
+		sc.Close()
+		if err != nil || rerr != nil || m["num-other-sentinels"] != "2" || len(replicas) != 1 {
+			return false
+		}
+	}
+	return true
+}
+
+// url is the OpenFailoverURL of the sentinels.
+func (s *sentinels) url() string {
+	return "redis://" + s.addrs[0] + "?master_name=" + sentinelMaster + "&addr=" + s.addrs[1] + "&addr=" + s.addrs[2]
+}
+
+// TestConformanceSentinel: the conformance suite through a Sentinel failover
+// client that OpenFailoverURL makes.
+func TestConformanceSentinel(t *testing.T) {
+	s := startSentinels(t)
+	n := 0
+	sharedstatetest.Run(t, func(t *testing.T) *sharedstate.State {
+		n++
+		st, err := OpenFailoverURL(testContext(t), s.url(), fmt.Sprintf("conformance%d", n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	})
+}
+
+// TestSentinelFailover SIGKILLs the primary while goroutines add to a
+// counter: calls resume on the replica that the sentinels promote, and no
+// write is applied twice. What the failover loses (writes the primary
+// acknowledged before its replica had them: replication is asynchronous)
+// is measured and logged, not asserted: it is what Redis promises.
+func TestSentinelFailover(t *testing.T) {
+	s := startSentinels(t)
+	ctx := testContext(t)
+	st, err := OpenFailoverURL(ctx, s.url(), "failover")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	c := st.Counter("hits")
+
+	const workers = 4
+	type tally struct{ acked, failed, afterKill int }
+	var killed atomic.Int64 // unix ns of the kill, once done
+	results := make(chan tally, workers)
+	stop := make(chan struct{})
+	for range workers {
+		go func() {
+			var n tally
+			for {
+				select {
+				case <-stop:
+					results <- n
+					return
+				default:
+				}
+				callCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				_, err := c.Add(callCtx, 1)
+				cancel()
+				switch {
+				case err != nil:
+					n.failed++
+				case killed.Load() != 0:
+					n.acked++
+					n.afterKill++
+				default:
+					n.acked++
+				}
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	s.primary.kill()
+	killed.Store(time.Now().UnixNano())
+	resumed := time.Time{}
+	deadline := time.Now().Add(30 * time.Second)
+	for resumed.IsZero() && time.Now().Before(deadline) {
+		callCtx, cancel := context.WithTimeout(ctx, time.Second)
+		if _, err := c.Load(callCtx); err == nil {
+			resumed = time.Now()
+		}
+		cancel()
+	}
+	time.Sleep(300 * time.Millisecond) // load on the new primary
+	close(stop)
+	var total tally
+	for range workers {
+		n := <-results
+		total.acked += n.acked
+		total.failed += n.failed
+		total.afterKill += n.afterKill
+	}
+	if resumed.IsZero() || total.afterKill == 0 {
+		t.Fatalf("no call succeeded within 30s of the primary's death (%d acknowledged after it)", total.afterKill)
+	}
+	final, err := c.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := int64(total.acked) - final
+	t.Logf("failover: calls resumed %v after the kill; %d Adds acknowledged, %d failed (outcome unknown), counter %d: %d acknowledged writes lost to asynchronous replication",
+		resumed.Sub(time.Unix(0, killed.Load())).Round(time.Millisecond), total.acked, total.failed, final, max(lost, 0))
+	if final > int64(total.acked+total.failed) {
+		t.Errorf("counter %d above the %d Adds made: a write was applied twice", final, total.acked+total.failed)
+	}
+}
