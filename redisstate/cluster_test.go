@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -155,4 +156,128 @@ func TestConformanceCluster(t *testing.T) {
 		}
 		return st
 	})
+}
+
+// TestClusterReshard moves a state's slot to another master with
+// redis-cli --cluster reshard, as an operator rebalancing a Cluster would,
+// while goroutines add to a counter and store map entries: every call
+// succeeds within its context (the client follows MOVED and ASK, the engine
+// retries TRYAGAIN), and every acknowledged write is there after the move,
+// once.
+func TestClusterReshard(t *testing.T) {
+	c := startCluster(t)
+	rdb := c.client()
+	ctx := testContext(t)
+	// redis-cli moves a source's lowest slots first: find a state whose
+	// slot is the lowest of its master's, and that master.
+	var from, to *server
+	lowest := map[int64]*server{}
+	for _, n := range c.nodes {
+		slots, err := redis.NewClient(n.options()).ClusterSlots(ctx).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range slots {
+			if r.Nodes[0].Addr == n.addr() {
+				lowest[int64(r.Start)] = n
+			}
+		}
+	}
+	name := ""
+	for i := 0; name == "" && i < 200000; i++ {
+		candidate := fmt.Sprintf("reshard%d", i)
+		slot, err := rdb.ClusterKeySlot(ctx, "sharedstate:{"+candidate+"}:x").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := lowest[slot]; n != nil {
+			name, from = candidate, n
+		}
+	}
+	if name == "" {
+		t.Fatal("no state name hashes to the first slot of a master")
+	}
+	for _, n := range c.nodes {
+		if n != from {
+			to = n
+			break
+		}
+	}
+	id := func(n *server) string {
+		rdb := redis.NewClient(n.options())
+		defer rdb.Close()
+		id, err := rdb.ClusterMyID(ctx).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+
+	st, err := OpenClient(ctx, rdb, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	counter, m := st.Counter("hits"), sharedstate.NewMap[int](st, "m")
+	const workers = 4
+	var acked atomic.Int64
+	var failures atomic.Int64
+	var firstErr atomic.Value
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	for g := range workers {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				_, err := counter.Add(callCtx, 1)
+				if err == nil {
+					err = m.Store(callCtx, fmt.Sprintf("%d-%d", g, i), i)
+				}
+				cancel()
+				if err != nil {
+					failures.Add(1)
+					firstErr.CompareAndSwap(nil, err)
+					continue
+				}
+				acked.Add(1)
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	cli := lookPath(t, "redis-cli")
+	out, err := exec.Command(cli, "--cluster", "reshard", from.addr(), "--cluster-from", id(from), "--cluster-to", id(to),
+		"--cluster-slots", "1", "--cluster-yes").CombinedOutput()
+	if err != nil {
+		t.Fatalf("redis-cli --cluster reshard: %v\n%s", err, out)
+	}
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	for range workers {
+		<-done
+	}
+	owner, err := rdb.MasterForKey(ctx, "sharedstate:{"+name+"}:x")
+	if err != nil || owner.Options().Addr != to.addr() {
+		t.Fatalf("the state's slot is on %v (%v), not on %s where it was moved", owner, err, to.addr())
+	}
+	if n := failures.Load(); n > 0 {
+		t.Errorf("%d calls failed during the move; the first: %v", n, firstErr.Load())
+	}
+	n, err := counter.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size, err := m.Len(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < acked.Load() || n > acked.Load()+failures.Load() || int64(size) < acked.Load() {
+		t.Errorf("after the move: counter %d, %d entries; %d rounds acknowledged, %d failed", n, size, acked.Load(), failures.Load())
+	}
+	t.Logf("%d rounds of Add and Store while the slot moved", acked.Load())
 }

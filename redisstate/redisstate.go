@@ -523,7 +523,7 @@ func (e *engine) retry(ctx context.Context, write bool, attempt func(context.Con
 			return fmt.Errorf("redisstate: %w%s", ctx.Err(), unresolved)
 		case ctx.Err() != nil:
 			return fmt.Errorf("%w: %w (last attempt: %v)%s", sharedstate.ErrUnavailable, ctx.Err(), last, unresolved)
-		case !transient(err):
+		case !e.transient(err):
 			return fmt.Errorf("redisstate: %w", err)
 		case !sent.IsZero() && time.Since(sent) > retryWindow:
 			return fmt.Errorf("%w: retried for %v: %w%s", sharedstate.ErrUnavailable, retryWindow, err, unresolved)
@@ -542,7 +542,7 @@ func (e *engine) retry(ctx context.Context, write bool, attempt func(context.Con
 
 // transient reports whether err may go away by trying again: Redis is
 // unreachable, restarting, loading its data, or failing over.
-func transient(err error) bool {
+func (e *engine) transient(err error) bool {
 	if errors.Is(err, redis.ErrClosed) {
 		return false
 	}
@@ -553,7 +553,11 @@ func transient(err error) bool {
 	return redis.IsLoadingError(err) || redis.IsReadOnlyError(err) ||
 		redis.IsMasterDownError(err) || redis.IsClusterDownError(err) ||
 		redis.IsTryAgainError(err) || redis.IsMaxClientsError(err) ||
-		redis.HasErrorPrefix(err, "BUSY")
+		redis.HasErrorPrefix(err, "BUSY") ||
+		// A Cluster moving the state's slot: its client follows a few
+		// redirects itself, and a command redirected was not run. (Any
+		// other client is not a Cluster's: a redirect tells it so.)
+		e.sharded && (redis.HasErrorPrefix(err, "ASK") || redis.HasErrorPrefix(err, "MOVED"))
 }
 
 // mayHaveApplied reports whether a command that failed with err may have
