@@ -21,6 +21,7 @@ type config struct {
 	lockGrace  time.Duration
 	lockLease  time.Duration
 	observer   bool
+	engineOpts []any            // WithEngineOption's
 	clock      func() time.Time // the wall clock; tests move it
 }
 
@@ -85,12 +86,23 @@ type EngineConfig struct {
 	Logger    *slog.Logger
 	MaxFrame  int           // the largest key plus value to accept
 	LockLease time.Duration // 0: the engine's default
+	// Values are what WithEngineOption passed, in order: an engine looks
+	// for the values of its own types.
+	Values []any
 }
 
 // EngineOptions returns the EngineConfig that opts set.
 func EngineOptions(opts ...Option) EngineConfig {
 	c := newConfig(opts)
-	return EngineConfig{Logger: c.logger, MaxFrame: c.maxFrame, LockLease: c.lockLease}
+	return EngineConfig{Logger: c.logger, MaxFrame: c.maxFrame, LockLease: c.lockLease, Values: c.engineOpts}
+}
+
+// WithEngineOption passes v to the engine, for settings of its own: an
+// engine's package offers Options made with it (such as
+// redisstate.WithReplicas), and its constructor finds v in
+// EngineConfig.Values. Open's engine has none, and ignores them.
+func WithEngineOption(v any) Option {
+	return func(c *config) { c.engineOpts = append(c.engineOpts, v) }
 }
 
 // WithObserver opens the state without ever becoming its owner, as tools

@@ -134,6 +134,18 @@ func TestClusterEveryState(t *testing.T) {
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		t.Errorf("the app's client after the States closed: %v", err)
 	}
+	// WithReplicas waits on the node of the state's slot: these masters
+	// have no replica, so a write cannot be confirmed, and says so.
+	st, err := OpenClient(ctx, rdb, "app0", WithReplicas(1, 20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	callCtx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if _, err := st.Counter("hits").Add(callCtx, 1); !strings.Contains(fmt.Sprint(err), "0 of 1 replicas") {
+		t.Errorf("Add waiting for a replica on a Cluster without any: %v", err)
+	}
 }
 
 // TestConformanceCluster: the conformance suite on a three-master Cluster,

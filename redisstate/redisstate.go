@@ -53,6 +53,7 @@
 package redisstate
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -100,7 +101,7 @@ const (
 // WithDurability and the like) have no effect; WithLockLease sets the lease
 // of locks.
 func Open(ctx context.Context, opts *redis.Options, name string, stOpts ...sharedstate.Option) (*sharedstate.State, error) {
-	return open(ctx, opts, name, leaseOf(stOpts), stOpts)
+	return open(ctx, opts, name, stOpts)
 }
 
 // OpenURL is Open with the options that url gives, as redis.ParseURL reads
@@ -125,7 +126,7 @@ func OpenClusterURL(ctx context.Context, url, name string, stOpts ...sharedstate
 		return nil, fmt.Errorf("redisstate: %w", err)
 	}
 	opts.ContextTimeoutEnabled = true
-	return start(ctx, newEngine(redis.NewClusterClient(opts), true, name, leaseOf(stOpts)), stOpts)
+	return start(ctx, newEngine(redis.NewClusterClient(opts), true, name, stOpts), stOpts)
 }
 
 // OpenFailoverURL is OpenClient with a Sentinel failover client of the
@@ -139,7 +140,7 @@ func OpenFailoverURL(ctx context.Context, url, name string, stOpts ...sharedstat
 		return nil, fmt.Errorf("redisstate: %w", err)
 	}
 	opts.ContextTimeoutEnabled = true
-	return start(ctx, newEngine(redis.NewFailoverClient(opts), true, name, leaseOf(stOpts)), stOpts)
+	return start(ctx, newEngine(redis.NewFailoverClient(opts), true, name, stOpts), stOpts)
 }
 
 // OpenClient returns the state called name, kept through client: a
@@ -160,18 +161,42 @@ func OpenFailoverURL(ctx context.Context, url, name string, stOpts ...sharedstat
 // ContextTimeoutEnabled: true (Open does); client's own retries
 // (MaxRetries) are safe, and only add to the time a call may take.
 func OpenClient(ctx context.Context, client redis.UniversalClient, name string, stOpts ...sharedstate.Option) (*sharedstate.State, error) {
-	return start(ctx, newEngine(client, false, name, leaseOf(stOpts)), stOpts)
+	return start(ctx, newEngine(client, false, name, stOpts), stOpts)
 }
 
-// leaseOf returns the lease that stOpts set for locks, or the default.
-func leaseOf(stOpts []sharedstate.Option) time.Duration {
-	if lease := sharedstate.EngineOptions(stOpts...).LockLease; lease > 0 {
-		return lease
+// WithReplicas makes every write wait, once Redis has applied it, until n
+// replicas have it too (Redis WAIT), for up to timeout: for the writes that
+// must survive a failover, which otherwise loses what the primary had not
+// yet sent to its replicas. A write that n replicas do not confirm in time
+// is retried, with its request id (so it is applied once), and waits again,
+// until its call's context ends or a minute passes; then it fails with
+// ErrUnavailable, saying that it may or may not have been applied (it was,
+// on the primary, where a failover may lose it). Each write costs a round
+// trip to a replica more; bench/ measures it.
+func WithReplicas(n int, timeout time.Duration) sharedstate.Option {
+	return sharedstate.WithEngineOption(replicas{n: n, timeout: timeout})
+}
+
+// replicas is WithReplicas's setting.
+type replicas struct {
+	n       int
+	timeout time.Duration
+}
+
+// settings returns the engine's settings in stOpts: the lease of locks, and
+// the replicas a write waits for.
+func settings(stOpts []sharedstate.Option) (lease time.Duration, r replicas) {
+	cfg := sharedstate.EngineOptions(stOpts...)
+	lease = cmp.Or(max(cfg.LockLease, 0), defaultLease)
+	for _, v := range cfg.Values {
+		if v, ok := v.(replicas); ok {
+			r = v
+		}
 	}
-	return defaultLease
+	return lease, r
 }
 
-func open(ctx context.Context, opts *redis.Options, name string, lease time.Duration, stOpts []sharedstate.Option) (*sharedstate.State, error) {
+func open(ctx context.Context, opts *redis.Options, name string, stOpts []sharedstate.Option) (*sharedstate.State, error) {
 	var o redis.Options // nil opts: go-redis's defaults
 	if opts != nil {
 		o = *opts
@@ -179,7 +204,7 @@ func open(ctx context.Context, opts *redis.Options, name string, lease time.Dura
 	o.MaxRetries = -1
 	o.DialerRetries = 1
 	o.ContextTimeoutEnabled = true
-	st, err := start(ctx, newEngine(redis.NewClient(&o), true, name, lease), stOpts)
+	st, err := start(ctx, newEngine(redis.NewClient(&o), true, name, stOpts), stOpts)
 	if err != nil {
 		return nil, fmt.Errorf("%w (at %s)", err, o.Addr)
 	}
@@ -210,8 +235,10 @@ type engine struct {
 	keys    keys
 	client  string        // random: tells this engine's locks and results apart
 	lease   time.Duration // of a lock, renewed every third of it
-	seq     atomic.Uint64 // numbers requests and Lock calls
-	acks    acks
+	// replicas is what a write waits for (WithReplicas).
+	replicas replicas
+	seq      atomic.Uint64 // numbers requests and Lock calls
+	acks     acks
 
 	ps      *redis.PubSub // lock wake-ups and the channels subscribed to
 	subs    subscriptions
@@ -226,18 +253,20 @@ type engine struct {
 	cancel context.CancelFunc
 }
 
-func newEngine(rdb redis.UniversalClient, owned bool, name string, lease time.Duration) *engine {
+func newEngine(rdb redis.UniversalClient, owned bool, name string, stOpts []sharedstate.Option) *engine {
 	var id [8]byte
 	rand.Read(id[:])
+	lease, replicas := settings(stOpts)
 	_, sharded := rdb.(*redis.ClusterClient)
 	e := &engine{
-		rdb:     rdb,
-		owned:   owned,
-		sharded: sharded,
-		name:    name,
-		keys:    keys{prefix: "sharedstate:{" + name + "}:"},
-		client:  hex.EncodeToString(id[:]),
-		lease:   lease,
+		rdb:      rdb,
+		owned:    owned,
+		sharded:  sharded,
+		name:     name,
+		keys:     keys{prefix: "sharedstate:{" + name + "}:"},
+		client:   hex.EncodeToString(id[:]),
+		lease:    lease,
+		replicas: replicas,
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	return e
@@ -489,7 +518,7 @@ func (e *engine) write(ctx context.Context, s *redis.Script, keys []string, args
 	args = append(args, resultTTL.Milliseconds(), len(acked))
 	var reply any
 	err := e.retry(ctx, true, func(ctx context.Context) (err error) {
-		reply, err = s.Run(ctx, e.rdb, keys, args...).Result()
+		reply, err = e.run(ctx, s, keys, args)
 		return err
 	})
 	if err != nil {
@@ -500,6 +529,53 @@ func (e *engine) write(ctx context.Context, s *redis.Script, keys []string, args
 		return result{}, err
 	}
 	return parseResult(reply)
+}
+
+// run runs a write script, and then, on the same connection, waits for the
+// replicas that WithReplicas asks for.
+func (e *engine) run(ctx context.Context, s *redis.Script, keys []string, args []any) (any, error) {
+	if e.replicas.n <= 0 {
+		return s.Run(ctx, e.rdb, keys, args...).Result()
+	}
+	// WAIT counts the replicas that have this connection's writes: the
+	// script and WAIT go in one pipeline, to the node of the state's slot.
+	var node interface {
+		redis.Scripter
+		Pipelined(context.Context, func(redis.Pipeliner) error) ([]redis.Cmder, error)
+	} = e.rdb
+	if c, ok := e.rdb.(*redis.ClusterClient); ok {
+		n, err := c.MasterForKey(ctx, keys[0])
+		if err != nil {
+			return nil, err
+		}
+		node = n
+	}
+	for loaded := false; ; loaded = true {
+		var eval *redis.Cmd
+		var wait *redis.Cmd
+		node.Pipelined(ctx, func(p redis.Pipeliner) error { // each command has its error
+			eval = s.EvalSha(ctx, p, keys, args...)
+			wait = p.Do(ctx, "wait", e.replicas.n, e.replicas.timeout.Milliseconds())
+			return nil
+		})
+		if !loaded && redis.HasErrorPrefix(eval.Err(), "NOSCRIPT") {
+			if err := s.Load(ctx, node).Err(); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if eval.Err() != nil {
+			return nil, eval.Err()
+		}
+		got, err := wait.Int()
+		switch {
+		case err != nil:
+			return nil, err
+		case got < e.replicas.n:
+			return nil, fmt.Errorf("the write reached %d of %d replicas within %v", got, e.replicas.n, e.replicas.timeout)
+		}
+		return eval.Val(), nil
+	}
 }
 
 // retry calls attempt until it succeeds, fails in a way that trying again

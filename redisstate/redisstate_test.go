@@ -47,7 +47,7 @@ func testContext(t *testing.T) context.Context {
 // the test ends.
 func openState(t *testing.T, srv *server, name string, lease time.Duration) *sharedstate.State {
 	t.Helper()
-	st, err := open(testContext(t), srv.options(), name, lease, nil)
+	st, err := open(testContext(t), srv.options(), name, []sharedstate.Option{sharedstate.WithLockLease(lease)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -406,7 +406,7 @@ func worker(role string) error {
 		return err
 	}
 	opts := &redis.Options{Network: "unix", Addr: os.Getenv("REDISSTATE_SOCK")}
-	st, err := open(ctx, opts, os.Getenv("REDISSTATE_NAME"), lease, nil)
+	st, err := open(ctx, opts, os.Getenv("REDISSTATE_NAME"), []sharedstate.Option{sharedstate.WithLockLease(lease)})
 	if err != nil {
 		return err
 	}
@@ -462,7 +462,7 @@ func worker(role string) error {
 func TestExactlyOnce(t *testing.T) {
 	srv := startServer(t)
 	ctx := testContext(t)
-	e := newEngine(redis.NewClient(srv.options()), true, "once", defaultLease)
+	e := newEngine(redis.NewClient(srv.options()), true, "once", nil)
 	if err := e.start(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -274,3 +274,39 @@ func TestSentinelFailoverLocks(t *testing.T) {
 	t.Logf("locks across a failover: %d critical sections (%d after the kill); %d overlapped another, %d fencing tokens did not increase, %d Unlocks found the lock gone",
 		sections.Load(), afterKill.Load(), overlaps.Load(), regressions.Load(), lostUnlocks.Load())
 }
+
+// TestWaitReplicas: with WithReplicas a write returns once the replica has
+// it; asking for more replicas than there are makes it fail within its
+// context with ErrUnavailable, applied on the primary once however often it
+// was retried.
+func TestWaitReplicas(t *testing.T) {
+	s := startSentinels(t)
+	ctx := testContext(t)
+	one, err := Open(ctx, s.primary.options(), "wait", WithReplicas(1, time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer one.Close()
+	if n, err := one.Counter("c").Add(ctx, 1); err != nil || n != 1 {
+		t.Fatalf("Add waiting for the replica = %d, %v", n, err)
+	}
+	replica := redis.NewClient(s.replica.options())
+	defer replica.Close()
+	if v, err := replica.Get(ctx, "sharedstate:{wait}:counter:c").Int(); err != nil || v != 1 {
+		t.Errorf("the replica has %d, %v when the Add returns; want 1", v, err)
+	}
+	two, err := Open(ctx, s.primary.options(), "wait", WithReplicas(2, 50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer two.Close()
+	callCtx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	_, err = two.Counter("c").Add(callCtx, 1)
+	if !errors.Is(err, sharedstate.ErrUnavailable) || !strings.Contains(err.Error(), "1 of 2 replicas") {
+		t.Errorf("Add waiting for 2 replicas of 1: %v; want ErrUnavailable naming the replicas", err)
+	}
+	if n, err := one.Counter("c").Load(ctx); err != nil || n != 2 {
+		t.Errorf("counter %d, %v after the unconfirmed Add and its retries; want it applied once: 2", n, err)
+	}
+}
