@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sharedstate/sharedstate"
+	"github.com/sharedstate/sharedstate/internal/redisrun"
 	"github.com/sharedstate/sharedstate/sharedstatetest"
 )
 
@@ -38,7 +39,10 @@ const sentinelMaster = "mymaster"
 // until every sentinel knows the replica and the other sentinels.
 func startSentinels(t testing.TB) *sentinels {
 	t.Helper()
-	ports := clusterPorts(t, 5)
+	ports, err := redisrun.ClusterPorts(5) // free, and those 10000 above, which sentinels do not use
+	if err != nil {
+		t.Fatal(err)
+	}
 	s := &sentinels{t: t}
 	// Without the delay, a replica's first sync starts at once.
 	s.primary = newServer(t, ports[0], []string{"--repl-diskless-sync-delay", "0"})
@@ -302,9 +306,16 @@ func TestWaitReplicas(t *testing.T) {
 	defer two.Close()
 	callCtx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	defer cancel()
-	_, err = two.Counter("c").Add(callCtx, 1)
-	if !errors.Is(err, sharedstate.ErrUnavailable) || !strings.Contains(err.Error(), "1 of 2 replicas") {
-		t.Errorf("Add waiting for 2 replicas of 1: %v; want ErrUnavailable naming the replicas", err)
+	if _, err = two.Counter("c").Add(callCtx, 1); !errors.Is(err, sharedstate.ErrUnavailable) {
+		t.Errorf("Add waiting for 2 replicas of 1: %v; want ErrUnavailable", err)
+	}
+	// One attempt says why (the retries' last may be cut short by the
+	// call's context instead).
+	e := newEngine(redis.NewClient(s.primary.options()), true, "wait", []sharedstate.Option{WithReplicas(2, 50*time.Millisecond)})
+	defer e.rdb.Close()
+	incr := redis.NewScript("return redis.call('INCR', KEYS[1])")
+	if _, err := e.run(ctx, incr, []string{e.keys.counter("other")}, nil); err == nil || !strings.Contains(err.Error(), "1 of 2 replicas") {
+		t.Errorf("a write waiting for 2 replicas of 1: %v; want an error naming the replicas", err)
 	}
 	if n, err := one.Counter("c").Load(ctx); err != nil || n != 2 {
 		t.Errorf("counter %d, %v after the unconfirmed Add and its retries; want it applied once: 2", n, err)
