@@ -38,6 +38,7 @@ import (
 	"github.com/gofiber/fiber/v3"
 
 	"github.com/sharedstate/sharedstate"
+	"github.com/sharedstate/sharedstate/internal/timeout"
 )
 
 var _ fiber.Storage = (*Storage)(nil)
@@ -93,7 +94,7 @@ func (s *Storage) GetWithContext(ctx context.Context, key string) ([]byte, error
 
 // Get is GetWithContext with a context that ends after s.Timeout.
 func (s *Storage) Get(key string) ([]byte, error) {
-	ctx, cancel := s.context()
+	ctx, cancel := timeout.Context(s.Timeout)
 	defer cancel()
 	return s.GetWithContext(ctx, key)
 }
@@ -113,7 +114,7 @@ func (s *Storage) SetWithContext(ctx context.Context, key string, val []byte, ex
 
 // Set is SetWithContext with a context that ends after s.Timeout.
 func (s *Storage) Set(key string, val []byte, exp time.Duration) error {
-	ctx, cancel := s.context()
+	ctx, cancel := timeout.Context(s.Timeout)
 	defer cancel()
 	return s.SetWithContext(ctx, key, val, exp)
 }
@@ -128,7 +129,7 @@ func (s *Storage) DeleteWithContext(ctx context.Context, key string) error {
 
 // Delete is DeleteWithContext with a context that ends after s.Timeout.
 func (s *Storage) Delete(key string) error {
-	ctx, cancel := s.context()
+	ctx, cancel := timeout.Context(s.Timeout)
 	defer cancel()
 	return s.DeleteWithContext(ctx, key)
 }
@@ -144,7 +145,7 @@ func (s *Storage) ResetWithContext(ctx context.Context) error {
 
 // Reset is ResetWithContext with a context that ends after s.Timeout.
 func (s *Storage) Reset() error {
-	ctx, cancel := s.context()
+	ctx, cancel := timeout.Context(s.Timeout)
 	defer cancel()
 	return s.ResetWithContext(ctx)
 }
@@ -152,10 +153,3 @@ func (s *Storage) Reset() error {
 // Close does nothing: the State belongs to the caller, who may share it
 // with other storages, and closes it when the process no longer needs it.
 func (s *Storage) Close() error { return nil }
-
-func (s *Storage) context() (context.Context, context.CancelFunc) {
-	if s.Timeout <= 0 {
-		return context.WithCancel(context.Background())
-	}
-	return context.WithTimeout(context.Background(), s.Timeout)
-}

@@ -28,13 +28,13 @@
 package httpratecounter
 
 import (
-	"context"
 	"errors"
 	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/sharedstate/sharedstate"
+	"github.com/sharedstate/sharedstate/internal/timeout"
 )
 
 // DefaultTimeout is the Timeout that New sets.
@@ -89,7 +89,7 @@ func (c *Counter) IncrementBy(key string, currentWindow time.Time, amount int) e
 	if ttl <= 0 {
 		return nil
 	}
-	ctx, cancel := c.context()
+	ctx, cancel := timeout.Context(c.Timeout)
 	defer cancel()
 	_, err := c.m.Add(ctx, entry(key, currentWindow), int64(amount), sharedstate.WithTTL(ttl))
 	return err
@@ -98,7 +98,7 @@ func (c *Counter) IncrementBy(key string, currentWindow time.Time, amount int) e
 // Get returns the counts of key in the windows that start at currentWindow
 // and previousWindow.
 func (c *Counter) Get(key string, currentWindow, previousWindow time.Time) (curr, prev int, err error) {
-	ctx, cancel := c.context()
+	ctx, cancel := timeout.Context(c.Timeout)
 	defer cancel()
 	type load struct {
 		n   int64
@@ -120,11 +120,4 @@ func (c *Counter) Get(key string, currentWindow, previousWindow time.Time) (curr
 // entry is the name of the count of key in the window that starts at start.
 func entry(key string, start time.Time) string {
 	return key + "@" + strconv.FormatInt(start.UnixNano(), 10)
-}
-
-func (c *Counter) context() (context.Context, context.CancelFunc) {
-	if c.Timeout <= 0 {
-		return context.WithCancel(context.Background())
-	}
-	return context.WithTimeout(context.Background(), c.Timeout)
 }

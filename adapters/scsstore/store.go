@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/sharedstate/sharedstate"
+	"github.com/sharedstate/sharedstate/internal/timeout"
 )
 
 // DefaultTimeout is the Timeout that New sets.
@@ -87,35 +88,28 @@ func (s *Store) AllCtx(ctx context.Context) (map[string][]byte, error) {
 
 // Find is FindCtx with a context that ends after s.Timeout.
 func (s *Store) Find(token string) ([]byte, bool, error) {
-	ctx, cancel := s.context()
+	ctx, cancel := timeout.Context(s.Timeout)
 	defer cancel()
 	return s.FindCtx(ctx, token)
 }
 
 // Commit is CommitCtx with a context that ends after s.Timeout.
 func (s *Store) Commit(token string, b []byte, expiry time.Time) error {
-	ctx, cancel := s.context()
+	ctx, cancel := timeout.Context(s.Timeout)
 	defer cancel()
 	return s.CommitCtx(ctx, token, b, expiry)
 }
 
 // Delete is DeleteCtx with a context that ends after s.Timeout.
 func (s *Store) Delete(token string) error {
-	ctx, cancel := s.context()
+	ctx, cancel := timeout.Context(s.Timeout)
 	defer cancel()
 	return s.DeleteCtx(ctx, token)
 }
 
 // All is AllCtx with a context that ends after s.Timeout.
 func (s *Store) All() (map[string][]byte, error) {
-	ctx, cancel := s.context()
+	ctx, cancel := timeout.Context(s.Timeout)
 	defer cancel()
 	return s.AllCtx(ctx)
-}
-
-func (s *Store) context() (context.Context, context.CancelFunc) {
-	if s.Timeout <= 0 {
-		return context.WithCancel(context.Background())
-	}
-	return context.WithTimeout(context.Background(), s.Timeout)
 }
