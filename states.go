@@ -24,9 +24,17 @@ type StateInfo struct {
 	Name  string
 	Files []string // its files, as paths
 	Bytes int64    // the size of its data on disk: journal and snapshot
-	// Locked: it has a lock file, which a process running the state holds
-	// (Stats through an observer says which).
-	Locked bool
+}
+
+// Locked reports whether the state has a lock file, which a process
+// running the state holds (Stats through an observer says which).
+func (s StateInfo) Locked() bool {
+	for _, f := range s.Files {
+		if filepath.Base(f) == s.Name+".lock" {
+			return true
+		}
+	}
+	return false
 }
 
 // States lists the states in the directory of opts (WithDir, or
@@ -63,7 +71,6 @@ func scanStates(dir *statedir.Dir, only string) ([]StateInfo, error) {
 			byName[name] = info
 		}
 		info.Files = append(info.Files, dir.Join(f))
-		info.Locked = info.Locked || f == name+".lock"
 		if data {
 			size, _ := dir.Size(f)
 			info.Bytes += size

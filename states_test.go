@@ -60,10 +60,10 @@ func TestStatesAndRemove(t *testing.T) {
 	if s := states[2]; s.Bytes == 0 || !slices.Contains(s.Files, filepath.Join(dir, "old.v1.journal")) {
 		t.Errorf("States: %+v; want its journal, and bytes of data", s)
 	}
-	if s := states[1]; s.Bytes != 0 || len(s.Files) != 1 || s.Locked {
+	if s := states[1]; s.Bytes != 0 || len(s.Files) != 1 || s.Locked() {
 		t.Errorf("States: %+v; want a state of one set-aside file, with no data and no lock file", s)
 	}
-	if !states[0].Locked {
+	if !states[0].Locked() {
 		t.Errorf("States: %+v; want the lock file of the running state", states[0])
 	}
 

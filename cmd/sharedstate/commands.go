@@ -110,7 +110,7 @@ func (c *cli) states(ctx context.Context, _ []string) error {
 	out := make([]stateJSON, 0, len(states))
 	for _, s := range states {
 		it := stateJSON{Name: s.Name, Bytes: s.Bytes, Files: s.Files}
-		if s.Bytes > 0 || s.Locked {
+		if s.Bytes > 0 || s.Locked() {
 			stats, err := c.peek(ctx, s.Name)
 			if err != nil {
 				it.Error = strings.TrimPrefix(err.Error(), "sharedstate: ")
