@@ -389,7 +389,6 @@ func ServeUntilDone(ctx context.Context, cfg Config, out io.Writer, state, dir s
 	if err != nil {
 		return err
 	}
-	defer f.Stop() // on early returns; the normal path stops it below
 	pids := make([]string, len(f.Workers))
 	for i, w := range f.Workers {
 		pids[i] = strconv.Itoa(w.Pid())
@@ -400,18 +399,16 @@ func ServeUntilDone(ctx context.Context, cfg Config, out io.Writer, state, dir s
 	if dir != "" {
 		inspect += " -dir " + dir
 	}
-	lines := append(try,
-		inspect+"   # go install github.com/sharedstate/sharedstate/cmd/sharedstate@latest",
-		"kill -9 "+pids[0]+"   # a new worker takes its place; the state and the count carry on",
-	)
+	lines := slices.Concat(try, []string{
+		inspect + "   # go install github.com/sharedstate/sharedstate/cmd/sharedstate@latest",
+		"kill -9 " + pids[0] + "   # a new worker takes its place; the state and the count carry on",
+	})
 	for _, l := range lines {
 		fmt.Fprintf(out, "  %s\n", strings.ReplaceAll(l, "ADDR", f.Addr))
 	}
 	fmt.Fprintf(out, "\nCtrl-C to stop\n")
-	if err := f.Hold(ctx, out); err != nil {
-		return err
-	}
-	if err := f.Stop(); err != nil {
+	err = f.Hold(ctx, out)
+	if err := cmp.Or(err, f.Stop()); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "workers stopped; the state stays (sharedstate rm %s drops it)\n", state)
