@@ -172,7 +172,7 @@ func OpenClient(ctx context.Context, client redis.UniversalClient, name string, 
 // until its call's context ends or a minute passes; then it fails with
 // ErrUnavailable, saying that it may or may not have been applied (it was,
 // on the primary, where a failover may lose it). Each write costs a round
-// trip to a replica more; bench/ measures it.
+// trip from the primary to a replica more.
 func WithReplicas(n int, timeout time.Duration) sharedstate.Option {
 	return sharedstate.WithEngineOption(replicas{n: n, timeout: timeout})
 }
