@@ -59,7 +59,7 @@ func TestConformance(t *testing.T) {
 	srv := startServer(t)
 	var n atomic.Int32
 	sharedstatetest.Run(t, func(t *testing.T) *sharedstate.State {
-		st, err := OpenURL(testContext(t), "unix://"+srv.sock, fmt.Sprintf("conformance%d", n.Add(1)))
+		st, err := OpenURL(testContext(t), "unix://"+srv.addr(), fmt.Sprintf("conformance%d", n.Add(1)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -354,7 +354,7 @@ func startWorker(t *testing.T, srv *server, role, name string, lease time.Durati
 	w := &workerProcess{t: t, cmd: exec.Command(os.Args[0])}
 	w.cmd.Env = append(os.Environ(),
 		"REDISSTATE_WORKER="+role,
-		"REDISSTATE_SOCK="+srv.sock,
+		"REDISSTATE_SOCK="+srv.addr(),
 		"REDISSTATE_NAME="+name,
 		"REDISSTATE_LEASE="+lease.String())
 	w.cmd.Stderr = &w.stderr

@@ -70,9 +70,13 @@ func startSentinels(t testing.TB) *sentinels {
 		s.watchers = append(s.watchers, cmd)
 		s.addrs = append(s.addrs, "127.0.0.1:"+strconv.Itoa(port))
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.replica.run.AwaitReplica(ctx); err != nil {
+		t.Fatal(err)
+	}
 	for !s.ready() {
-		if time.Now().After(deadline) {
+		if ctx.Err() != nil {
 			t.Fatal("the sentinels do not see the primary and its replica after 30s")
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -80,15 +84,9 @@ func startSentinels(t testing.TB) *sentinels {
 	return s
 }
 
-// ready reports whether the replica has synced with the primary, and every
-// sentinel knows both and the other sentinels.
+// ready reports whether every sentinel knows the primary, its replica and
+// the other sentinels.
 func (s *sentinels) ready() bool {
-	rdb := redis.NewClient(s.replica.options())
-	info, err := rdb.Info(context.Background(), "replication").Result()
-	rdb.Close()
-	if err != nil || !strings.Contains(info, "master_link_status:up") {
-		return false
-	}
 	for _, addr := range s.addrs {
 		sc := redis.NewSentinelClient(&redis.Options{Addr: addr})
 		m, err := sc.Master(context.Background(), sentinelMaster).Result()

@@ -3,20 +3,19 @@
 package redisstate
 
 import (
-	"bufio"
 	"bytes"
+	"context"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/sharedstate/sharedstate/internal/redisrun"
 )
 
 // server is a redis-server that a test runs on a Unix socket in a temporary
@@ -26,10 +25,9 @@ type server struct {
 	t    testing.TB
 	path string // of redis-server
 	dir  string
-	sock string // its Unix socket
-	port int    // or its loopback port, if not 0
+	port int // 0: on a Unix socket in dir
 	args []string
-	cmd  *exec.Cmd
+	run  *redisrun.Server // while it runs
 }
 
 // startServer starts a redis-server, stopped when the test ends. Without
@@ -52,7 +50,7 @@ func newServer(t testing.TB, port int, args []string) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &server{t: t, path: path, dir: dir, sock: filepath.Join(dir, "redis.sock"), port: port, args: args}
+	s := &server{t: t, path: path, dir: dir, port: port, args: args}
 	t.Cleanup(func() {
 		s.kill()
 		os.RemoveAll(dir)
@@ -74,67 +72,35 @@ func lookPath(t testing.TB, program string) string {
 	return path
 }
 
-// start starts the server and waits until it answers.
+// start starts the server (again, after kill: on the same files) and waits
+// until it answers.
 func (s *server) start() {
 	s.t.Helper()
-	args := []string{"--port", "0", "--unixsocket", s.sock, "--unixsocketperm", "700"}
-	if s.port != 0 {
-		args = []string{"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1"}
-	}
-	args = append(append(args,
-		"--save", "", "--appendonly", "no", "--dir", s.dir,
-		"--logfile", filepath.Join(s.dir, "redis.log"),
-	), s.args...)
-	s.cmd = exec.Command(s.path, args...)
-	if err := s.cmd.Start(); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	run, err := redisrun.Start(ctx, s.dir, s.port, s.args...)
+	if err != nil {
 		s.t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !s.answers() {
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
-			s.t.Fatalf("redis-server does not answer on %s; its log:\n%s", s.addr(), log)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// answers reports whether the server answers PING (and not, say, LOADING).
-func (s *server) answers() bool {
-	c, err := net.DialTimeout(s.network(), s.addr(), time.Second)
-	if err != nil {
-		return false
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return false
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	return err == nil && strings.HasPrefix(line, "+PONG")
+	s.run = run
 }
 
 // kill stops the server at once, as a crash would.
 func (s *server) kill() {
-	if s.cmd != nil {
-		s.cmd.Process.Kill()
-		s.cmd.Wait()
-		s.cmd = nil
+	if s.run != nil {
+		s.run.Kill()
+		s.run = nil
 	}
 }
 
 func (s *server) network() string {
-	if s.port != 0 {
-		return "tcp"
-	}
-	return "unix"
+	network, _ := redisrun.Listen(s.dir, s.port)
+	return network
 }
 
 func (s *server) addr() string {
-	if s.port != 0 {
-		return "127.0.0.1:" + strconv.Itoa(s.port)
-	}
-	return s.sock
+	_, addr := redisrun.Listen(s.dir, s.port)
+	return addr
 }
 
 func (s *server) options() *redis.Options {
@@ -180,7 +146,7 @@ func startLossyProxy(t testing.TB, srv *server) *lossyProxy {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				p.serve(c, srv.sock)
+				p.serve(c, srv.addr())
 			}()
 		}
 	}()

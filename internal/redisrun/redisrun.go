@@ -1,5 +1,6 @@
-// Package redisrun makes the Redis setups that the Redis engine's tests and
-// the benchmark run on loopback: a Cluster of masters made as an operator
+// Package redisrun starts the Redis setups that the Redis engine's tests and
+// the benchmark run: a redis-server on a Unix socket or a loopback port, a
+// replica that has synced, and a Cluster of masters made as an operator
 // makes one, with redis-cli --cluster create. It needs redis-server and
 // redis-cli (Debian's packages; scripts/redis.sh installs them), and
 // nothing but the standard library, so the root module can hold it.
@@ -10,13 +11,14 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 )
 
-// ClusterPorts returns n loopback ports that are free, each with the port
-// 10000 above it (its cluster bus) free too.
+// ClusterPorts returns n distinct loopback ports that are free, each with
+// the port 10000 above it (its cluster bus) free too.
 func ClusterPorts(n int) ([]int, error) {
 	var ports []int
 	for len(ports) < n {
@@ -25,7 +27,7 @@ func ClusterPorts(n int) ([]int, error) {
 			return nil, err
 		}
 		port := l.Addr().(*net.TCPAddr).Port
-		if port+10000 < 65536 {
+		if port+10000 < 65536 && !slices.Contains(ports, port) {
 			if bus, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port+10000)); err == nil {
 				bus.Close()
 				ports = append(ports, port)
