@@ -81,7 +81,7 @@ func (b *bench) httpIncrement(ctx context.Context, s *section) error {
 	results := make([]wrkResult, len(servers))
 	for i, srv := range servers {
 		b.progress("workload 10: %s, %d workers, wrk for %v", srv.name, p, b.cfg.duration)
-		if results[i], err = b.wrkRun(ctx, wrk, job{Target: srv.target, Op: opAdd, G: httpConnections / p, Socket: b.redis.socket}); err != nil {
+		if results[i], err = b.wrkRun(ctx, wrk, job{Target: srv.target, Op: opAdd, G: httpConnections / p, Socket: b.redis.Addr()}); err != nil {
 			return fmt.Errorf("%s: %w", srv.name, err)
 		}
 	}

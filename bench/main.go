@@ -58,7 +58,7 @@ func main() {
 	flag.DurationVar(&cfg.warmup, "warmup", 500*time.Millisecond, "warm-up before each cell's measured time")
 	flag.IntVar(&cfg.kills, "kills", 20, "owner kills per key count in the takeover workload")
 	flag.IntVar(&cfg.bigKeys, "bigkeys", 1_000_000, "keys of the memory workload and the large takeover")
-	only := flag.String("only", "", "workloads to run, e.g. \"1,3\" (default all: 1-10)")
+	only := flag.String("only", "", "workloads to run, e.g. \"1,3\" (default all: 1-11)")
 	flag.StringVar(&cfg.jsonPath, "json", "results.json", "write all figures as JSON to `file` (\"\" for none)")
 	flag.StringVar(&cfg.svgPath, "svg", "results.svg", "write the chart of ratios to Redis to `file` (\"\" for none)")
 	flag.StringVar(&cfg.profileDir, "cpuprofile", "", "write a CPU profile of every worker process into `dir`")
@@ -69,7 +69,7 @@ func main() {
 		fatalf("-g %q: want a list of goroutine counts like 1,32", *gs)
 	}
 	if *only == "" {
-		cfg.only = []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
+		cfg.only = []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}
 	} else if cfg.only, err = parseInts(*only); err != nil {
 		fatalf("-only %q: want workload numbers like 1,3", *only)
 	}
@@ -131,7 +131,7 @@ func run(ctx context.Context, cfg config) error {
 	if b.redis, err = startRedis(ctx, redisDir, ""); err != nil {
 		return err
 	}
-	defer b.redis.stop()
+	defer b.redis.Stop()
 
 	m := describeMachine()
 	fmt.Printf("sharedstate benchmark: %d processes, G=%v, %v per cell after %v warm-up\n", cfg.procs, cfg.goroutines, cfg.duration, cfg.warmup)
@@ -148,13 +148,14 @@ func run(ctx context.Context, cfg config) error {
 		8:  b.durabilityLevels,
 		9:  b.hotKeyWorkload,
 		10: b.httpIncrement,
+		11: b.redisEngine,
 	}
 	var sections []section
 	var failed []string
 	for _, id := range cfg.only {
 		fn, ok := workloads[id]
 		if !ok {
-			return fmt.Errorf("no workload %d: they are 1 to 10", id)
+			return fmt.Errorf("no workload %d: they are 1 to 11", id)
 		}
 		s := section{ID: id}
 		if err := fn(ctx, &s); err != nil {

@@ -86,8 +86,8 @@ func (b *bench) redisMemory(ctx context.Context, keys, valueSize int) (growth, t
 	if err != nil {
 		return 0, 0, err
 	}
-	defer srv.stop()
-	c := srv.client(1)
+	defer srv.Stop()
+	c := socketClient(srv)
 	defer c.Close()
 	before, err := infoField(ctx, c, "memory", "used_memory_rss")
 	if err != nil {

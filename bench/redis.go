@@ -12,23 +12,15 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 	"github.com/redis/rueidis"
+	"github.com/sharedstate/sharedstate/internal/redisrun"
 )
-
-// redisServer is a redis-server process started by the tool.
-type redisServer struct {
-	cmd    *exec.Cmd
-	socket string
-	exited chan struct{}
-}
 
 // findRedis returns the path of redis-server, or says how to install it.
 // The tool installs nothing itself.
@@ -43,75 +35,51 @@ func findRedis() (string, error) {
 // startRedis starts redis-server in dir, listening on a Unix socket only.
 // With appendfsync "" persistence is off; otherwise every write goes to an
 // append-only file, fsynced as appendfsync says (no, everysec, always).
-func startRedis(ctx context.Context, dir, appendfsync string) (*redisServer, error) {
-	bin, err := findRedis()
-	if err != nil {
-		return nil, err
+func startRedis(ctx context.Context, dir, appendfsync string) (*redisrun.Server, error) {
+	var args []string
+	if appendfsync != "" {
+		args = []string{"--appendonly", "yes", "--appendfsync", appendfsync}
 	}
+	return startServer(ctx, dir, 0, args...)
+}
+
+// startServer starts redis-server in dir, on a loopback port or (port 0) a
+// Unix socket, and waits up to 10 seconds for it to answer.
+func startServer(ctx context.Context, dir string, port int, args ...string) (*redisrun.Server, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	sock := filepath.Join(dir, "redis.sock")
-	args := []string{
-		"--port", "0", "--unixsocket", sock, "--unixsocketperm", "700",
-		"--dir", dir, "--save", "", "--daemonize", "no", "--logfile", filepath.Join(dir, "redis.log"),
-	}
-	if appendfsync == "" {
-		args = append(args, "--appendonly", "no")
-	} else {
-		args = append(args, "--appendonly", "yes", "--appendfsync", appendfsync)
-	}
-	cmd := exec.Command(bin, args...)
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting redis-server: %w", err)
-	}
-	r := &redisServer{cmd: cmd, socket: sock, exited: make(chan struct{})}
-	go func() { cmd.Wait(); close(r.exited) }()
-
-	c := r.client(1)
-	defer c.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := c.Ping(ctx).Err()
-		if err == nil {
-			return r, nil
-		}
-		select {
-		case <-r.exited:
-			return nil, fmt.Errorf("redis-server exited at start; see %s", filepath.Join(dir, "redis.log"))
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			r.stop()
-			return nil, fmt.Errorf("redis-server did not answer on %s: %w", sock, err)
-		}
-	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return redisrun.Start(ctx, dir, port, args...)
 }
 
-// stop ends the server without saving.
-func (r *redisServer) stop() {
-	r.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-r.exited:
-	case <-time.After(5 * time.Second):
-		r.cmd.Process.Kill()
-		<-r.exited
+// socketClient returns a go-redis client of a server on a Unix socket, for
+// the coordinator's own commands.
+func socketClient(srv *redisrun.Server) *redis.Client {
+	return redisClient(job{Socket: srv.Addr()}).(*redis.Client)
+}
+
+// redisClient returns the go-redis client of j, with one connection per
+// goroutine (per node of a Cluster): to redis-server's Unix socket, or
+// over loopback TCP to j.Addrs, a Cluster's nodes if j.Cluster.
+func redisClient(j job) redis.UniversalClient {
+	pool := max(j.G, 1)
+	off := &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	if j.Cluster {
+		return redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs: j.Addrs, PoolSize: pool, ContextTimeoutEnabled: true,
+			DisableIdentity: true, MaintNotificationsConfig: off,
+		})
 	}
-}
-
-// client returns a go-redis client with one connection per goroutine, so
-// that the pool never makes a goroutine wait.
-func (r *redisServer) client(goroutines int) *redis.Client {
-	return newGoRedis(r.socket, goroutines)
-}
-
-func newGoRedis(socket string, goroutines int) *redis.Client {
+	network, addr := "unix", j.Socket
+	if len(j.Addrs) > 0 {
+		network, addr = "tcp", j.Addrs[0]
+	}
 	return redis.NewClient(&redis.Options{
-		Network:                  "unix",
-		Addr:                     socket,
-		PoolSize:                 max(goroutines, 1),
+		Network: network, Addr: addr, PoolSize: pool, ContextTimeoutEnabled: true,
 		DisableIdentity:          true, // CLIENT SETINFO is newer than Debian's redis-server
-		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+		MaintNotificationsConfig: off,
 	})
 }
 
@@ -168,12 +136,12 @@ func redisVersion() string {
 // round trip, one pooled connection per goroutine.
 type goRedisTarget struct {
 	j    job
-	c    *redis.Client
+	c    redis.UniversalClient
 	keys []string
 }
 
 func openGoRedis(ctx context.Context, j job) (*goRedisTarget, error) {
-	c := newGoRedis(j.Socket, j.G)
+	c := redisClient(j)
 	if err := c.Ping(ctx).Err(); err != nil {
 		c.Close()
 		return nil, err

@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -12,8 +13,10 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/sharedstate/sharedstate"
+	"github.com/sharedstate/sharedstate/redisstate"
 )
 
 // Names inside the benchmarked state.
@@ -31,6 +34,8 @@ type stateTarget struct {
 	kv   *sharedstate.Map[[]byte]
 	hot  *sharedstate.Map[int64]
 	keys []string // opMap's keys, named once rather than per op
+
+	client io.Closer // the Redis engine's client, closed after st
 }
 
 func openState(ctx context.Context, j job) (*stateTarget, error) {
@@ -46,6 +51,32 @@ func openState(ctx context.Context, j job) (*stateTarget, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newStateTarget(ctx, j, st)
+}
+
+// openRedisState opens the state on the Redis engine, through a go-redis
+// client as an app would make one (see redisClient), closed with the state.
+func openRedisState(ctx context.Context, j job) (*stateTarget, error) {
+	var opts []sharedstate.Option
+	if j.Replicas > 0 {
+		opts = append(opts, redisstate.WithReplicas(j.Replicas, time.Second))
+	}
+	client := redisClient(j)
+	st, err := redisstate.OpenClient(ctx, client, stateName, opts...)
+	if err != nil {
+		client.Close()
+		return nil, err
+	}
+	t, err := newStateTarget(ctx, j, st)
+	if err != nil {
+		client.Close()
+		return nil, err
+	}
+	t.client = client
+	return t, nil
+}
+
+func newStateTarget(ctx context.Context, j job, st *sharedstate.State) (*stateTarget, error) {
 	t := &stateTarget{j: j, st: st, ctr: st.Counter(counterName), kv: sharedstate.NewMap[[]byte](st, mapName),
 		hot: sharedstate.NewMap[int64](st, mapName), keys: keyNames(j.Keys)}
 	if j.Preload > 0 && st.IsOwner() {
@@ -70,7 +101,12 @@ func parseDurability(s string) (sharedstate.Durability, error) {
 }
 
 func (t *stateTarget) owner() bool { return t.st.IsOwner() }
-func (t *stateTarget) close()      { t.st.Close() }
+func (t *stateTarget) close() {
+	t.st.Close()
+	if t.client != nil {
+		t.client.Close()
+	}
+}
 
 func (t *stateTarget) op(g int) func(context.Context) error {
 	switch t.j.Op {

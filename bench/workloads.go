@@ -12,16 +12,18 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/sharedstate/sharedstate/internal/redisrun"
 )
 
 // bench is one run of the tool.
 type bench struct {
 	cfg   config
-	exe   string       // this binary, re-executed as workers
-	dir   string       // the run's temporary directory
-	redis *redisServer // persistence off
-	bars  []bar        // for the chart
-	n     int          // fresh directories made
+	exe   string           // this binary, re-executed as workers
+	dir   string           // the run's temporary directory
+	redis *redisrun.Server // persistence off
+	bars  []bar            // for the chart
+	n     int              // fresh directories made
 }
 
 // fresh returns a new empty directory in the run's directory.
@@ -144,8 +146,8 @@ func (b *bench) progress(format string, args ...any) {
 // peers are the Redis clients each throughput workload is compared with.
 func (b *bench) redisJobs(op string) []job {
 	return []job{
-		{Target: targetGoRedis, Op: op, Socket: b.redis.socket},
-		{Target: targetRueidis, Op: op, Socket: b.redis.socket},
+		{Target: targetGoRedis, Op: op, Socket: b.redis.Addr()},
+		{Target: targetRueidis, Op: op, Socket: b.redis.Addr()},
 	}
 }
 
@@ -194,7 +196,7 @@ func (b *bench) versusRedis(ctx context.Context, s *section, ours job, opName, g
 // counterAdd is workload 1.
 func (b *bench) counterAdd(ctx context.Context, s *section) error {
 	s.Title = fmt.Sprintf("Counter.Add vs Redis INCR, %d processes x G goroutines", b.cfg.procs)
-	if err := preloadRedis(ctx, b.redis.client(1), 0, 0); err != nil {
+	if err := preloadRedis(ctx, socketClient(b.redis), 0, 0); err != nil {
 		return err
 	}
 	return b.versusRedis(ctx, s, job{Target: targetState, Op: opAdd}, "Counter.Add", "Add", func(g int, peer string, r *row) {
@@ -264,7 +266,7 @@ func (b *bench) hotKeyWorkload(ctx context.Context, s *section) error {
 func (b *bench) mapLoadStore(ctx context.Context, s *section) error {
 	const keys, size = 10_000, 64
 	s.Title = fmt.Sprintf("Map Load/Store 90/10 on %d keys, %d-byte values, vs Redis GET/SET, %d processes x G goroutines", keys, size, b.cfg.procs)
-	if err := preloadRedis(ctx, b.redis.client(1), keys, size); err != nil {
+	if err := preloadRedis(ctx, socketClient(b.redis), keys, size); err != nil {
 		return err
 	}
 	ours := job{Target: targetState, Op: opMap, Keys: keys, ValueSize: size, Preload: keys}
@@ -275,7 +277,7 @@ func (b *bench) mapLoadStore(ctx context.Context, s *section) error {
 func (b *bench) proxyLatency(ctx context.Context, s *section) error {
 	reqSize, respSize := opFrameSizes()
 	s.Title = fmt.Sprintf("Latency of one op from a non-owner process, 1 goroutine (frames of %d and %d bytes)", reqSize, respSize)
-	if err := preloadRedis(ctx, b.redis.client(1), 0, 0); err != nil {
+	if err := preloadRedis(ctx, socketClient(b.redis), 0, 0); err != nil {
 		return err
 	}
 	type cellSpec struct {
@@ -306,8 +308,8 @@ func (b *bench) proxyLatency(ctx context.Context, s *section) error {
 		{"ping-pong, blocking syscalls", raw, &rawServer},
 		{"sharedstate Counter.Add (proxy)", add, &add},
 		{"sharedstate Counter.Load (proxy)", load, &add},
-		{"Redis GET, go-redis", job{Target: targetGoRedis, Op: opLoad, Socket: b.redis.socket}, nil},
-		{"Redis INCR, go-redis", job{Target: targetGoRedis, Op: opAdd, Socket: b.redis.socket}, nil},
+		{"Redis GET, go-redis", job{Target: targetGoRedis, Op: opLoad, Socket: b.redis.Addr()}, nil},
+		{"Redis INCR, go-redis", job{Target: targetGoRedis, Op: opAdd, Socket: b.redis.Addr()}, nil},
 	}
 	// Ratios are to the ping-pong through Go's net package: the same I/O
 	// path the library takes, with nothing of the library's own.
@@ -414,9 +416,9 @@ func (b *bench) durabilityLevels(ctx context.Context, s *section) error {
 			}
 		}
 		b.progress("workload 8: %s", l.redisName)
-		rc, err := b.throughput(ctx, job{Target: targetGoRedis, Op: opAdd, G: g, Socket: srv.socket}, p, false)
+		rc, err := b.throughput(ctx, job{Target: targetGoRedis, Op: opAdd, G: g, Socket: srv.Addr()}, p, false)
 		if srv != b.redis {
-			srv.stop()
+			srv.Stop()
 		}
 		if err != nil {
 			return err
