@@ -1,12 +1,14 @@
 // Command bench measures sharedstate against the alternatives a user would
 // weigh it against, in one run on one machine: Redis through go-redis and
 // rueidis, a bare Unix-socket ping-pong, a mutex-guarded Go map, and the
-// Python multiprocessing manager recipe. It prints a table per workload
-// with absolute figures, ratios and the targets of issue 4, and writes the
-// figures as JSON and the throughput ratios as an SVG chart.
+// Python multiprocessing manager recipe; and the library's Redis engine on
+// one server, a Redis Cluster and a replicated primary. It prints a table
+// per workload with absolute figures, ratios and the targets of issue 4,
+// and writes the figures as JSON and the throughput ratios as an SVG chart.
 //
-// Run it from this directory; it needs redis-server, python3 and, for the
-// HTTP workload, wrk installed (apt-get install -y redis-server python3 wrk):
+// Run it from this directory; it needs redis-server and redis-cli, python3
+// and, for the HTTP workload, wrk installed (apt-get install -y
+// redis-server redis-tools python3 wrk):
 //
 //	go run . -json results.json -svg results.svg
 //	go run . -only 1,4 -duration 1s    # a quick look
