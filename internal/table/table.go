@@ -1,0 +1,101 @@
+package table
+
+import (
+	"errors"
+	"fmt"
+)
+
+var (
+	// ErrCorrupt means that the table's bytes are inconsistent while no
+	// transaction changes them: damaged, not torn.
+	ErrCorrupt = errors.New("table: corrupt")
+	// ErrFull means that the table has used its whole reservation.
+	ErrFull = errors.New("table: reservation full")
+	// ErrTooLarge means a key or a value beyond what an entry holds.
+	ErrTooLarge = errors.New("table: key or value too large")
+)
+
+// Table is a table as its owner, its only writer, has it.
+type Table struct {
+	m    []byte // the whole reservation, mapped read-write
+	salt uint64
+	// grow makes the first size bytes of m usable: the file's length.
+	grow func(size uint64) error
+	tx   Tx
+}
+
+// growStep is the least the file grows by, so that growing is rare.
+const growStep = 1 << 20
+
+// format makes m, whose first size bytes are usable and zero, an empty
+// table written in boot.
+func format(m []byte, size uint64, boot [16]byte, salt uint64) {
+	setWord(m, hMagic, magic)
+	setWord(m, hFormat, format1)
+	copy(m[hBoot:hBoot+16], boot[:])
+	setWord(m, hSalt, salt)
+	setWord(m, hReserve, uint64(len(m)))
+	setWord(m, hSize, size)
+	setWord(m, hBump, hEnd)
+}
+
+// open returns the owner's side of the table in m, checking its header and
+// finishing the transaction an earlier owner left (see recoverIntent).
+// fileSize is the length of the file behind m.
+func open(m []byte, fileSize uint64, boot [16]byte, grow func(uint64) error) (*Table, error) {
+	if err := checkHeader(m, fileSize); err != nil {
+		return nil, err
+	}
+	if [16]byte(m[hBoot:hBoot+16]) != boot {
+		return nil, ErrOtherBoot
+	}
+	t := &Table{m: m, salt: word(m, hSalt), grow: grow}
+	if err := t.recoverIntent(); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// ErrOtherBoot means a table written before the host last booted: what it
+// holds may be torn (its pages were written back to the disk in no order),
+// so it is rebuilt instead of read.
+var ErrOtherBoot = errors.New("table: written before the last boot")
+
+// checkHeader checks the words of the header that readers and owners rely
+// on, in m, mapped from a file of fileSize bytes.
+func checkHeader(m []byte, fileSize uint64) error {
+	if uint64(len(m)) < hEnd || fileSize < hEnd {
+		return fmt.Errorf("%w: %d bytes, less than a header", ErrCorrupt, min(uint64(len(m)), fileSize))
+	}
+	switch size, bump := word(m, hSize), word(m, hBump); {
+	case word(m, hMagic) != magic:
+		return fmt.Errorf("%w: not a table", ErrCorrupt)
+	case word(m, hFormat) != format1:
+		return fmt.Errorf("%w: format %d, not %d", ErrCorrupt, word(m, hFormat), format1)
+	case size > fileSize || size > uint64(len(m)) || size > maxOffset:
+		return fmt.Errorf("%w: %d bytes in use, of a file of %d mapped for %d", ErrCorrupt, size, fileSize, len(m))
+	case bump < hEnd || bump > size:
+		return fmt.Errorf("%w: arena end %d outside %d-%d", ErrCorrupt, bump, hEnd, size)
+	}
+	return nil
+}
+
+// ensure makes the first n bytes of the reservation usable.
+func (t *Table) ensure(n uint64) error {
+	size := word(t.m, hSize)
+	if n <= size {
+		return nil
+	}
+	if n > uint64(len(t.m)) || n > maxOffset {
+		return fmt.Errorf("%w: %d bytes needed, %d reserved", ErrFull, n, len(t.m))
+	}
+	grown := min((max(n, 2*size)+growStep-1)&^(growStep-1), uint64(len(t.m)))
+	if err := t.grow(grown); err != nil {
+		return err
+	}
+	atomicWord(t.m, hSize).Store(grown)
+	return nil
+}
+
+// LSN returns the last operation the table reflects.
+func (t *Table) LSN() uint64 { return word(t.m, hLSN) }

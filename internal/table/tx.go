@@ -1,0 +1,140 @@
+package table
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Tx is a transaction of the owner: the changes of one operation, published
+// at once by Commit. Blocks it allocates are written at once (no reader can
+// reach them); every word a reader can reach is set by its plan, on
+// Commit. A Tx is reused: Table.Begin returns the same one each time.
+type Tx struct {
+	t     *Table
+	plan  []pair
+	frees []freed
+	err   error // the first failure; Commit publishes nothing then
+}
+
+// pair is one store of a plan: the word at off becomes val.
+type pair struct{ off, val uint64 }
+
+// errPlanFull means a transaction changes more words than an intent holds:
+// a defect of the caller, which keeps its transactions small.
+var errPlanFull = errors.New("table: a transaction changes too many words")
+
+// Begin starts the transaction of operation lsn.
+func (t *Table) Begin(lsn uint64) *Tx {
+	tx := &t.tx
+	tx.t, tx.plan, tx.frees, tx.err = t, tx.plan[:0], tx.frees[:0], nil
+	tx.set(hLSN, lsn)
+	return tx
+}
+
+// word returns the word at off as the transaction has it: its plan's value
+// if it sets one, else the table's.
+func (tx *Tx) word(off uint64) uint64 {
+	for i := len(tx.plan) - 1; i >= 0; i-- {
+		if tx.plan[i].off == off {
+			return tx.plan[i].val
+		}
+	}
+	return word(tx.t.m, off)
+}
+
+// set plans the word at off to become val.
+func (tx *Tx) set(off, val uint64) {
+	for i := range tx.plan {
+		if tx.plan[i].off == off {
+			tx.plan[i].val = val
+			return
+		}
+	}
+	if len(tx.plan) == maxPlan {
+		tx.fail(errPlanFull)
+		return
+	}
+	tx.plan = append(tx.plan, pair{off, val})
+}
+
+func (tx *Tx) fail(err error) {
+	if tx.err == nil {
+		tx.err = err
+	}
+}
+
+// Commit publishes the transaction: the intent first, then the plan with
+// the sequence number odd. It returns the transaction's first failure, if
+// any, having published nothing (the blocks it wrote stay free).
+func (tx *Tx) Commit() error {
+	if err := tx.prepare(); err != nil {
+		return err
+	}
+	seq := atomicWord(tx.t.m, hSeq)
+	seq.Add(1)
+	tx.apply(len(tx.plan))
+	seq.Add(1)
+	atomicWord(tx.t.m, hIntent).Store(0)
+	return nil
+}
+
+// prepare completes the plan and writes it as the intent, marked valid.
+func (tx *Tx) prepare() error {
+	tx.pushFrees()
+	if tx.err != nil {
+		return tx.err
+	}
+	m := tx.t.m
+	for i, p := range tx.plan {
+		setWord(m, hIntent+16+uint64(i)*16, p.off)
+		setWord(m, hIntent+24+uint64(i)*16, p.val)
+	}
+	setWord(m, hIntent+8, uint64(len(tx.plan)))
+	atomicWord(m, hIntent).Store(1) // valid: a new owner applies it again
+	return nil
+}
+
+// apply performs the plan's first n stores.
+func (tx *Tx) apply(n int) {
+	for _, p := range tx.plan[:n] {
+		setWord(tx.t.m, p.off, p.val)
+	}
+}
+
+// recoverIntent applies again the plan of a transaction that its owner did
+// not finish, and makes the sequence number even.
+func (t *Table) recoverIntent() error {
+	m := t.m
+	if word(m, hIntent) != 0 {
+		n := word(m, hIntent+8)
+		if n > maxPlan {
+			return fmt.Errorf("%w: an intent of %d stores", ErrCorrupt, n)
+		}
+		for i := range n {
+			off, val := word(m, hIntent+16+i*16), word(m, hIntent+24+i*16)
+			if !plannable(off, word(m, hSize)) {
+				return fmt.Errorf("%w: an intent stores to offset %d", ErrCorrupt, off)
+			}
+			setWord(m, off, val)
+		}
+		atomicWord(m, hIntent).Store(0)
+	}
+	if seq := atomicWord(m, hSeq); seq.Load()%2 == 1 {
+		seq.Add(1)
+	}
+	return nil
+}
+
+// plannable reports whether a plan may store to off, in a table of size
+// bytes: the words of the header that change, and the arena.
+func plannable(off, size uint64) bool {
+	switch {
+	case off%8 != 0:
+		return false
+	case off == hLSN, off == hBump:
+		return true
+	case off >= hRoot && off < hRoot+nsWords*8, off >= hStacks && off < hStacks+nClasses*24:
+		return true
+	}
+	return off >= hEnd && off+8 <= size
+}
