@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"unsafe"
 
+	"github.com/sharedstate/sharedstate/internal/filemap"
 	"github.com/sharedstate/sharedstate/internal/statedir"
 )
 
@@ -21,7 +22,7 @@ import (
 // It is a file mapped into memory. Appending a record is a copy into the
 // mapping, which is the kernel's page cache: once copied, the record
 // survives the death of the process, with no system call. Space is
-// reserved before any write (see sysAllocate), so a full disk is an error
+// reserved before any write (see filemap.Allocate), so a full disk is an error
 // returned to the caller, never a SIGBUS. With sync
 // (DurabilityDisk), a syncer goroutine flushes the file with one fdatasync
 // per batch of records (group commit), and answers wait for it.
@@ -118,7 +119,7 @@ func (j *Journal) Prepare(gen, link uint64) (*Next, error) {
 
 // Discard gives up a journal from Prepare.
 func (j *Journal) Discard(n *Next) {
-	sysUnmap(n.data)
+	filemap.Unmap(n.data)
 	j.dir.Discard(n.f, j.name)
 }
 
@@ -145,7 +146,7 @@ func (j *Journal) Switch(n *Next) error {
 		w.fn()
 	}
 	if old != nil {
-		sysUnmap(oldData)
+		filemap.Unmap(oldData)
 		old.Close()
 	}
 	return nil
@@ -255,42 +256,23 @@ func (j *Journal) ID() statedir.FileID { return j.id }
 
 // mapFile maps the first size bytes of f.
 func mapFile(f *os.File, size int) ([]byte, error) {
-	data, err := sysMap(f, size)
+	data, err := filemap.Map(f, size, true)
 	if err != nil {
 		return nil, fmt.Errorf("mapping %s: %w", f.Name(), err)
 	}
 	return data, nil
 }
 
-// reserve sizes f to size bytes and reserves its blocks (see sysAllocate),
+// reserve sizes f to size bytes and reserves its blocks (see filemap.Allocate),
 // so that writes to the mapping never meet a full disk: a full disk is
 // ErrFull here instead of a SIGBUS later.
 func reserve(f *os.File, size int) error {
-	err := sysAllocate(f, size)
+	err := filemap.Allocate(f, size)
 	if errors.Is(err, syscall.ENOSPC) {
 		return fmt.Errorf("%w: growing %s to %d bytes: %v", ErrFull, f.Name(), size, err)
 	}
 	if err != nil {
 		return fmt.Errorf("growing %s: %w", f.Name(), err)
-	}
-	return nil
-}
-
-// writeZeros reserves blocks where the file system has no call for it:
-// writing zeros from the file's end to size allocates them, but on a file
-// system that copies blocks on write (ZFS, btrfs) a later write may still
-// find the disk full.
-func writeZeros(f *os.File, size int) error {
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	zeros := make([]byte, 64<<10)
-	for off := fi.Size(); off < int64(size); off += int64(len(zeros)) {
-		n := min(int64(len(zeros)), int64(size)-off)
-		if _, err := f.WriteAt(zeros[:n], off); err != nil {
-			return err
-		}
 	}
 	return nil
 }
@@ -304,7 +286,7 @@ func (j *Journal) grow(size int) error {
 	if err != nil {
 		return err
 	}
-	sysUnmap(j.data)
+	filemap.Unmap(j.data)
 	j.data = data
 	return nil
 }
@@ -412,7 +394,7 @@ func (j *Journal) syncLoop() {
 		j.syncMu.Lock()
 		target, f := j.written, j.f
 		j.syncMu.Unlock()
-		if err := sysDataSync(f); err != nil {
+		if err := filemap.DataSync(f); err != nil {
 			// The records may not be on disk: answering would promise
 			// what is not true.
 			j.failed(fmt.Errorf("syncing %s: %w", j.Path(), err))
@@ -455,7 +437,7 @@ func (j *Journal) Close() {
 		j.stop = nil
 	}
 	if j.data != nil {
-		sysUnmap(j.data)
+		filemap.Unmap(j.data)
 		j.data = nil
 	}
 	j.f.Close()

@@ -1,4 +1,4 @@
-package journal
+package filemap
 
 import (
 	"os"
@@ -6,10 +6,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// sysAllocate sizes f to size bytes with its blocks reserved: F_PREALLOCATE
+// Allocate sizes f to size bytes with its blocks reserved: F_PREALLOCATE
 // of the space past the file's end, then ftruncate; zeros written where
 // the file system cannot preallocate.
-func sysAllocate(f *os.File, size int) error {
+func Allocate(f *os.File, size int) error {
 	fi, err := f.Stat()
 	if err != nil {
 		return err
@@ -23,9 +23,9 @@ func sysAllocate(f *os.File, size int) error {
 	return f.Truncate(int64(size))
 }
 
-// sysDataSync flushes f to the disk: fsync on macOS stops at the drive's
+// DataSync flushes f to the disk: fsync on macOS stops at the drive's
 // cache, F_FULLFSYNC goes through it.
-func sysDataSync(f *os.File) error {
+func DataSync(f *os.File) error {
 	if _, err := unix.FcntlInt(f.Fd(), unix.F_FULLFSYNC, 0); err != nil {
 		return f.Sync()
 	}

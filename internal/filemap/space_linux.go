@@ -1,4 +1,4 @@
-package journal
+package filemap
 
 import (
 	"errors"
@@ -7,9 +7,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// sysAllocate sizes f to size bytes with its blocks reserved: fallocate, or
+// Allocate sizes f to size bytes with its blocks reserved: fallocate, or
 // zeros written where the file system cannot reserve (some network ones).
-func sysAllocate(f *os.File, size int) error {
+func Allocate(f *os.File, size int) error {
 	err := unix.Fallocate(int(f.Fd()), 0, 0, int64(size))
 	if errors.Is(err, unix.EOPNOTSUPP) {
 		return writeZeros(f, size)
@@ -17,5 +17,5 @@ func sysAllocate(f *os.File, size int) error {
 	return err
 }
 
-// sysDataSync flushes f's data to the disk.
-func sysDataSync(f *os.File) error { return unix.Fdatasync(int(f.Fd())) }
+// DataSync flushes f's data to the disk.
+func DataSync(f *os.File) error { return unix.Fdatasync(int(f.Fd())) }
