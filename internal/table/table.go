@@ -9,7 +9,8 @@ var (
 	// ErrCorrupt means that the table's bytes are inconsistent while no
 	// transaction changes them: damaged, not torn.
 	ErrCorrupt = errors.New("table: corrupt")
-	// ErrFull means that the table has used its whole reservation.
+	// ErrFull means that the table has no room to grow: its reservation of
+	// address space is used up, or the disk holding its file is full.
 	ErrFull = errors.New("table: reservation full")
 	// ErrTooLarge means a key or a value beyond what an entry holds.
 	ErrTooLarge = errors.New("table: key or value too large")

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"slices"
+	"time"
 	"unsafe"
 )
 
@@ -24,9 +25,11 @@ type View struct {
 // asks the owner instead, which waits for a new one.
 var ErrBusy = errors.New("table: a transaction is in progress")
 
-// spins is how often a read is tried before ErrBusy; a transaction takes a
-// microsecond or so, and the tries yield the processor after the first few.
-const spins = 200
+// patience is how long a read keeps trying while transactions run beside
+// it before ErrBusy: one takes well under a microsecond, and an owner that
+// commits back to back leaves room between them, but one killed or stopped
+// in the middle of a transaction leaves its sequence number odd.
+const patience = time.Millisecond
 
 // newView returns the view of the table in m.
 func newView(m []byte, fileSize uint64) (*View, error) {
@@ -75,7 +78,7 @@ type Item struct {
 }
 
 // scanChunk is how many slots one consistent read of a Scan covers.
-const scanChunk = 256
+const scanChunk = 64
 
 // Scan returns every entry of space (a key of the root) in key order. It
 // is not a snapshot: each entry is as it was when its part of the slots
@@ -138,7 +141,8 @@ func (v *View) consistent(read func(*cursor)) (err error) {
 		}
 	}()
 	seq := atomicWord(v.m, hSeq)
-	for try := range spins {
+	var began time.Time
+	for try := 0; ; try++ {
 		s := seq.Load()
 		if s%2 == 0 {
 			c := cursor{m: v.m, salt: v.salt}
@@ -149,11 +153,16 @@ func (v *View) consistent(read func(*cursor)) (err error) {
 				return c.err
 			}
 		}
-		if try > 4 {
+		switch {
+		case try < 8:
+		case try == 8:
+			began = time.Now()
+		case time.Since(began) > patience:
+			return ErrBusy
+		default:
 			runtime.Gosched()
 		}
 	}
-	return ErrBusy
 }
 
 // cursor reads a table within one consistent read: each of its reads is
