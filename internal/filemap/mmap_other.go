@@ -12,6 +12,8 @@ import (
 
 func Map(*os.File, int, bool) ([]byte, error) { return nil, errors.ErrUnsupported }
 
+func MapAnonymous(int) ([]byte, error) { return nil, errors.ErrUnsupported }
+
 func Unmap([]byte) {}
 
 func Allocate(*os.File, int) error { return errors.ErrUnsupported }

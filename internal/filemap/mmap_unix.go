@@ -21,3 +21,9 @@ func Map(f *os.File, size int, writable bool) ([]byte, error) {
 
 // Unmap unmaps what Map mapped.
 func Unmap(b []byte) { unix.Munmap(b) }
+
+// MapAnonymous maps size bytes of memory of the process's own, whose pages
+// exist once written.
+func MapAnonymous(size int) ([]byte, error) {
+	return unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE|mapNoReserve)
+}

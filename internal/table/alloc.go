@@ -58,7 +58,9 @@ func (tx *Tx) pushFrees() {
 			if tx.err != nil {
 				return
 			}
-			copy(m[grown:grown+n*8], m[arr:arr+n*8])
+			for i := range n { // as the transaction has them: it may have pushed some
+				setWord(m, grown+i*8, tx.word(arr+i*8))
+			}
 			arr = grown
 			tx.set(st, arr)
 			tx.set(st+16, capacity)

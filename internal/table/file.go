@@ -13,7 +13,7 @@ import (
 // reservations are the sizes of address space tried for a table, largest
 // first: what is left of it bounds the table, and a process whose address
 // space is limited (ulimit -v) gets what it can.
-var reservations = []uint64{1 << 40, 64 << 30, 4 << 30, 256 << 20}
+var reservations = []uint64{1 << 40, 16 << 30, 4 << 30, 256 << 20}
 
 // File is a table's file, mapped: its owner's Table, or a View.
 type File struct {
@@ -28,6 +28,9 @@ func (f *File) ID() statedir.FileID { return f.id }
 // Close unmaps the file. Nothing read from it may be used after.
 func (f *File) Close() error {
 	filemap.Unmap(f.m)
+	if f.f == nil { // NewMemory's
+		return nil
+	}
 	return f.f.Close()
 }
 

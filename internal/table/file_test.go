@@ -122,7 +122,9 @@ func TestReaderProcess(t *testing.T) {
 			r, err := v.Get("m:kv", key, nil)
 			if errors.Is(err, ErrBusy) {
 				busy++
-			} else if err != nil {
+				continue
+			}
+			if err != nil {
 				t.Fatal(err)
 			}
 			if !r.Found {

@@ -1,6 +1,10 @@
 package table
 
-import "bytes"
+import (
+	"bytes"
+	"encoding/binary"
+	"iter"
+)
 
 // Space is a namespace: the offset of its words (see nsIndex), in the header
 // for the root, in the value of its key in the root for the others.
@@ -30,7 +34,7 @@ type probe struct {
 }
 
 // find looks key up in sp, as the transaction has them.
-func (tx *Tx) find(sp Space, key []byte, h uint64) probe {
+func (tx *Tx) find(sp Space, key string, h uint64) probe {
 	m := tx.t.m
 	slots := tx.word(uint64(sp) + nsSlots)
 	if slots == 0 {
@@ -46,7 +50,7 @@ func (tx *Tx) find(sp Space, key []byte, h uint64) probe {
 			return probe{slot: cmpOr(insert, at)}
 		case s == slotTomb:
 			insert = cmpOr(insert, at)
-		case slotTag(s) == hashTag(h) && bytes.Equal(entryKey(m, slotOff(s)), key):
+		case slotTag(s) == hashTag(h) && string(entryKey(m, slotOff(s))) == key:
 			return probe{slot: at, entry: slotOff(s), found: true}
 		}
 	}
@@ -80,17 +84,35 @@ func readEntry(m []byte, off uint64) Entry {
 
 // Get returns the entry of key in sp, as the transaction has it.
 func (tx *Tx) Get(sp Space, key string) (Entry, bool) {
-	p := tx.find(sp, []byte(key), tx.t.hash(key))
+	p := tx.find(sp, key, tx.t.hash(key))
 	if !p.found {
 		return Entry{}, false
 	}
-	return readEntry(tx.t.m, p.entry), true
+	return tx.readEntry(p.entry), true
+}
+
+// readEntry returns the entry at off as the transaction has it: with the
+// words it set in place (SetWord, SetVersion).
+func (tx *Tx) readEntry(off uint64) Entry {
+	e := readEntry(tx.t.m, off)
+	e.Version = tx.word(off + eVersion)
+	end := e.val + uint64(len(e.Value))
+	patched := false
+	for _, p := range tx.plan {
+		if p.off >= e.val && p.off < end {
+			if !patched {
+				e.Value, patched = bytes.Clone(e.Value), true
+			}
+			binary.NativeEndian.PutUint64(e.Value[p.off-e.val:], p.val)
+		}
+	}
+	return e
 }
 
 // Put sets key in sp to a new entry (replacing any), and returns it.
 func (tx *Tx) Put(sp Space, key string, value []byte, version uint64, deadline int64) Entry {
 	h := tx.t.hash(key)
-	p := tx.find(sp, []byte(key), h)
+	p := tx.find(sp, key, h)
 	off := tx.newEntry(key, value, version, deadline)
 	if tx.err != nil {
 		return Entry{}
@@ -106,7 +128,7 @@ func (tx *Tx) Put(sp Space, key string, value []byte, version uint64, deadline i
 
 // Delete removes key from sp, and reports whether it was there.
 func (tx *Tx) Delete(sp Space, key string) bool {
-	p := tx.find(sp, []byte(key), tx.t.hash(key))
+	p := tx.find(sp, key, tx.t.hash(key))
 	if !p.found {
 		return false
 	}
@@ -203,7 +225,7 @@ func (tx *Tx) insert(sp Space, p probe, off, h uint64) {
 		if tx.err != nil {
 			return
 		}
-		p = tx.find(sp, entryKey(tx.t.m, off), h)
+		p = tx.find(sp, string(entryKey(tx.t.m, off)), h)
 		tombs = 0
 	} else if tx.word(p.slot) == slotTomb {
 		tombs--
@@ -248,4 +270,20 @@ func nextPow2(n uint64) uint64 {
 		p <<= 1
 	}
 	return p
+}
+
+// All yields the entries of sp, as the transaction has them, in no order.
+// The keys are the table's bytes, valid as the entries' values are.
+func (tx *Tx) All(sp Space) iter.Seq2[[]byte, Entry] {
+	return func(yield func([]byte, Entry) bool) {
+		m := tx.t.m
+		slots, index := tx.word(uint64(sp)+nsSlots), tx.word(uint64(sp)+nsIndex)
+		for i := range slots {
+			if s := tx.word(index + i*8); s != slotEmpty && s != slotTomb {
+				if !yield(entryKey(m, slotOff(s)), tx.readEntry(slotOff(s))) {
+					return
+				}
+			}
+		}
+	}
 }

@@ -3,6 +3,8 @@ package table
 import (
 	"errors"
 	"fmt"
+
+	"github.com/sharedstate/sharedstate/internal/filemap"
 )
 
 var (
@@ -11,7 +13,7 @@ var (
 	ErrCorrupt = errors.New("table: corrupt")
 	// ErrFull means that the table has no room to grow: its reservation of
 	// address space is used up, or the disk holding its file is full.
-	ErrFull = errors.New("table: reservation full")
+	ErrFull = errors.New("table: no room to grow")
 	// ErrTooLarge means a key or a value beyond what an entry holds.
 	ErrTooLarge = errors.New("table: key or value too large")
 )
@@ -25,8 +27,9 @@ type Table struct {
 	tx   Tx
 }
 
-// growStep is the least the file grows by, so that growing is rare.
-const growStep = 1 << 20
+// growStep is the least the file grows by, and its first size beyond the
+// header: small, for the many states that stay small.
+const growStep = 64 << 10
 
 // format makes m, whose first size bytes are usable and zero, an empty
 // table written in boot.
@@ -100,3 +103,34 @@ func (t *Table) ensure(n uint64) error {
 
 // LSN returns the last operation the table reflects.
 func (t *Table) LSN() uint64 { return word(t.m, hLSN) }
+
+// Reserve makes room for a transaction that writes n bytes of blocks, and
+// may rehash a namespace or grow a free stack, before the operation it
+// publishes is journaled: so that a full disk refuses the operation, and a
+// Commit never fails for lack of space.
+func (t *Table) Reserve(n uint64) error {
+	bump := word(t.m, hBump)
+	return t.ensure(bump + n + bump/4 + growStep)
+}
+
+// NewMemory returns a table in memory of its own, for a process that
+// reads a state's files without owning it, and for tests. Close unmaps it.
+func NewMemory() (*File, *Table, error) {
+	var m []byte
+	var err error
+	for _, size := range reservations[1:] { // a state read, not shared
+		if m, err = filemap.MapAnonymous(int(size)); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	format(m, uint64(len(m)), [16]byte{}, 0)
+	t, err := open(m, uint64(len(m)), [16]byte{}, nil)
+	if err != nil {
+		filemap.Unmap(m)
+		return nil, nil, err
+	}
+	return &File{m: m}, t, nil
+}

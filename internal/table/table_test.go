@@ -267,6 +267,9 @@ func TestAgainstModel(t *testing.T) {
 		randomTx(r, tb, tx, md, &version)
 		commit(t, tx)
 		checkModel(t, v, md)
+		if i%50 == 0 {
+			checkAllocator(t, tb)
+		}
 		if i%500 == 499 {
 			tb, v, _ = reopen(t, m) // a new owner takes the table over as it is
 		}
@@ -303,5 +306,28 @@ func TestCrashInTransaction(t *testing.T) {
 			t.Fatalf("after reopening: sequence odd %v, intent %d", odd, word(m, hIntent))
 		}
 		checkModel(t, v, md)
+		checkAllocator(t, tb)
+	}
+}
+
+// TestReadsInATransaction: what a transaction set in place, it reads back
+// before it commits; other processes do not see it until then.
+func TestReadsInATransaction(t *testing.T) {
+	tb, v, _ := newTestTable(t, 64<<20)
+	tx := tb.Begin(1)
+	ctr := tx.Put(Root, "c", make([]byte, 8), 1, 0)
+	commit(t, tx)
+	tx = tb.Begin(2)
+	tx.SetWord(ctr, 0, 5)
+	tx.SetVersion(ctr, 2)
+	if e, _ := tx.Get(Root, "c"); binary.NativeEndian.Uint64(e.Value) != 5 || e.Version != 2 {
+		t.Fatalf("in the transaction: %v, version %d", e.Value, e.Version)
+	}
+	if r, _ := v.Get("", "c", nil); binary.NativeEndian.Uint64(r.Value) != 0 || r.Version != 1 {
+		t.Fatalf("before the commit, a reader sees %v, version %d", r.Value, r.Version)
+	}
+	commit(t, tx)
+	if r, _ := v.Get("", "c", nil); binary.NativeEndian.Uint64(r.Value) != 5 || r.Version != 2 {
+		t.Fatalf("after the commit, a reader sees %v, version %d", r.Value, r.Version)
 	}
 }

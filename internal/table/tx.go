@@ -67,6 +67,9 @@ func (tx *Tx) fail(err error) {
 // the sequence number odd. It returns the transaction's first failure, if
 // any, having published nothing (the blocks it wrote stay free).
 func (tx *Tx) Commit() error {
+	if len(tx.plan) == 1 && len(tx.frees) == 0 && tx.err == nil {
+		return nil // it only read: nothing to publish, not even its LSN
+	}
 	if err := tx.prepare(); err != nil {
 		return err
 	}

@@ -51,22 +51,24 @@ type Read struct {
 // root if space is "", copying its value into dst's array if it fits.
 func (v *View) Get(space, key string, dst []byte) (Read, error) {
 	var r Read
-	err := v.consistent(func(c *cursor) {
-		r = c.get(space, key, dst[:0])
-	})
-	return r, err
+	if err := v.consistent(func(c *cursor) { r = c.get(space, key, dst[:0]) }); err != nil {
+		return Read{}, err // what the last try read may be torn
+	}
+	return r, nil
 }
 
 // Len returns the number of entries of space (a key of the root), 0 if it
 // is not there.
 func (v *View) Len(space string) (int, error) {
 	var n uint64
-	err := v.consistent(func(c *cursor) {
+	if err := v.consistent(func(c *cursor) {
 		if sp, ok := c.space(space); ok {
 			n = c.word(sp + nsUsed)
 		}
-	})
-	return int(n), err
+	}); err != nil {
+		return 0, err
+	}
+	return int(n), nil
 }
 
 // Item is an entry of a Scan: its bytes are a copy.

@@ -152,3 +152,20 @@ func FuzzView(f *testing.F) {
 		}
 	})
 }
+
+// TestBusyReadsNothing: a read that gives up on a transaction that does not
+// end (its owner died in it, or is stopped) returns nothing it read.
+func TestBusyReadsNothing(t *testing.T) {
+	tb, v, m := newTestTable(t, 64<<20)
+	tx := tb.Begin(1)
+	tx.Put(Root, "k", []byte("value"), 1, 0)
+	commit(t, tx)
+	atomicWord(m, hSeq).Add(1) // in the middle of a transaction, for good
+	r, err := v.Get("", "k", nil)
+	if !errors.Is(err, ErrBusy) || r.Found || r.Value != nil {
+		t.Fatalf("Get = %+v, %v; want nothing and ErrBusy", r, err)
+	}
+	if n, err := v.Len(""); !errors.Is(err, ErrBusy) || n != 0 {
+		t.Fatalf("Len = %d, %v; want 0 and ErrBusy", n, err)
+	}
+}
