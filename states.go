@@ -89,7 +89,7 @@ func scanStates(dir *statedir.Dir, only string) ([]StateInfo, error) {
 var stateFiles = []struct {
 	ext  string
 	data bool
-}{{".lock", false}, {".sock", false}, {".journal", true}, {".snapshot", true}}
+}{{".lock", false}, {".sock", false}, {".journal", true}, {".snapshot", true}, {".table", false}}
 
 // stateOf returns the state a file of a state directory belongs to, and
 // whether it holds the state's data (its journal or snapshot, not a copy

@@ -9,6 +9,7 @@ import (
 
 	"github.com/sharedstate/sharedstate/internal/journal"
 	"github.com/sharedstate/sharedstate/internal/statedir"
+	"github.com/sharedstate/sharedstate/internal/table"
 )
 
 // ErrDamaged is sharedstate.ErrDamaged: a state file is missing, damaged,
@@ -61,7 +62,25 @@ const minCompact = 512 << 10
 // torn tail, writes that were never acknowledged, is dropped; the journal
 // is then replaced rather than written over.
 func Recover(dir *statedir.Dir, name string, opts Options, onBroken func(error)) (*Store, int, error) {
-	s := newStore()
+	// The table is rebuilt from the snapshot and the journal: the last
+	// owner's goes first, so that a full disk has room for the new one.
+	if err := dir.Remove(tableName(name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, 0, err
+	}
+	file, tab, err := table.Create(dir, tableName(name))
+	if err != nil {
+		return nil, 0, err
+	}
+	s := newStore(file, tab)
+	replayed, err := s.recover(dir, name, opts, onBroken)
+	if err != nil {
+		s.Close()
+		return nil, 0, err
+	}
+	return s, replayed, nil
+}
+
+func (s *Store) recover(dir *statedir.Dir, name string, opts Options, onBroken func(error)) (int, error) {
 	s.wall = opts.Clock
 	s.persist = persistence{
 		dir:       dir,
@@ -74,7 +93,7 @@ func Recover(dir *statedir.Dir, name string, opts Options, onBroken func(error))
 	}
 	snap, haveSnap, snapSize, err := s.loadSnapshot()
 	if err != nil {
-		return nil, 0, damaged(err, name)
+		return 0, damaged(err, name)
 	}
 	j, torn, err := journal.Open(dir, s.persist.journalName(), s.persist.sync)
 	switch {
@@ -85,7 +104,7 @@ func Recover(dir *statedir.Dir, name string, opts Options, onBroken func(error))
 			ErrDamaged, dir.Join(s.persist.journalName()), dir.Join(s.persist.snapshotName()), snap.Gen)
 	}
 	if err != nil {
-		return nil, 0, damaged(err, name)
+		return 0, damaged(err, name)
 	}
 	replayed := 0
 	replay, err := s.persist.follows(snap, haveSnap, j.Header(), j.Size())
@@ -101,7 +120,7 @@ func Recover(dir *statedir.Dir, name string, opts Options, onBroken func(error))
 	}
 	if err != nil {
 		j.Close()
-		return nil, 0, damaged(err, name)
+		return 0, damaged(err, name)
 	}
 	s.log = j
 	// The snapshot measures the live state; a journal already past it is
@@ -111,16 +130,19 @@ func Recover(dir *statedir.Dir, name string, opts Options, onBroken func(error))
 		opts.Logger.Warn("sharedstate: the journal ends in writes that were cut short and never acknowledged; dropping them",
 			"journal", j.Path(), "records end", j.Size())
 		s.compact()
+		s.commit()
 		if s.broken != nil {
-			j.Close()
-			return nil, 0, s.broken
+			return 0, s.broken
 		}
 	}
 	if s.persist.sync {
 		j.StartSyncer(onBroken)
 	}
-	return s, replayed, nil
+	return replayed, nil
 }
+
+// tableName is the name of a state's table file (see data.go).
+func tableName(name string) string { return name + ".table" }
 
 // follows reports whether a journal with header j, whose records end at
 // end, is to be replayed on the snapshot with header snap (the zero header
@@ -189,26 +211,47 @@ func (s *Store) Close() {
 		s.log.Close()
 		s.log = nil
 	}
+	if s.tabFile != nil {
+		s.tabFile.Close()
+		s.tabFile = nil
+		s.broken = errClosed // the table is gone: answer nothing more
+	}
 }
+
+// errClosed is why a closed store answers nothing.
+var errClosed = errors.New("the store is closed")
 
 // Read loads the state called name from its files in dir without
 // changing them, for an observer.
 func Read(dir *statedir.Dir, name string) (*Store, error) {
-	s := newStore()
+	file, tab, err := table.NewMemory()
+	if err != nil {
+		return nil, err
+	}
+	s := newStore(file, tab)
+	if err := s.read(dir, name); err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.startClock()
+	return s, nil
+}
+
+func (s *Store) read(dir *statedir.Dir, name string) error {
 	s.persist = persistence{dir: dir, name: name}
 	snap, haveSnap, _, err := s.loadSnapshot()
 	if err != nil {
-		return nil, damaged(err, name)
+		return damaged(err, name)
 	}
 	c, err := journal.Read(dir, s.persist.journalName())
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && !haveSnap:
-		return s, nil // a state never written
+		return nil // a state never written
 	case err == nil && c.Damage != nil:
 		err = c.Damage
 	}
 	if err != nil {
-		return nil, damaged(err, name)
+		return damaged(err, name)
 	}
 	replay, err := s.persist.follows(snap, haveSnap, c.Header, c.End)
 	if err == nil && replay {
@@ -217,10 +260,9 @@ func Read(dir *statedir.Dir, name string) (*Store, error) {
 		}
 	}
 	if err != nil {
-		return nil, damaged(err, name)
+		return damaged(err, name)
 	}
-	s.startClock()
-	return s, nil
+	return nil
 }
 
 // guardFiles writes the journal and snapshot anew, with a compaction, if
@@ -243,6 +285,7 @@ func (s *Store) GuardFiles() bool {
 		return false
 	}
 	s.compact()
+	s.commit()
 	return true
 }
 

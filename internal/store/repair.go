@@ -8,6 +8,7 @@ import (
 
 	"github.com/sharedstate/sharedstate/internal/journal"
 	"github.com/sharedstate/sharedstate/internal/statedir"
+	"github.com/sharedstate/sharedstate/internal/table"
 )
 
 // Repair makes the state called name in dir openable again, keeping what
@@ -17,7 +18,12 @@ import (
 // succeed, and then changes nothing), the journal records kept, and the
 // files set aside. The caller holds the state's lock file.
 func Repair(dir *statedir.Dir, name string) (problem string, records int, setAside []string, err error) {
-	s := newStore()
+	file, tab, err := table.NewMemory()
+	if err != nil {
+		return "", 0, nil, err
+	}
+	s := newStore(file, tab)
+	defer s.Close()
 	s.persist = persistence{dir: dir, name: name, sync: true}
 	snap, haveSnap, _, err := s.loadSnapshot()
 	if err != nil {

@@ -192,6 +192,7 @@ func (s *Store) replay(records iter.Seq[[]byte]) (n int, err error) {
 		default:
 			return i, fmt.Errorf("record %d: unknown type %d", i, rec[0])
 		}
+		s.commit() // each record, as its operation did
 	}
 	return i + 1, nil
 }

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"container/heap"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -49,6 +48,10 @@ func (s *Store) compact() {
 	s.persist.logger.Debug("sharedstate: wrote a snapshot", "bytes", size, "took", time.Since(start))
 }
 
+// putsPerTx bounds the entries one transaction of loading puts: each
+// changes a slot, and a transaction holds a few hundred changes.
+const putsPerTx = 100
+
 // snapshotRecords writes every part of the store as records.
 func (s *Store) snapshotRecords(w *journal.SnapshotWriter) {
 	b := []byte{snapMeta}
@@ -66,26 +69,21 @@ func (s *Store) snapshotRecords(w *journal.SnapshotWriter) {
 
 // snapshotData writes the counters, the maps and the saved answers.
 func (s *Store) snapshotData(w *journal.SnapshotWriter, b []byte) {
-	// In order, so that loading builds each index by appending.
 	for name := range s.counterNames.From("", true) {
+		v, _ := s.counter(name)
 		b = wire.AppendString(append(b[:0], snapCounter), name)
-		w.Record(binary.AppendVarint(b, s.counters[name]))
+		w.Record(binary.AppendVarint(b, v))
 	}
 	for mapName := range s.mapNames.From("", true) {
-		m := s.maps[mapName]
+		sp, _ := s.mapSpace(mapName)
 		b = wire.AppendString(append(b[:0], snapMap), mapName)
-		w.Record(binary.AppendUvarint(b, uint64(len(m.entries))))
-		for key := range m.keys.From("", true) {
-			e := m.entries[key]
+		w.Record(binary.AppendUvarint(b, uint64(s.txn().Len(sp))))
+		for key, e := range s.txn().All(sp) {
 			b = wire.AppendString(append(b[:0], snapEntry), mapName)
-			b = wire.AppendString(b, key)
-			b = wire.AppendBytes(b, e.value)
-			b = binary.AppendUvarint(b, e.version)
-			var expiry int64
-			if e.expiry != nil {
-				expiry = e.expiry.at
-			}
-			w.Record(binary.AppendVarint(b, expiry))
+			b = wire.AppendBytes(b, key)
+			b = wire.AppendBytes(b, e.Value)
+			b = binary.AppendUvarint(b, e.Version)
+			w.Record(binary.AppendVarint(b, e.Deadline))
 		}
 	}
 	for id, t := range s.clients {
@@ -147,8 +145,9 @@ func (s *Store) loadSnapshot() (h journal.Header, found bool, size int, err erro
 }
 
 func (s *Store) loadSnapshotRecords(records iter.Seq[[]byte]) error {
+	defer s.commit()
 	var resp transport.Response
-	i, complete := -1, false
+	i, complete, entries := -1, false, 0
 	for rec := range records {
 		i++
 		switch {
@@ -162,19 +161,17 @@ func (s *Store) loadSnapshotRecords(records iter.Seq[[]byte]) error {
 		case snapMeta:
 			s.rev, s.clock, s.owner, s.terms = d.Uvarint(), d.Varint(), d.Uvarint(), d.Uvarint()
 		case snapMap:
-			name, n := d.String(), d.Uvarint()
-			s.mapNamed(name, int(min(n, 1<<24))) // a size, not a promise
+			_, _ = d.String(), d.Uvarint() // a map and its size: its entries follow
 		case snapCounter:
 			name := d.String()
 			s.setCounter(name, d.Varint())
 		case snapEntry:
 			mapName, key, value, version, expiry := d.String(), d.String(), d.Bytes(), d.Uvarint(), d.Varint()
-			e := entry{value: value, version: version}
-			if expiry != 0 {
-				e.expiry = &expiryRef{at: expiry, mapName: mapName, key: key}
-				heap.Push(&s.expiries, e.expiry)
+			s.put(mapName, key, entry{value: value, version: version, expiry: expiry})
+			s.setExpiry(mapName, key, expiry)
+			if entries++; entries%putsPerTx == 0 {
+				s.commit() // a transaction holds only so many changes
 			}
-			s.put(mapName, s.mapNamed(mapName, 0), key, e)
 		case snapLock:
 			l := s.lockNamed(d.String())
 			l.holder, l.holderReq, l.token, l.since = d.Uvarint(), d.Uvarint(), d.Uvarint(), d.Varint()

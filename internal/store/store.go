@@ -10,6 +10,7 @@ import (
 
 	"github.com/sharedstate/sharedstate/internal/journal"
 	"github.com/sharedstate/sharedstate/internal/sorted"
+	"github.com/sharedstate/sharedstate/internal/table"
 	"github.com/sharedstate/sharedstate/transport"
 )
 
@@ -29,18 +30,23 @@ const (
 // store exactly: apply depends only on the store, the request and the time,
 // which the journal records too.
 type Store struct {
-	mu       sync.Mutex
-	rev      uint64 // the last version given to an entry
-	clock    int64  // unix nanoseconds of the latest operation; never goes back
-	counters map[string]int64
-	maps     map[string]*mapState
-	locks    map[string]*lockState
+	mu    sync.Mutex
+	rev   uint64 // the last version given to an entry
+	clock int64  // unix nanoseconds of the latest operation; never goes back
+	// tab holds the counters and the maps' entries (see data.go); tx is
+	// the transaction of the operation being applied, once it has one.
+	tab     *table.Table
+	tabFile *table.File // unmapped on Close
+	tx      *table.Tx
+	locks   map[string]*lockState
 	// The names of each kind in order, for List.
 	counterNames, mapNames, lockNames sorted.Set
 	// entries and bytes count what Stats reports, as they change.
 	entries  int
 	bytes    int64
 	expiries expiryHeap
+	expiring map[entryKey]*expiryRef // the entries in expiries
+	cursors  map[cursorKey]*cursor   // the Ranges in progress (ranges.go)
 	// The store's time runs from base, the wall clock's time when the
 	// term began or later, at the pace of the monotonic clock since
 	// started: a wall clock stepped, or an owner whose clock was ahead,
@@ -87,19 +93,6 @@ type clientTable struct {
 	order []uint64
 }
 
-// mapState is one map: its entries by key, and its keys in order, for
-// Range to read a page at a time.
-type mapState struct {
-	entries map[string]entry // by value: fewer allocations, less for the GC to trace
-	keys    sorted.Set
-}
-
-type entry struct {
-	value   []byte
-	version uint64     // unique across the store, so a re-created key never repeats one
-	expiry  *expiryRef // nil if the entry never expires
-}
-
 // Session is one client Process as the owner sees it.
 type Session struct {
 	id  uint64
@@ -113,10 +106,12 @@ type Session struct {
 	parked      map[uint64]string // its waiting Lock requests: id → lock name
 }
 
-func newStore() *Store {
+func newStore(file *table.File, tab *table.Table) *Store {
 	s := &Store{
-		counters:  make(map[string]int64),
-		maps:      make(map[string]*mapState),
+		tab:       tab,
+		tabFile:   file,
+		expiring:  make(map[entryKey]*expiryRef),
+		cursors:   make(map[cursorKey]*cursor),
 		locks:     make(map[string]*lockState),
 		clients:   make(map[uint64]*clientTable),
 		connected: make(map[uint64]int),
@@ -166,6 +161,7 @@ func (s *Store) Apply(sess *Session, req *transport.Request) (resp transport.Res
 	if s.broken != nil {
 		return fail(resp, transport.StatusShuttingDown, "the owner cannot journal: "+s.broken.Error())
 	}
+	defer s.commit() // before the answer leaves
 	now := s.timeFor(req)
 	dedup := IsDeduplicated(req)
 	journaled := s.log != nil && req.Op.Mutates() && (!s.persist.locksOnly || isLockOp(req.Op))
@@ -180,6 +176,11 @@ func (s *Store) Apply(sess *Session, req *transport.Request) (resp transport.Res
 	if dedup {
 		if saved, ok := s.duplicate(sess, req); ok {
 			return saved, false
+		}
+	}
+	if req.Op.Mutates() && !isLockOp(req.Op) {
+		if err := s.tab.Reserve(uint64(len(req.Name) + len(req.Key) + len(req.Value) + 64)); err != nil {
+			return fail(resp, transport.StatusJournalFull, err.Error())
 		}
 	}
 	if journaled {
@@ -319,30 +320,26 @@ func (s *Store) exec(sess *Session, req *transport.Request, now int64) (resp tra
 	resp.ID = req.ID
 	switch req.Op {
 	case transport.OpAdd:
-		v, ok := s.counters[req.Name]
-		if !ok {
-			s.counterNames.Insert(req.Name)
-		}
+		v, _ := s.counter(req.Name)
 		resp.Int = v + req.Int
-		s.counters[req.Name] = resp.Int
+		s.setCounter(req.Name, resp.Int)
 	case transport.OpGet:
-		resp.Int = s.counters[req.Name]
+		resp.Int, _ = s.counter(req.Name)
 	case transport.OpDeleteCounter:
-		if resp.Found = s.counterNames.Delete(req.Name); resp.Found {
-			delete(s.counters, req.Name)
-		}
+		resp.Found = s.deleteCounter(req.Name)
 	case transport.OpSet:
 		s.setCounter(req.Name, req.Int)
 	case transport.OpSwap:
-		resp.Int = s.counters[req.Name]
+		resp.Int, _ = s.counter(req.Name)
 		s.setCounter(req.Name, req.Int)
 	case transport.OpCAS:
-		if resp.Found = s.counters[req.Name] == req.OldInt; resp.Found {
+		if v, _ := s.counter(req.Name); v == req.OldInt {
+			resp.Found = true
 			s.setCounter(req.Name, req.Int)
 		}
 	case transport.OpLoad:
 		if e, ok := s.entry(req.Name, req.Key); ok {
-			resp.Found, resp.Value, resp.Version, resp.TTL = true, e.value, e.version, e.left(now)
+			resp.Found, resp.Value, resp.Version, resp.TTL = true, bytes.Clone(e.value), e.version, e.left(now)
 		}
 	case transport.OpStore:
 		resp.Version = s.set(req, now)
@@ -352,20 +349,20 @@ func (s *Store) exec(sess *Session, req *transport.Request, now int64) (resp tra
 		return s.take(req, resp, now)
 	case transport.OpLoadOrStore:
 		if e, ok := s.entry(req.Name, req.Key); ok {
-			resp.Found, resp.Value, resp.Version = true, e.value, e.version
+			resp.Found, resp.Value, resp.Version = true, bytes.Clone(e.value), e.version
 		} else {
 			resp.Version = s.set(req, now)
 		}
 	case transport.OpLoadAndDelete:
 		if e, ok := s.entry(req.Name, req.Key); ok {
-			resp.Found, resp.Value = true, e.value
+			resp.Found, resp.Value = true, bytes.Clone(e.value)
 			s.remove(req.Name, req.Key)
 		}
 	case transport.OpDelete:
 		s.remove(req.Name, req.Key)
 	case transport.OpMapSwap:
 		if e, ok := s.entry(req.Name, req.Key); ok {
-			resp.Found, resp.Value = true, e.value
+			resp.Found, resp.Value = true, bytes.Clone(e.value)
 		}
 		resp.Version = s.set(req, now)
 	case transport.OpCompareAndSwap:
@@ -387,18 +384,12 @@ func (s *Store) exec(sess *Session, req *transport.Request, now int64) (resp tra
 			resp.Found = true
 			resp.Version = s.set(req, now)
 		} else if ok {
-			resp.Value, resp.Version = e.value, e.version
+			resp.Value, resp.Version = bytes.Clone(e.value), e.version
 		}
 	case transport.OpLen:
-		if m := s.maps[req.Name]; m != nil {
-			resp.Int = int64(len(m.entries))
-		}
+		resp.Int = int64(s.mapLen(req.Name))
 	case transport.OpClear:
-		if m := s.maps[req.Name]; m != nil {
-			for key := range m.entries {
-				s.remove(req.Name, key)
-			}
-		}
+		s.clearMap(req.Name)
 	case transport.OpRange:
 		resp.Entries, resp.Found = s.page(req.Name, req.Key, req.Int == transport.RangeInclusive, int(req.Limit), now)
 	case transport.OpList:
@@ -422,79 +413,25 @@ func fail(resp transport.Response, s transport.Status, msg string) (transport.Re
 	return resp, false
 }
 
-// setCounter sets a counter, which exists from then on.
-func (s *Store) setCounter(name string, v int64) {
-	if _, ok := s.counters[name]; !ok {
-		s.counterNames.Insert(name)
-	}
-	s.counters[name] = v
-}
-
-// entry returns the entry for key in a map.
-func (s *Store) entry(mapName, key string) (entry, bool) {
-	if m := s.maps[mapName]; m != nil {
-		e, ok := m.entries[key]
-		return e, ok
-	}
-	return entry{}, false
-}
-
-// mapNamed returns the map called name, made if it is missing.
-func (s *Store) mapNamed(name string, size int) *mapState {
-	m := s.maps[name]
-	if m == nil {
-		m = &mapState{entries: make(map[string]entry, size)}
-		s.maps[name] = m
-		s.mapNames.Insert(name)
-	}
-	return m
-}
-
-// put stores e for key in m, keeping the keys' order and the counts.
-func (s *Store) put(mapName string, m *mapState, key string, e entry) {
-	old, ok := m.entries[key]
-	if ok {
-		s.bytes += int64(len(e.value) - len(old.value))
-	} else {
-		m.keys.Append(key) // in order while a snapshot loads; else an insert
-		s.entries++
-		s.bytes += int64(len(mapName) + len(key) + len(e.value))
-	}
-	m.entries[key] = e
-}
-
 // set writes req's key and value with its TTL and returns the new version.
 // With KeepTTL an existing entry keeps its expiry, or lack of one.
 func (s *Store) set(req *transport.Request, now int64) uint64 {
-	m := s.mapNamed(req.Name, 0)
-	e, exists := m.entries[req.Key]
+	old, exists := s.entry(req.Name, req.Key)
 	s.rev++
-	e.value, e.version = req.Value, s.rev
+	e := entry{value: req.Value, version: s.rev, expiry: old.expiry}
 	switch {
 	case req.KeepTTL && exists:
-	case req.TTL > 0 && e.expiry != nil:
-		e.expiry.at = expiryAt(now, req.TTL)
-		heap.Fix(&s.expiries, e.expiry.index)
 	case req.TTL > 0:
-		e.expiry = &expiryRef{at: expiryAt(now, req.TTL), mapName: req.Name, key: req.Key}
-		heap.Push(&s.expiries, e.expiry)
-	case e.expiry != nil:
-		heap.Remove(&s.expiries, e.expiry.index)
-		e.expiry = nil
+		e.expiry = expiryAt(now, req.TTL)
+	default:
+		e.expiry = 0
 	}
-	s.put(req.Name, m, req.Key, e)
+	s.put(req.Name, req.Key, e)
+	s.setExpiry(req.Name, req.Key, e.expiry)
 	if s.Changed != nil {
 		s.Changed(req.Name, req.Key, false)
 	}
 	return s.rev
-}
-
-// left returns the time e has left at now, or 0 if it never expires.
-func (e entry) left(now int64) time.Duration {
-	if e.expiry == nil {
-		return 0
-	}
-	return time.Duration(max(e.expiry.at-now, 1)) // not expired yet: 0 would read as never
 }
 
 // mapAdd adds req.Int to the integer an entry holds, or makes the entry
@@ -564,27 +501,36 @@ func expiryAt(now int64, ttl time.Duration) int64 {
 }
 
 func (s *Store) remove(mapName, key string) {
-	m := s.maps[mapName]
-	if m == nil {
+	if _, ok := s.drop(mapName, key); !ok {
 		return
 	}
-	e, ok := m.entries[key]
+	s.setExpiry(mapName, key, 0)
+	if s.Changed != nil {
+		s.Changed(mapName, key, true)
+	}
+}
+
+// clearMap removes every entry of a map, in one transaction: all at once
+// for every process that reads the table.
+func (s *Store) clearMap(mapName string) {
+	sp, ok := s.mapSpace(mapName)
 	if !ok {
 		return
 	}
-	if e.expiry != nil {
-		heap.Remove(&s.expiries, e.expiry.index)
+	tx := s.txn()
+	var keys []string
+	for k, e := range tx.All(sp) {
+		s.entries--
+		s.bytes -= int64(len(mapName) + len(k) + len(e.Value))
+		keys = append(keys, string(k))
 	}
-	delete(m.entries, key)
-	m.keys.Delete(key)
-	s.entries--
-	s.bytes -= int64(len(mapName) + len(key) + len(e.value))
-	if len(m.entries) == 0 {
-		delete(s.maps, mapName)
-		s.mapNames.Delete(mapName)
-	}
-	if s.Changed != nil {
-		s.Changed(mapName, key, true)
+	tx.DeleteSpace(mapKeyPrefix + mapName)
+	s.mapNames.Delete(mapName)
+	for _, k := range keys {
+		s.setExpiry(mapName, k, 0)
+		if s.Changed != nil {
+			s.Changed(mapName, k, true)
+		}
 	}
 }
 
@@ -595,19 +541,20 @@ const rangeBudget = 1 << 20
 // keys after start (or from it, if inclusive), in key order, and whether more
 // follow. A page holds at least one entry if any remain.
 func (s *Store) page(mapName, start string, inclusive bool, limit int, now int64) ([]transport.Entry, bool) {
-	m := s.maps[mapName]
-	if m == nil {
-		return nil, false
-	}
+	keys, more := s.rangeKeys(mapName, start, inclusive)
 	var out []transport.Entry
 	size := 0
-	for k := range m.keys.From(start, inclusive) {
-		e := m.entries[k]
+	for i, k := range keys {
+		e, ok := s.entry(mapName, k)
+		if !ok {
+			continue // deleted since the Range began
+		}
 		if len(out) == limit && limit > 0 || (len(out) > 0 && size+len(k)+len(e.value) > rangeBudget) {
+			more(i, out[len(out)-1].Key)
 			return out, true
 		}
 		size += len(k) + len(e.value)
-		out = append(out, transport.Entry{Key: k, Value: e.value, Version: e.version, TTL: e.left(now)})
+		out = append(out, transport.Entry{Key: k, Value: bytes.Clone(e.value), Version: e.version, TTL: e.left(now)})
 	}
 	return out, false
 }
@@ -625,9 +572,9 @@ func (s *Store) list(kind int64, start string, limit int) ([]transport.Entry, bo
 	}
 	switch kind {
 	case transport.ListCounters:
-		names, entry = &s.counterNames, size(func(n string) uint64 { return uint64(s.counters[n]) })
+		names, entry = &s.counterNames, size(func(n string) uint64 { v, _ := s.counter(n); return uint64(v) })
 	case transport.ListMaps:
-		names, entry = &s.mapNames, size(func(n string) uint64 { return uint64(len(s.maps[n].entries)) })
+		names, entry = &s.mapNames, size(func(n string) uint64 { return uint64(s.mapLen(n)) })
 	case transport.ListLocks:
 		names, entry = &s.lockNames, size(func(n string) uint64 { return s.locks[n].holder })
 	case transport.ListHolders:
@@ -647,7 +594,7 @@ func (s *Store) list(kind int64, start string, limit int) ([]transport.Entry, bo
 
 // stats describes the store, as entries of a Stats response.
 func (s *Store) stats() *transport.Stats {
-	st := &transport.Stats{Counters: int64(len(s.counters)), Maps: int64(len(s.maps)), Entries: int64(s.entries),
+	st := &transport.Stats{Counters: int64(s.counterNames.Len()), Maps: int64(s.mapNames.Len()), Entries: int64(s.entries),
 		Bytes: s.bytes, Locks: int64(len(s.locks)), Ops: s.ops, Terms: s.terms}
 	if s.log != nil {
 		st.JournalBytes = int64(s.log.Size())
@@ -674,11 +621,41 @@ func (s *Store) expireJournaled(now int64) {
 // expire removes every entry whose time has come. Running it before each
 // operation makes expiry exact; sweep runs it when no operation comes.
 func (s *Store) expire(now int64) {
-	for len(s.expiries) > 0 && s.expiries[0].at <= now {
+	for n := 1; len(s.expiries) > 0 && s.expiries[0].at <= now; n++ {
 		ref := s.expiries[0]
 		s.remove(ref.mapName, ref.key)
+		if n%removalsPerTx == 0 {
+			s.commit() // a transaction holds only so many changes
+		}
 	}
 }
+
+// removalsPerTx bounds the entries one transaction removes: each changes a
+// slot, and a transaction holds a few hundred changes.
+const removalsPerTx = 100
+
+// setExpiry makes the entry of key in a map expire at (0: never), in the
+// expiry heap.
+func (s *Store) setExpiry(mapName, key string, at int64) {
+	k := entryKey{mapName, key}
+	ref := s.expiring[k]
+	switch {
+	case at == 0 && ref != nil:
+		heap.Remove(&s.expiries, ref.index)
+		delete(s.expiring, k)
+	case at == 0:
+	case ref != nil:
+		ref.at = at
+		heap.Fix(&s.expiries, ref.index)
+	default:
+		ref = &expiryRef{at: at, mapName: mapName, key: key}
+		heap.Push(&s.expiries, ref)
+		s.expiring[k] = ref
+	}
+}
+
+// entryKey names an entry of a map.
+type entryKey struct{ mapName, key string }
 
 // sweep expires entries and lock graces when no operation does it.
 func (s *Store) Sweep() {
@@ -687,9 +664,11 @@ func (s *Store) Sweep() {
 	if s.broken != nil {
 		return
 	}
+	defer s.commit()
 	now := s.tick(s.elapsed())
 	s.expireJournaled(now)
 	s.expireGrace(now)
+	s.dropIdleCursors()
 }
 
 // expiryRef places an entry with a TTL in the expiry heap.

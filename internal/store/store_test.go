@@ -1,9 +1,11 @@
 package store
 
 import (
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/sharedstate/sharedstate/internal/table"
 	"github.com/sharedstate/sharedstate/transport"
 )
 
@@ -19,7 +21,12 @@ func (c *fakeClock) advance(d time.Duration) { c.now = c.now.Add(d) }
 func newTestStore(t *testing.T) (*Store, *fakeClock, *Session) {
 	t.Helper()
 	c := &fakeClock{now: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
-	s := newStore()
+	file, tab, err := table.NewMemory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newStore(file, tab)
+	t.Cleanup(s.Close)
 	s.wall, s.mono = c.Now, c.Now
 	s.startClock()
 	return s, c, s.NewSession(1, 100, func(transport.Response) {})
@@ -183,5 +190,57 @@ func TestBadRequests(t *testing.T) {
 	}
 	if st := s.stats(); st.Counters+st.Maps != 0 {
 		t.Errorf("refused requests created %d counters and %d maps", st.Counters, st.Maps)
+	}
+}
+
+// TestRangePages: pages of a Range follow the order its first page found,
+// deleted keys are skipped, a Range begun after a write sees it, and the
+// cursors of Ranges that stopped go.
+func TestRangePages(t *testing.T) {
+	s, clock, sess := newTestStore(t)
+	store := func(k string) {
+		do(t, s, sess, req(transport.Request{Op: transport.OpStore, Name: "m", Key: k, Value: []byte(k)}))
+	}
+	for _, k := range []string{"e", "a", "d", "b", "c"} {
+		store(k)
+	}
+	page := func(start string, inclusive bool) []string {
+		r := transport.Request{Op: transport.OpRange, Name: "m", Key: start, Limit: 2}
+		if inclusive {
+			r.Int = transport.RangeInclusive
+		}
+		var keys []string
+		for _, e := range do(t, s, sess, req(r)).Entries {
+			keys = append(keys, e.Key)
+		}
+		return keys
+	}
+	one, two := page("", true), page("", true)
+	if !slices.Equal(one, []string{"a", "b"}) || !slices.Equal(two, one) {
+		t.Fatalf("first pages %v, %v", one, two)
+	}
+	do(t, s, sess, req(transport.Request{Op: transport.OpDelete, Name: "m", Key: "c"}))
+	store("bb")
+	if got := page("b", false); !slices.Equal(got, []string{"d", "e"}) {
+		t.Fatalf("second page of the first Range: %v, want [d e] (c deleted; bb came after it began)", got)
+	}
+	// The second Range stands where the first stood: it continues from
+	// the same cursor or from the keys sorted again, which have bb.
+	if got := page("b", false); !slices.Equal(got, []string{"d", "e"}) && !slices.Equal(got, []string{"bb", "d"}) {
+		t.Fatalf("second page of the second Range: %v", got)
+	}
+	if got := page("", true); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("a new Range: %v", got)
+	}
+	if got := page("b", false); !slices.Equal(got, []string{"bb", "d"}) {
+		t.Fatalf("the new Range's second page: %v, want bb, written before it began", got)
+	}
+	if len(s.cursors) != 1 {
+		t.Fatalf("%d cursors, want the new Range's alone", len(s.cursors))
+	}
+	clock.advance(cursorIdle + time.Second)
+	s.Sweep()
+	if len(s.cursors) != 0 {
+		t.Fatalf("%d cursors after they were idle", len(s.cursors))
 	}
 }
