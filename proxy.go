@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 
+	"github.com/sharedstate/sharedstate/internal/store"
+	"github.com/sharedstate/sharedstate/internal/table"
 	"github.com/sharedstate/sharedstate/internal/wire"
 	"github.com/sharedstate/sharedstate/transport"
 )
@@ -19,6 +22,15 @@ type proxy struct {
 	conn     *wire.Conn
 	ownerPID int64
 	owner    uint64 // the owner's client id
+
+	// table is the owner's table, if this process could map it: reads
+	// that it answers need no round trip (store.ReadTable). It stays
+	// mapped until close; retired is set once the owner no longer writes
+	// it.
+	tableMu   sync.RWMutex
+	table     *table.View
+	tableFile *table.File
+	retired   atomic.Bool
 
 	mu      sync.Mutex
 	pending map[uint64]chan transport.Response
@@ -46,6 +58,9 @@ func dialProxy(ctx context.Context, st *embedded) (*proxy, error) {
 		lostC:    make(chan struct{}),
 		done:     make(chan struct{}),
 	}
+	// Without the table (a file system that cannot map it, another
+	// owner's file in its place), every call goes to the owner.
+	p.tableFile, p.table, _ = table.OpenView(st.dir, store.TableName(st.name), hello.Owner)
 	go p.readLoop(st)
 	return p, nil
 }
@@ -55,6 +70,34 @@ func (p *proxy) lost() <-chan struct{} { return p.lostC }
 func (p *proxy) close() {
 	p.conn.Close()
 	<-p.done
+	p.tableMu.Lock()
+	defer p.tableMu.Unlock()
+	if p.tableFile != nil {
+		p.tableFile.Close()
+		p.table, p.tableFile = nil, nil
+	}
+}
+
+// readTable answers req from the owner's table, if it can.
+func (p *proxy) readTable(req *transport.Request) (transport.Response, bool) {
+	if p.retired.Load() {
+		return transport.Response{}, false
+	}
+	select {
+	case <-p.lostC:
+		return transport.Response{}, false // a new owner may write elsewhere already
+	default:
+	}
+	p.tableMu.RLock()
+	defer p.tableMu.RUnlock()
+	if p.table == nil {
+		return transport.Response{}, false
+	}
+	resp, ok, err := store.ReadTable(p.table, req)
+	if errors.Is(err, table.ErrRetired) {
+		p.retired.Store(true)
+	}
+	return resp, ok
 }
 
 func (p *proxy) readLoop(st *embedded) {
@@ -102,6 +145,9 @@ func (p *proxy) readLoop(st *embedded) {
 }
 
 func (p *proxy) do(ctx context.Context, req *transport.Request) (transport.Response, error) {
+	if resp, ok := p.readTable(req); ok {
+		return resp, nil
+	}
 	ch := make(chan transport.Response, 1)
 	p.mu.Lock()
 	if p.leaving {

@@ -6,7 +6,9 @@ import (
 	"slices"
 	"time"
 
+	"github.com/sharedstate/sharedstate/internal/statedir"
 	"github.com/sharedstate/sharedstate/internal/table"
+	"github.com/sharedstate/sharedstate/transport"
 )
 
 // The store's counters and the entries of its maps are kept in a table
@@ -24,8 +26,9 @@ const (
 	mapKeyPrefix     = "m"
 )
 
-// TableName is the name of the store's table file in its directory.
-func (s *Store) TableName() string { return tableName(s.persist.name) }
+// TableName is the name of the table file of the state called name, in
+// its directory.
+func TableName(name string) string { return name + ".table" }
 
 // txn returns the operation's transaction, opened if it is not yet.
 func (s *Store) txn() *table.Tx {
@@ -99,8 +102,27 @@ func (s *Store) deleteCounter(name string) bool {
 
 // mapSpace returns the namespace of the map called name, if it exists.
 func (s *Store) mapSpace(name string) (table.Space, bool) {
-	e, ok := s.txn().Get(table.Root, mapKeyPrefix+name)
+	e, ok := s.mapEntry(name)
 	return e.Space(), ok
+}
+
+// mapEntry returns the root's entry of the map called name, if it exists.
+// Its value is the map's namespace, and then the number of its entries
+// that have a deadline (expiringWord): a reader of the table counts the
+// map's entries itself only if none may have expired unswept.
+func (s *Store) mapEntry(name string) (table.Entry, bool) {
+	return s.txn().Get(table.Root, mapKeyPrefix+name)
+}
+
+// expiringWord is the word of a map's value, after its namespace, that
+// counts its entries with a deadline.
+const expiringWord = 0
+
+// countExpiring adds n to the entries of the map in e that have a deadline.
+func (s *Store) countExpiring(e table.Entry, n int64) {
+	at := table.SpaceWords + expiringWord
+	v := int64(binary.NativeEndian.Uint64(e.Value[at*8:])) + n
+	s.txn().SetWord(e, at, uint64(v))
 }
 
 // mapLen returns the number of entries of a map.
@@ -126,31 +148,41 @@ func (s *Store) entry(mapName, key string) (entry, bool) {
 // keeping the counts.
 func (s *Store) put(mapName, key string, e entry) {
 	tx := s.txn()
-	sp, ok := s.mapSpace(mapName)
+	me, ok := s.mapEntry(mapName)
 	if !ok {
-		sp = tx.NewSpace(mapKeyPrefix+mapName, 0).Space()
+		me = tx.NewSpace(mapKeyPrefix+mapName, expiringWord+1)
 		s.mapNames.Insert(mapName)
 	}
-	if old, ok := tx.Get(sp, key); ok {
+	old, existed := tx.Get(me.Space(), key)
+	if existed {
 		s.bytes += int64(len(e.value) - len(old.Value))
 	} else {
 		s.entries++
 		s.bytes += int64(len(mapName) + len(key) + len(e.value))
 	}
-	tx.Put(sp, key, e.value, e.version, e.expiry)
+	switch was, is := existed && old.Deadline != 0, e.expiry != 0; {
+	case is && !was:
+		s.countExpiring(me, 1)
+	case was && !is:
+		s.countExpiring(me, -1)
+	}
+	tx.Put(me.Space(), key, e.value, e.version, e.expiry)
 }
 
 // drop removes key from a map, which goes once it is empty, keeping the
 // counts, and reports whether it was there. Its expiry is the caller's.
 func (s *Store) drop(mapName, key string) (entry, bool) {
-	sp, ok := s.mapSpace(mapName)
+	me, ok := s.mapEntry(mapName)
 	if !ok {
 		return entry{}, false
 	}
-	tx := s.txn()
+	tx, sp := s.txn(), me.Space()
 	e, ok := tx.Get(sp, key)
 	if !ok {
 		return entry{}, false
+	}
+	if e.Deadline != 0 {
+		s.countExpiring(me, -1)
 	}
 	tx.Delete(sp, key)
 	s.entries--
@@ -178,4 +210,96 @@ func (s *Store) keysAfter(mapName, start string, inclusive bool) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// claimTable makes the table owner's for the readers that it tells the
+// table by (its client id), with the store's time as they find it.
+func (s *Store) claimTable(owner uint64) {
+	if err := s.tab.Claim(owner, s.elapsed()-table.Monotonic()); err != nil && s.broken == nil {
+		s.broken = fmt.Errorf("the table cannot be claimed: %w", err)
+	}
+}
+
+// retireTable tells the readers of the table name in dir, a last owner's,
+// that it is not the owner's: they read through the new one from then on.
+// A table that cannot be opened has no readers to tell (it is of another
+// boot, or damaged: none read it).
+func retireTable(dir *statedir.Dir, name string) {
+	file, tab, err := table.OpenOwner(dir, name)
+	if err != nil {
+		return
+	}
+	tab.Retire()
+	file.Close()
+}
+
+// nearDeadline is how close to its deadline an entry is answered by its
+// owner alone: the processes' readings of the time differ by microseconds,
+// so a reader that is sure an entry has not expired, or has, is sure for
+// every process.
+const nearDeadline = time.Millisecond
+
+// ReadTable answers req from v, a view of the table that the store's owner
+// writes, if req is a read that the table can answer alone: a counter's
+// Get, a Load, a Len. It reports false for anything else, and when the
+// answer is the owner's to give: an entry near its deadline, the length of
+// a map whose entries may have expired unswept, an invalid request, a
+// table it cannot read now (err: table.ErrBusy, or table.ErrRetired once
+// the owner no longer writes it).
+func ReadTable(v *table.View, req *transport.Request) (resp transport.Response, ok bool, err error) {
+	if req.Name == "" || len(req.Name) > maxNameLen || len(req.Key) > maxKeyLen {
+		return resp, false, nil
+	}
+	resp.ID = req.ID
+	switch req.Op {
+	case transport.OpGet:
+		r, err := v.Get("", counterKeyPrefix+req.Name, nil)
+		if err != nil || r.Found && len(r.Value) != 8 {
+			return resp, false, err
+		}
+		if r.Found {
+			resp.Int = int64(binary.NativeEndian.Uint64(r.Value))
+		}
+	case transport.OpLoad:
+		r, err := v.Get(mapKeyPrefix+req.Name, req.Key, nil)
+		if err != nil {
+			return resp, false, err
+		}
+		if r.Found && r.Deadline != 0 {
+			left := time.Duration(r.Deadline - v.Now())
+			if left < nearDeadline {
+				return resp, false, nil // expired, or about to: the owner says which
+			}
+			resp.TTL = left
+		}
+		resp.Found, resp.Value, resp.Version = r.Found, r.Value, r.Version
+	case transport.OpLen:
+		n, expiring, err := v.Count(mapKeyPrefix+req.Name, expiringWord)
+		if err != nil || expiring > 0 {
+			return resp, false, err
+		}
+		resp.Int = int64(n)
+	default:
+		return resp, false, nil
+	}
+	return resp, true, nil
+}
+
+// guardTable retires the table, for the processes that read it, once its
+// file is no longer in the state's directory (deleted, or replaced): a
+// later owner could not find it to retire it, and its readers would go on
+// reading it while that owner writes elsewhere. They ask the owner from
+// then on.
+func (s *Store) guardTable() {
+	if s.tabFile == nil || s.tableRetired {
+		return
+	}
+	if id, err := s.persist.dir.Stat(TableName(s.persist.name)); err == nil && id == s.tabFile.ID() {
+		return
+	}
+	s.tableRetired = true
+	s.persist.logger.Warn("sharedstate: the state's table file was removed; processes read through the owner until the next one", "file", s.persist.dir.Join(TableName(s.persist.name)))
+	if err := s.tab.Retire(); err != nil && s.broken == nil {
+		s.broken = fmt.Errorf("the table cannot be retired: %w", err)
+	}
 }

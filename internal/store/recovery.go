@@ -63,11 +63,13 @@ const minCompact = 512 << 10
 // is then replaced rather than written over.
 func Recover(dir *statedir.Dir, name string, opts Options, onBroken func(error)) (*Store, int, error) {
 	// The table is rebuilt from the snapshot and the journal: the last
-	// owner's goes first, so that a full disk has room for the new one.
-	if err := dir.Remove(tableName(name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	// owner's goes first, so that a full disk has room for the new one,
+	// and its readers learn that it is not the owner's any more.
+	retireTable(dir, TableName(name))
+	if err := dir.Remove(TableName(name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, 0, err
 	}
-	file, tab, err := table.Create(dir, tableName(name))
+	file, tab, err := table.Create(dir, TableName(name))
 	if err != nil {
 		return nil, 0, err
 	}
@@ -141,9 +143,6 @@ func (s *Store) recover(dir *statedir.Dir, name string, opts Options, onBroken f
 	return replayed, nil
 }
 
-// tableName is the name of a state's table file (see data.go).
-func tableName(name string) string { return name + ".table" }
-
 // follows reports whether a journal with header j, whose records end at
 // end, is to be replayed on the snapshot with header snap (the zero header
 // if there is none), or is one the snapshot already replaces: compaction
@@ -189,6 +188,7 @@ func (s *Store) BeginTerm(owner uint64, p Process, grace time.Duration) {
 	s.startGrace(prev, owner)
 	s.forget(prev) // that Process is gone, and its answers with it
 	s.identify(owner, p)
+	s.claimTable(owner)
 }
 
 // syncs reports whether answers wait for the journal to reach the disk.
@@ -275,6 +275,7 @@ func (s *Store) GuardFiles() bool {
 		return false
 	}
 	p := &s.persist
+	s.guardTable()
 	id, err := p.dir.Stat(p.journalName())
 	ours := err == nil && id == s.log.ID()
 	if ours && p.snapshotID != (statedir.FileID{}) {

@@ -37,8 +37,11 @@ type Store struct {
 	// the transaction of the operation being applied, once it has one.
 	tab     *table.Table
 	tabFile *table.File // unmapped on Close
-	tx      *table.Tx
-	locks   map[string]*lockState
+	// tableRetired: the table's file left the directory, and readers ask
+	// the owner (guardTable).
+	tableRetired bool
+	tx           *table.Tx
+	locks        map[string]*lockState
 	// The names of each kind in order, for List.
 	counterNames, mapNames, lockNames sorted.Set
 	// entries and bytes count what Stats reports, as they change.

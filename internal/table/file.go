@@ -111,8 +111,9 @@ func mapOwner(f *os.File, init func(m []byte) error) (*File, *Table, error) {
 	return nil, nil, err
 }
 
-// OpenView maps the table name in dir for reading.
-func OpenView(dir *statedir.Dir, name string) (*File, *View, error) {
+// OpenView maps the table name in dir for reading it while owner writes
+// it: once owner does not (Claim), reads fail with ErrRetired.
+func OpenView(dir *statedir.Dir, name string, owner uint64) (*File, *View, error) {
 	f, err := dir.OpenFile(name, os.O_RDONLY, 0)
 	if err != nil {
 		return nil, nil, err
@@ -125,7 +126,7 @@ func OpenView(dir *statedir.Dir, name string) (*File, *View, error) {
 	var v *View
 	fi, err := f.Stat()
 	if err == nil {
-		v, err = newView(file.m, uint64(fi.Size()))
+		v, err = newView(file.m, uint64(fi.Size()), owner)
 	}
 	if err != nil {
 		file.Close()

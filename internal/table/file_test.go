@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sharedstate/sharedstate/internal/statedir"
+	"golang.org/x/sys/unix"
 )
 
 func testDir(t *testing.T) *statedir.Dir {
@@ -100,7 +101,7 @@ func TestReaderProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	file, v, err := OpenView(dir, "s.table")
+	file, v, err := OpenView(dir, "s.table", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +167,7 @@ func TestTruncatedUnderAReader(t *testing.T) {
 	tx := tb.Begin(1)
 	tx.Put(Root, "k", make([]byte, 100<<10), 1, 0)
 	commit(t, tx)
-	vf, v, err := OpenView(dir, "s.table")
+	vf, v, err := OpenView(dir, "s.table", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,5 +194,54 @@ func TestOtherBoot(t *testing.T) {
 	file.Close()
 	if _, _, err := OpenOwner(dir, "s.table"); !errors.Is(err, ErrOtherBoot) {
 		t.Fatalf("OpenOwner = %v, want ErrOtherBoot", err)
+	}
+}
+
+// TestClaimAndRetire: a view reads the table only while the owner it was
+// opened for writes it, and tells the time as that owner does.
+func TestClaimAndRetire(t *testing.T) {
+	dir := testDir(t)
+	file, tb, err := Create(dir, "s.table")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	vf, v, err := OpenView(dir, "s.table", 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vf.Close()
+	if _, err := v.Get("", "k", nil); !errors.Is(err, ErrRetired) {
+		t.Fatalf("before the owner claims it: %v, want ErrRetired", err)
+	}
+	const clock = int64(1e18)
+	if err := tb.Claim(7, clock); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Get("", "k", nil); err != nil {
+		t.Fatalf("once claimed: %v", err)
+	}
+	before := Monotonic() + clock
+	now := v.Now()
+	if after := Monotonic() + clock; now < before || now > after {
+		t.Fatalf("Now = %d, not within %d..%d", now, before, after)
+	}
+	if err := tb.Retire(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Get("", "k", nil); !errors.Is(err, ErrRetired) {
+		t.Fatalf("once retired: %v, want ErrRetired", err)
+	}
+}
+
+// TestMonotonicIsTheSystemsClock: every process reads the same clock.
+func TestMonotonicIsTheSystemsClock(t *testing.T) {
+	var ts unix.Timespec
+	before := Monotonic()
+	unix.ClockGettime(monotonicClock, &ts)
+	after := Monotonic()
+	// Off by at most half a system call each way; a millisecond is plenty.
+	if sys := ts.Nano(); sys < before-int64(time.Millisecond) || sys > after+int64(time.Millisecond) {
+		t.Fatalf("the system's clock read %d between %d and %d", sys, before, after)
 	}
 }

@@ -18,6 +18,8 @@ const (
 	hLSN     = 64   // the last operation the table reflects (Tx's lsn)
 	hBump    = 72   // the arena's first never-allocated byte
 	hRoot    = 80   // the root namespace (nsWords words)
+	hOwner   = 112  // the client id of the owner writing the table; 0 once retired
+	hClock   = 120  // the store's time less Monotonic, as the owner keeps it
 	hStacks  = 128  // the free stacks: 3 words per size class
 	hIntent  = 6144 // the intent: valid, n, then n (offset, value) pairs
 	hEnd     = 8192 // the arena's first byte

@@ -146,9 +146,13 @@ func (tx *Tx) SetWord(e Entry, i int, v uint64) { tx.set(e.val+uint64(i)*8, v) }
 // SetVersion sets e's version in place.
 func (tx *Tx) SetVersion(e Entry, v uint64) { tx.set(e.off+eVersion, v) }
 
+// SpaceWords is the words of a namespace, at the start of the value that
+// holds it.
+const SpaceWords = nsWords
+
 // NewSpace puts key in the root with a namespace for its value, followed
 // by extra words of the caller's (zero, then set with SetWord from
-// nsWords on), and returns its entry. The entry stays where it is: change
+// SpaceWords on), and returns its entry. The entry stays where it is: change
 // it with SetWord only, and remove it with DeleteSpace.
 func (tx *Tx) NewSpace(key string, extra int) Entry {
 	return tx.Put(Root, key, make([]byte, (nsWords+extra)*8), 0, 0)

@@ -134,3 +134,16 @@ func NewMemory() (*File, *Table, error) {
 	}
 	return &File{m: m}, t, nil
 }
+
+// Claim makes the table owner's, whose store's time is Monotonic plus
+// clock, for the views that read it for that owner (see OpenView).
+func (t *Table) Claim(owner uint64, clock int64) error {
+	tx := t.Begin(t.LSN())
+	tx.set(hOwner, owner)
+	tx.set(hClock, uint64(clock))
+	return tx.Commit()
+}
+
+// Retire tells the views of the table's last owner that it is not theirs
+// anymore: a new owner writes elsewhere, and their reads go to it.
+func (t *Table) Retire() error { return t.Claim(0, 0) }

@@ -36,7 +36,7 @@ func reopen(t testing.TB, m []byte) (*Table, *View, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := newView(m, uint64(len(m)))
+	v, err := newView(m, uint64(len(m)), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestPutGetDelete(t *testing.T) {
 	if r, _ := v.Get("", "b", nil); r.Found {
 		t.Fatal("b is still there after Delete")
 	}
-	if n, _ := v.Len(""); n != 1 {
+	if n := word(tb.m, hRoot+nsUsed); n != 1 {
 		t.Fatalf("Len = %d, want 1", n)
 	}
 	if tb.LSN() != 2 {
@@ -91,7 +91,9 @@ func TestPutGetDelete(t *testing.T) {
 func TestSpaces(t *testing.T) {
 	tb, v, _ := newTestTable(t, 256<<20)
 	tx := tb.Begin(1)
-	sp := tx.NewSpace("m:kv", 1).Space()
+	spEntry := tx.NewSpace("m:kv", 1)
+	sp := spEntry.Space()
+	tx.SetWord(spEntry, nsWords, 3) // its extra word
 	ctr := tx.Put(Root, "c:hits", make([]byte, 8), 0, 0)
 	tx.SetWord(ctr, 0, 42)
 	commit(t, tx)
@@ -103,8 +105,8 @@ func TestSpaces(t *testing.T) {
 		}
 	}
 	fill()
-	if n, err := v.Len("m:kv"); n != 20_000 || err != nil {
-		t.Fatalf("Len = %d, %v", n, err)
+	if n, w, err := v.Count("m:kv", 0); n != 20_000 || w != 3 || err != nil {
+		t.Fatalf("Count = %d, %d, %v; want 20000 and the extra word, 3", n, w, err)
 	}
 	if r, _ := v.Get("m:kv", "key12345", nil); !r.Found || r.Value[0] != byte(12345%256) {
 		t.Fatalf("Get = %+v", r)
@@ -123,7 +125,7 @@ func TestSpaces(t *testing.T) {
 	tx = tb.Begin(2)
 	tx.ClearSpace(sp)
 	commit(t, tx) // a plan of a few words, however many entries
-	if n, _ := v.Len("m:kv"); n != 0 {
+	if n, _, _ := v.Count("m:kv", 0); n != 0 {
 		t.Fatalf("Len after ClearSpace = %d", n)
 	}
 	if r, _ := v.Get("m:kv", "key00001", nil); r.Found {
@@ -142,7 +144,7 @@ func TestSpaces(t *testing.T) {
 		t.Fatal("DeleteSpace found nothing")
 	}
 	commit(t, tx)
-	if n, _ := v.Len(""); n != 1 {
+	if n := word(tb.m, hRoot+nsUsed); n != 1 {
 		t.Fatalf("the root has %d keys, want the counter's alone", n)
 	}
 }
@@ -237,7 +239,7 @@ func checkModel(t testing.TB, v *View, md model) {
 					len(it.Value), it.Version, it.Deadline, len(want.value), want.version, want.deadline)
 			}
 		}
-		if n, _ := v.Len(name); n != len(kv) {
+		if n, _, _ := v.Count(name, 0); n != len(kv) {
 			t.Fatalf("Len(%q) = %d, want %d", name, n, len(kv))
 		}
 	}
@@ -249,7 +251,7 @@ func checkModel(t testing.TB, v *View, md model) {
 	}
 	for _, name := range []string{"m:a", "m:b", "m:c"} {
 		if _, ok := md[name]; !ok {
-			if n, _ := v.Len(name); n != 0 {
+			if n, _, _ := v.Count(name, 0); n != 0 {
 				t.Fatalf("deleted space %q has %d entries", name, n)
 			}
 		}

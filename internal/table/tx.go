@@ -134,7 +134,7 @@ func plannable(off, size uint64) bool {
 	switch {
 	case off%8 != 0:
 		return false
-	case off == hLSN, off == hBump:
+	case off == hLSN, off == hBump, off == hOwner, off == hClock:
 		return true
 	case off >= hRoot && off < hRoot+nsWords*8, off >= hStacks && off < hStacks+nClasses*24:
 		return true

@@ -16,8 +16,9 @@ import (
 // offset and length it follows is checked against the mapping, and what it
 // read counts only if no transaction ran meanwhile (see the package doc).
 type View struct {
-	m    []byte // the reservation, mapped read-only
-	salt uint64
+	m     []byte // the reservation, mapped read-only
+	salt  uint64
+	owner uint64 // whose table it must be (Claim)
 }
 
 // ErrBusy means that the owner held a transaction open for longer than a
@@ -31,13 +32,21 @@ var ErrBusy = errors.New("table: a transaction is in progress")
 // in the middle of a transaction leaves its sequence number odd.
 const patience = time.Millisecond
 
-// newView returns the view of the table in m.
-func newView(m []byte, fileSize uint64) (*View, error) {
+// ErrRetired means that the table is not, or no longer, the one its
+// owner writes: read through the owner.
+var ErrRetired = errors.New("table: not the owner's")
+
+// newView returns the view of the table in m, for owner.
+func newView(m []byte, fileSize, owner uint64) (*View, error) {
 	if err := checkHeader(m, fileSize); err != nil {
 		return nil, err
 	}
-	return &View{m: m, salt: word(m, hSalt)}, nil
+	return &View{m: m, salt: word(m, hSalt), owner: owner}, nil
 }
+
+// Now returns the store's time now, as its owner keeps it (see
+// Monotonic): the time that entries' deadlines are in.
+func (v *View) Now() int64 { return Monotonic() + int64(atomicWord(v.m, hClock).Load()) }
 
 // Read is what a View read of an entry: Value is the caller's buffer.
 type Read struct {
@@ -57,18 +66,23 @@ func (v *View) Get(space, key string, dst []byte) (Read, error) {
 	return r, nil
 }
 
-// Len returns the number of entries of space (a key of the root), 0 if it
-// is not there.
-func (v *View) Len(space string) (int, error) {
-	var n uint64
+// Count returns the number of entries of space (a key of the root), and
+// the extra word of its value (see Tx.NewSpace); zeros if it is not there.
+func (v *View) Count(space string, extra int) (n int, w uint64, err error) {
+	var entries uint64
 	if err := v.consistent(func(c *cursor) {
-		if sp, ok := c.space(space); ok {
-			n = c.word(sp + nsUsed)
+		e, ok := c.find(hRoot, space)
+		if !ok || len(e.value) < nsWords*8 {
+			return
+		}
+		entries = c.word(e.val + nsUsed)
+		if at := (nsWords + uint64(extra)) * 8; uint64(len(e.value)) >= at+8 {
+			w = c.word(e.val + at)
 		}
 	}); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return int(n), nil
+	return int(entries), w, nil
 }
 
 // Item is an entry of a Scan: its bytes are a copy.
@@ -129,7 +143,8 @@ restart:
 }
 
 // consistent runs read until it runs with no transaction beside it, and
-// returns the error it found then, if any.
+// returns the error it found then, if any: ErrRetired if the table was
+// not its owner's then.
 func (v *View) consistent(read func(*cursor)) (err error) {
 	// A file cut shorter than its header says (by anything but its owner)
 	// faults on the pages past its end: a panic here, not a crash.
@@ -150,6 +165,9 @@ func (v *View) consistent(read func(*cursor)) (err error) {
 			c := cursor{m: v.m, salt: v.salt}
 			c.size = min(atomicWord(v.m, hSize).Load(), uint64(len(v.m)))
 			read(&c)
+			if c.word(hOwner) != v.owner && c.err == nil {
+				c.err = ErrRetired
+			}
 			fence()
 			if seq.Load() == s {
 				return c.err

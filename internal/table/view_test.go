@@ -147,7 +147,7 @@ func FuzzView(f *testing.F) {
 		setWord(m, hRoot+nsSlots, slots)
 		for _, key := range []string{"m:kv", "", "x"} {
 			v.Get(key, "1", nil)
-			v.Len(key)
+			v.Count(key, 0)
 			v.Scan(key)
 		}
 	})
@@ -165,7 +165,7 @@ func TestBusyReadsNothing(t *testing.T) {
 	if !errors.Is(err, ErrBusy) || r.Found || r.Value != nil {
 		t.Fatalf("Get = %+v, %v; want nothing and ErrBusy", r, err)
 	}
-	if n, err := v.Len(""); !errors.Is(err, ErrBusy) || n != 0 {
-		t.Fatalf("Len = %d, %v; want 0 and ErrBusy", n, err)
+	if n, _, err := v.Count("k", 0); !errors.Is(err, ErrBusy) || n != 0 {
+		t.Fatalf("Count = %d, %v; want 0 and ErrBusy", n, err)
 	}
 }

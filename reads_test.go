@@ -1,0 +1,92 @@
+//go:build unix
+
+package sharedstate_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/sharedstate/sharedstate"
+)
+
+// TestProxyReadsFromTheTable: a proxy's Counter.Load, Map.Load and Len
+// come from the owner's table, not its socket, with what the owner
+// acknowledged; an entry near its deadline, the length of a map whose
+// entries may have expired, and every read once the table's file is
+// removed go to the owner.
+func TestProxyReadsFromTheTable(t *testing.T) {
+	dir := t.TempDir()
+	ctx := testContext(t)
+	owner := open(t, dir, "app")
+	proxy := open(t, dir, "app")
+	if !owner.IsOwner() || proxy.IsOwner() {
+		t.Fatal("the first State does not own the state")
+	}
+	ownerOps := func() uint64 {
+		s, err := owner.Stats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.Ops
+	}
+	m := sharedstate.NewMap[string](proxy, "m")
+	if err := m.Store(ctx, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := proxy.Counter("c").Add(ctx, 5); err != nil {
+		t.Fatal(err)
+	}
+	// reads does n rounds of reads through the proxy, checks what they
+	// return, and says how many operations reached the owner.
+	reads := func(n int) uint64 {
+		t.Helper()
+		before := ownerOps()
+		for range n {
+			if v, ok, err := m.Load(ctx, "k"); err != nil || !ok || v != "v" {
+				t.Fatalf("Load = %q, %v, %v", v, ok, err)
+			}
+			if c, err := proxy.Counter("c").Load(ctx); err != nil || c != 5 {
+				t.Fatalf("Counter.Load = %d, %v", c, err)
+			}
+			if l, err := m.Len(ctx); err != nil || l != 1 {
+				t.Fatalf("Len = %d, %v", l, err)
+			}
+		}
+		return ownerOps() - before - 1 // less the Stats that reads it
+	}
+	if n := reads(100); n > 5 {
+		t.Fatalf("300 reads through the proxy: %d reached the owner, want none", n)
+	}
+
+	ttl := sharedstate.NewMap[string](proxy, "ttl")
+	if err := ttl.Store(ctx, "k", "v", sharedstate.WithTTL(300*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	before := ownerOps()
+	if _, ok, err := ttl.Load(ctx, "k"); err != nil || !ok {
+		t.Fatalf("Load of a live entry = %v, %v", ok, err)
+	}
+	if n := ownerOps() - before - 1; n != 0 {
+		t.Fatalf("a Load of an entry far from its deadline reached the owner (%d ops)", n)
+	}
+	if _, err := ttl.Len(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := ownerOps() - before - 2; n != 1 {
+		t.Fatalf("Len of a map whose entries expire: %d ops at the owner, want it to ask the owner", n)
+	}
+	time.Sleep(350 * time.Millisecond)
+	if _, ok, err := ttl.Load(ctx, "k"); err != nil || ok {
+		t.Fatalf("Load after the deadline = %v, %v; want not found", ok, err)
+	}
+
+	if err := os.Remove(filepath.Join(dir, "app.table")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // the owner's guard notices within a quarter of that
+	if n := reads(10); n != 30 {
+		t.Fatalf("30 reads once the table's file was removed: %d reached the owner, want all", n)
+	}
+}
