@@ -120,6 +120,11 @@ func (t *stateTarget) op(g int) func(context.Context) error {
 			_, err := t.ctr.Load(ctx)
 			return err
 		}
+	case opMapLoad:
+		return func(ctx context.Context) error {
+			_, _, err := t.kv.Load(ctx, t.keys[0])
+			return err
+		}
 	case opMap:
 		r := rand.New(rand.NewPCG(uint64(os.Getpid()), uint64(g)))
 		val := make([]byte, t.j.ValueSize)

@@ -43,7 +43,10 @@ const (
 const (
 	opAdd  = "add"  // Counter.Add / INCR
 	opLoad = "load" // Counter.Load / GET
-	opMap  = "map"  // 90% Map.Load, 10% Map.Store / GET, SET
+	// Map.Load of the first of Keys keys, preloaded with values of
+	// ValueSize bytes.
+	opMapLoad = "mapload"
+	opMap     = "map" // 90% Map.Load, 10% Map.Store / GET, SET
 	// One key of a map that every goroutine of every process increments.
 	opHotUpdate = "hotupdate" // Map.Update / a Lua GET and SET
 	opHotAdd    = "hotadd"    // Map.Add / INCRBY

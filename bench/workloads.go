@@ -301,24 +301,30 @@ func (b *bench) proxyLatency(ctx context.Context, s *section) error {
 	raw.Raw, raw.Socket = true, echoSocket(echoDir, true)
 	rawServer := raw
 	rawServer.Target = targetEchoServer
-	add := job{Target: targetState, Op: opAdd, Dir: stateDir}
+	add := job{Target: targetState, Op: opAdd, Dir: stateDir, Keys: 1, ValueSize: 64, Preload: 1}
 	load := job{Target: targetState, Op: opLoad, Dir: stateDir}
+	mapLoad := job{Target: targetState, Op: opMapLoad, Dir: stateDir, Keys: 1}
 	cells := []cellSpec{
 		{"ping-pong, Go net.Conn", echo, &echoServer},
 		{"ping-pong, blocking syscalls", raw, &rawServer},
 		{"sharedstate Counter.Add (proxy)", add, &add},
 		{"sharedstate Counter.Load (proxy)", load, &add},
+		{"sharedstate Map.Load, 64-byte value (proxy)", mapLoad, &add},
 		{"Redis GET, go-redis", job{Target: targetGoRedis, Op: opLoad, Socket: b.redis.Addr()}, nil},
 		{"Redis INCR, go-redis", job{Target: targetGoRedis, Op: opAdd, Socket: b.redis.Addr()}, nil},
 	}
 	// Ratios are to the ping-pong through Go's net package: the same I/O
 	// path the library takes, with nothing of the library's own.
 	var floor50, floor99, raw50, raw99 float64
+	reads := map[string]float64{} // p50s of the reads a proxy answers from the owner's table
 	for i, c := range cells {
 		b.progress("workload 3: %s", c.name)
 		p50, p99, err := b.latency(ctx, c.j, c.server)
 		if err != nil {
 			return fmt.Errorf("%s: %w", c.name, err)
+		}
+		if c.j.Op == opLoad || c.j.Op == opMapLoad {
+			reads[c.name] = p50
 		}
 		r50 := s.add(c.name+", p50", p50, "µs")
 		r99 := s.add(c.name+", p99", p99, "µs")
@@ -336,6 +342,12 @@ func (b *bench) proxyLatency(ctx context.Context, s *section) error {
 			r99.ratioAtMost(3)
 			s.note("Counter.Add against the blocking-syscall ping-pong: p50 %.2fx, p99 %.2fx", p50/raw50, p99/raw99)
 		}
+	}
+	// A proxy's reads come from the owner's table, with no round trip.
+	get := reads["Redis GET, go-redis"]
+	for _, name := range []string{"sharedstate Counter.Load (proxy)", "sharedstate Map.Load, 64-byte value (proxy)"} {
+		s.add(name+", p50", reads[name], "µs").valueAtMost(1)
+		s.add(name+", p50", reads[name], "µs").vs("Redis GET p50", get).ratioAtMost(0.1)
 	}
 	return nil
 }
