@@ -13,16 +13,27 @@
 // # How it works
 //
 // The first process to take the state's lock file (an flock on a file that is
-// never deleted) becomes its owner: it keeps the state in memory, journals
-// every change, and serves the state on a Unix socket beside the lock file.
-// The other processes connect to that socket and forward each call to the
-// owner, many goroutines sharing one connection. The owner's own calls never
-// touch the socket.
+// never deleted) becomes its owner: it journals every change, keeps the
+// counters and maps in a table, a file that every process of the state
+// maps, and serves the state on a Unix socket beside the lock file. The
+// other processes connect to that socket and forward each write to the
+// owner, many goroutines sharing one connection; they read counters, map
+// entries and lengths straight from the table, with no system call. The
+// owner's own calls never touch the socket.
 //
-//	worker 1 (owner) ──── state in memory + journal, lock file held, socket bound
+//	worker 1 (owner) ──── journal, table written, lock file held, socket bound
 //	   ▲    ▲
-//	   │    └── worker 3 (proxy): one connection, calls multiplexed over it
+//	   │    └── worker 3 (proxy): writes over one connection; reads from the table
 //	   └─────── worker 2 (proxy)
+//
+// The owner is the table's only writer: it journals a change, writes it
+// into the table in one step that readers see whole (a seqlock, with an
+// intent that a new owner finishes), and then answers. So a read that
+// starts after a write was acknowledged sees it, as if the owner had
+// answered it. A reader checks every offset and length it follows, and
+// asks the owner when the table cannot answer alone: an entry within a
+// millisecond of its deadline, the length of a map whose entries expire,
+// a table that is not its owner's any more (see internal/table).
 //
 // When the owner dies, the kernel releases its lock; a surviving worker takes
 // it, replays the snapshot and journal, binds the socket, and the rest

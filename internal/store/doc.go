@@ -5,8 +5,12 @@
 //
 // The files, one concept each:
 //
-//   - store.go: the tables, Apply and the operations on counters and maps;
-//     the store's clock, which expiries follow;
+//   - store.go: Apply and the operations on counters and maps; the
+//     store's clock, which expiries follow;
+//   - data.go: the counters and maps' entries in the table (internal/table)
+//     that every process maps, one transaction per operation, and the
+//     reads a proxy answers from it (ReadTable); ranges.go: Range's pages
+//     in key order over a table that keeps none;
 //   - locks.go: the lock table, its queues, fencing tokens, and what happens
 //     to a holder's locks when its connection or process ends;
 //   - channels.go: who subscribes to which channel (messages are not state,
