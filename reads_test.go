@@ -11,8 +11,8 @@ import (
 	"github.com/sharedstate/sharedstate"
 )
 
-// TestProxyReadsFromTheTable: a proxy's Counter.Load, Map.Load and Len
-// come from the owner's table, not its socket, with what the owner
+// TestProxyReadsFromTheTable: a proxy's Counter.Load, Map.Load, Len and
+// Range come from the owner's table, not its socket, with what the owner
 // acknowledged; an entry near its deadline, the length of a map whose
 // entries may have expired, and every read once the table's file is
 // removed go to the owner.
@@ -53,11 +53,15 @@ func TestProxyReadsFromTheTable(t *testing.T) {
 			if l, err := m.Len(ctx); err != nil || l != 1 {
 				t.Fatalf("Len = %d, %v", l, err)
 			}
+			var keys []string
+			if err := m.Range(ctx, func(k, v string) bool { keys = append(keys, k+"="+v); return true }); err != nil || len(keys) != 1 || keys[0] != "k=v" {
+				t.Fatalf("Range = %v, %v", keys, err)
+			}
 		}
 		return ownerOps() - before - 1 // less the Stats that reads it
 	}
 	if n := reads(100); n > 5 {
-		t.Fatalf("300 reads through the proxy: %d reached the owner, want none", n)
+		t.Fatalf("400 reads through the proxy: %d reached the owner, want none", n)
 	}
 
 	ttl := sharedstate.NewMap[string](proxy, "ttl")
@@ -77,16 +81,28 @@ func TestProxyReadsFromTheTable(t *testing.T) {
 	if n := ownerOps() - before - 2; n != 1 {
 		t.Fatalf("Len of a map whose entries expire: %d ops at the owner, want it to ask the owner", n)
 	}
+	before = ownerOps()
+	var left time.Duration
+	if err := ttl.RangeTTL(ctx, func(_, _ string, ttl time.Duration) bool { left = ttl; return true }); err != nil || left <= 0 || left > 300*time.Millisecond {
+		t.Fatalf("RangeTTL: %v left, %v", left, err)
+	}
+	if n := ownerOps() - before - 1; n != 0 {
+		t.Fatalf("a Range of entries far from their deadlines reached the owner (%d ops)", n)
+	}
 	time.Sleep(350 * time.Millisecond)
 	if _, ok, err := ttl.Load(ctx, "k"); err != nil || ok {
 		t.Fatalf("Load after the deadline = %v, %v; want not found", ok, err)
+	}
+	found := false
+	if err := ttl.Range(ctx, func(string, string) bool { found = true; return true }); err != nil || found {
+		t.Fatalf("Range after the deadline: found %v, %v; want nothing", found, err)
 	}
 
 	if err := os.Remove(filepath.Join(dir, "app.table")); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Second) // the owner's guard notices within a quarter of that
-	if n := reads(10); n != 30 {
-		t.Fatalf("30 reads once the table's file was removed: %d reached the owner, want all", n)
+	if n := reads(10); n != 40 {
+		t.Fatalf("40 reads once the table's file was removed: %d reached the owner, want all", n)
 	}
 }

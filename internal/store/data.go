@@ -241,7 +241,7 @@ const nearDeadline = time.Millisecond
 
 // ReadTable answers req from v, a view of the table that the store's owner
 // writes, if req is a read that the table can answer alone: a counter's
-// Get, a Load, a Len. It reports false for anything else, and when the
+// Get, a Load, a Len, a Range (in one page, however many entries). It reports false for anything else, and when the
 // answer is the owner's to give: an entry near its deadline, the length of
 // a map whose entries may have expired unswept, an invalid request, a
 // table it cannot read now (err: table.ErrBusy, or table.ErrRetired once
@@ -279,6 +279,8 @@ func ReadTable(v *table.View, req *transport.Request) (resp transport.Response, 
 			return resp, false, err
 		}
 		resp.Int = int64(n)
+	case transport.OpRange:
+		return rangeTable(v, req, resp)
 	default:
 		return resp, false, nil
 	}
@@ -302,4 +304,33 @@ func (s *Store) guardTable() {
 	if err := s.tab.Retire(); err != nil && s.broken == nil {
 		s.broken = fmt.Errorf("the table cannot be retired: %w", err)
 	}
+}
+
+// rangeTable answers a Range from the table: every entry after the start,
+// in one page, each as it was when its part of the map was read. An entry
+// near its deadline leaves the whole Range to the owner.
+func rangeTable(v *table.View, req *transport.Request, resp transport.Response) (transport.Response, bool, error) {
+	items, err := v.Scan(mapKeyPrefix + req.Name)
+	if err != nil {
+		return resp, false, err
+	}
+	now := v.Now()
+	for _, it := range items {
+		if k := string(it.Key); k < req.Key || k == req.Key && req.Int != transport.RangeInclusive {
+			continue
+		}
+		e := transport.Entry{Key: string(it.Key), Value: it.Value, Version: it.Version}
+		if it.Deadline != 0 {
+			left := time.Duration(it.Deadline - now)
+			if left < nearDeadline && left > -nearDeadline {
+				return resp, false, nil
+			}
+			if left <= 0 {
+				continue // expired, not yet swept
+			}
+			e.TTL = left
+		}
+		resp.Entries = append(resp.Entries, e)
+	}
+	return resp, true, nil
 }
