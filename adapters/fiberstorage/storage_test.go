@@ -302,7 +302,11 @@ func TestIncrement(t *testing.T) {
 	owner, proxy := sharedstatetest.Pair(t)
 	a, b := fiberstorage.New(owner, "limiter"), fiberstorage.New(proxy, "limiter")
 	ctx := t.Context()
-	if n, err := a.Increment(ctx, "k", 1, 200*time.Millisecond); err != nil || n != 1 {
+	// Long enough for the thousand Increments below on a loaded machine:
+	// they must end before the count does.
+	const window = 2 * time.Second
+	began := time.Now()
+	if n, err := a.Increment(ctx, "k", 1, window); err != nil || n != 1 {
 		t.Fatalf("first Increment = %d, %v", n, err)
 	}
 	done := make(chan error, 20)
@@ -329,7 +333,7 @@ func TestIncrement(t *testing.T) {
 	if v := get(t, a, "k"); v != nil {
 		t.Errorf("Get of a counted key: %q; counts live apart", v)
 	}
-	time.Sleep(300 * time.Millisecond) // the first Increment's TTL, kept by the others
+	time.Sleep(time.Until(began.Add(window + 100*time.Millisecond))) // the first Increment's TTL, kept by the others
 	if n, err := a.Increment(ctx, "k", 1, time.Hour); err != nil || n != 1 {
 		t.Errorf("Increment after the window: %d, %v; want a new count", n, err)
 	}
