@@ -244,3 +244,35 @@ func TestRangePages(t *testing.T) {
 		t.Fatalf("%d cursors after they were idle", len(s.cursors))
 	}
 }
+
+// BenchmarkApply: the owner's own operations, in its process: go test
+// -bench Apply -cpuprofile to see where their time goes.
+func BenchmarkApply(b *testing.B) {
+	file, tab, err := table.NewMemory()
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := newStore(file, tab)
+	defer s.Close()
+	sess := s.NewOwnSession(1, 100, func(transport.Response) {})
+	value := make([]byte, 64)
+	s.Apply(sess, &transport.Request{Op: transport.OpAdd, Name: "hits", Int: 1})
+	s.Apply(sess, &transport.Request{Op: transport.OpStore, Name: "kv", Key: "key:000000000000", Value: value})
+	for _, bc := range []struct {
+		name string
+		req  transport.Request
+	}{
+		{"Counter.Add", transport.Request{Op: transport.OpAdd, Name: "hits", Int: 1}},
+		{"Counter.Load", transport.Request{Op: transport.OpGet, Name: "hits"}},
+		{"Map.Load", transport.Request{Op: transport.OpLoad, Name: "kv", Key: "key:000000000000"}},
+		{"Map.Store", transport.Request{Op: transport.OpStore, Name: "kv", Key: "key:000000000000", Value: value}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				req := bc.req
+				s.Apply(sess, &req)
+			}
+		})
+	}
+}

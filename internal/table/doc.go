@@ -20,12 +20,12 @@
 // # Crashes
 //
 // Before it applies a plan, the owner writes the plan into the header (the
-// intent) and marks it valid; it clears the mark once the plan is applied.
-// Every store of a plan sets a word to a value, none adds to one, so a new
-// owner that finds a valid intent applies it again, whole: an owner killed
+// intent), which counts while the sequence number is odd. Every store of a
+// plan sets a word to a value, none adds to one, so a new owner that finds
+// the number odd applies the intent again, whole: an owner killed
 // in the middle of a transaction leaves a table that the next one repairs
 // in time independent of the table's size. Blocks written before the
-// intent was valid are unreachable and still free. The header's LSN, part
+// number went odd are unreachable and still free. The header's LSN, part
 // of every plan, says which operation the table reflects last, for the
 // journal's replay to start after it.
 //

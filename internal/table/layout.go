@@ -21,9 +21,9 @@ const (
 	hOwner   = 112  // the client id of the owner writing the table; 0 once retired
 	hClock   = 120  // the store's time less Monotonic, as the owner keeps it
 	hStacks  = 128  // the free stacks: 3 words per size class
-	hIntent  = 6144 // the intent: valid, n, then n (offset, value) pairs
+	hIntent  = 6144 // the intent: n, then n (offset, value) pairs
 	hEnd     = 8192 // the arena's first byte
-	maxPlan  = (hEnd - hIntent - 16) / 16
+	maxPlan  = (hEnd - hIntent - 8) / 16
 	magic    = 0x31656c6261745353 // "SStable1"
 	format1  = 1
 )

@@ -64,8 +64,9 @@ func (tx *Tx) fail(err error) {
 }
 
 // Commit publishes the transaction: the intent first, then the plan with
-// the sequence number odd. It returns the transaction's first failure, if
-// any, having published nothing (the blocks it wrote stay free).
+// the sequence number odd, which also marks the intent valid. It returns
+// the transaction's first failure, if any, having published nothing (the
+// blocks it wrote stay free).
 func (tx *Tx) Commit() error {
 	if len(tx.plan) == 1 && len(tx.frees) == 0 && tx.err == nil {
 		return nil // it only read: nothing to publish, not even its LSN
@@ -74,14 +75,14 @@ func (tx *Tx) Commit() error {
 		return err
 	}
 	seq := atomicWord(tx.t.m, hSeq)
-	seq.Add(1)
+	seq.Add(1) // odd: readers wait, and a new owner applies the intent again
 	tx.apply(len(tx.plan))
 	seq.Add(1)
-	atomicWord(tx.t.m, hIntent).Store(0)
 	return nil
 }
 
-// prepare completes the plan and writes it as the intent, marked valid.
+// prepare completes the plan and writes it as the intent, which counts
+// once the sequence number is odd.
 func (tx *Tx) prepare() error {
 	tx.pushFrees()
 	if tx.err != nil {
@@ -89,11 +90,10 @@ func (tx *Tx) prepare() error {
 	}
 	m := tx.t.m
 	for i, p := range tx.plan {
-		setWord(m, hIntent+16+uint64(i)*16, p.off)
-		setWord(m, hIntent+24+uint64(i)*16, p.val)
+		setWord(m, hIntent+8+uint64(i)*16, p.off)
+		setWord(m, hIntent+16+uint64(i)*16, p.val)
 	}
-	setWord(m, hIntent+8, uint64(len(tx.plan)))
-	atomicWord(m, hIntent).Store(1) // valid: a new owner applies it again
+	setWord(m, hIntent, uint64(len(tx.plan)))
 	return nil
 }
 
@@ -105,26 +105,25 @@ func (tx *Tx) apply(n int) {
 }
 
 // recoverIntent applies again the plan of a transaction that its owner did
-// not finish, and makes the sequence number even.
+// not finish (the sequence number is odd), and makes the number even.
 func (t *Table) recoverIntent() error {
 	m := t.m
-	if word(m, hIntent) != 0 {
-		n := word(m, hIntent+8)
-		if n > maxPlan {
-			return fmt.Errorf("%w: an intent of %d stores", ErrCorrupt, n)
-		}
-		for i := range n {
-			off, val := word(m, hIntent+16+i*16), word(m, hIntent+24+i*16)
-			if !plannable(off, word(m, hSize)) {
-				return fmt.Errorf("%w: an intent stores to offset %d", ErrCorrupt, off)
-			}
-			setWord(m, off, val)
-		}
-		atomicWord(m, hIntent).Store(0)
+	seq := atomicWord(m, hSeq)
+	if seq.Load()%2 == 0 {
+		return nil
 	}
-	if seq := atomicWord(m, hSeq); seq.Load()%2 == 1 {
-		seq.Add(1)
+	n := word(m, hIntent)
+	if n > maxPlan {
+		return fmt.Errorf("%w: an intent of %d stores", ErrCorrupt, n)
 	}
+	for i := range n {
+		off, val := word(m, hIntent+8+i*16), word(m, hIntent+16+i*16)
+		if !plannable(off, word(m, hSize)) {
+			return fmt.Errorf("%w: an intent stores to offset %d", ErrCorrupt, off)
+		}
+		setWord(m, off, val)
+	}
+	seq.Add(1)
 	return nil
 }
 
