@@ -196,6 +196,23 @@ func storeKeys(ctx context.Context, kv *sharedstate.Map[[]byte], n, size int) er
 	}
 }
 
+// touch loads keys 0..n-1 once, as a proxy that reads them all would, so
+// that the memory workload counts the pages of the owner's table it maps.
+func touch(ctx context.Context, t target, n int) report {
+	st, ok := t.(*stateTarget)
+	if !ok {
+		return report{Err: "touch needs a sharedstate worker"}
+	}
+	for i := range n {
+		if _, _, err := st.kv.Load(ctx, key(i)); err != nil {
+			return report{Err: err.Error()}
+		}
+	}
+	runtime.GC()
+	debug.FreeOSMemory()
+	return report{Ops: int64(n)}
+}
+
 // fill stores n keys for the memory workload, then collects garbage and
 // returns freed memory to the kernel, so that the RSS read next is the
 // state's and not the loading's leftovers.

@@ -76,7 +76,7 @@ type job struct {
 // command is one line from the coordinator to a worker. Each gets one
 // report back.
 type command struct {
-	Cmd string `json:"cmd"` // run, load, arm, probe, fill, local
+	Cmd string `json:"cmd"` // run, load, arm, probe, fill, touch, local
 
 	// run: the goroutines start at once (warm-up), count the operations
 	// completed between Start and End (unix ns), and stop at End.
@@ -89,7 +89,7 @@ type command struct {
 	After int64 `json:"after,omitempty"`
 	Kill  int64 `json:"kill,omitempty"`
 
-	N        int           `json:"n,omitempty"`        // fill: keys to store
+	N        int           `json:"n,omitempty"`        // fill: keys to store; touch: to load
 	Duration time.Duration `json:"duration,omitempty"` // local: time per op kind
 }
 
@@ -188,6 +188,8 @@ func workerMain(ctx context.Context) error {
 			r = bg.probe(c)
 		case "fill":
 			r = fill(ctx, t, c.N, j.ValueSize)
+		case "touch":
+			r = touch(ctx, t, c.N)
 		case "local":
 			r = benchLocal(ctx, t, c.Duration)
 		default:
