@@ -664,6 +664,19 @@ func (c *chaosCluster) stop() {
 	}
 }
 
+// reopen opens the state as a new process would once every worker is
+// gone, closed when the test ends; ctx bounds the calls that read it.
+func (c *chaosCluster) reopen() (context.Context, *sharedstate.State) {
+	ctx, cancel := context.WithTimeout(context.Background(), chaosCallTimeout)
+	c.t.Cleanup(cancel)
+	st, err := sharedstate.Open(ctx, "app", sharedstate.WithDir(c.dir), quietLogger(io.Discard))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { st.Close() })
+	return ctx, st
+}
+
 // report fails the test with the problems recorded.
 func (c *chaosCluster) report() {
 	c.mu.Lock()

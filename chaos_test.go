@@ -4,10 +4,8 @@ package sharedstate_test
 
 import (
 	"cmp"
-	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"slices"
 	"strconv"
@@ -138,13 +136,7 @@ func TestChaosKillOwner(t *testing.T) {
 	}
 
 	// Read the outcome as a new process would, once every worker is gone.
-	ctx, cancel := context.WithTimeout(context.Background(), chaosCallTimeout)
-	defer cancel()
-	st, err := sharedstate.Open(ctx, "app", sharedstate.WithDir(c.dir), quietLogger(io.Discard))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	ctx, st := c.reopen()
 	hitsCall := monotonicNow()
 	hits, err := st.Counter("hits").Load(ctx)
 	hitsRet := monotonicNow()

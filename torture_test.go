@@ -14,7 +14,6 @@ import (
 	"flag"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -180,13 +179,7 @@ func TestTortureTableReads(t *testing.T) {
 		t.Errorf("%d calls failed; the first: %s", len(failed), failed[0])
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), chaosCallTimeout)
-	defer cancel()
-	st, err := sharedstate.Open(ctx, "app", sharedstate.WithDir(c.dir), quietLogger(io.Discard))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	ctx, st := c.reopen()
 	kv := sharedstate.NewMap[[]byte](st, "kv")
 	for writer, n := range acked {
 		v, ok, err := kv.Load(ctx, "own."+writer)
