@@ -19,11 +19,12 @@ import (
 const takeoverG = 4
 
 // takeover kills the owner b.cfg.kills times with keys map entries in the
-// state and returns the survivors' times to their first op, in ms.
-func (b *bench) takeover(ctx context.Context, keys int) ([]float64, error) {
+// state and returns the survivors' times to their first op, in ms; then,
+// every worker gone, the time a new one takes to start and open the state.
+func (b *bench) takeover(ctx context.Context, keys int) (samples []float64, cold time.Duration, err error) {
 	dir, err := b.fresh("state")
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer os.RemoveAll(dir)
 	j := job{Target: targetState, Op: opAdd, G: takeoverG, Dir: dir, Preload: keys, ValueSize: 8}
@@ -45,16 +46,15 @@ func (b *bench) takeover(ctx context.Context, keys int) ([]float64, error) {
 	for range b.cfg.procs {
 		w, err := start()
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		alive = append(alive, w)
 	}
 	owner := alive[0]
 	if !owner.ready.Owner {
-		return nil, errors.New("the first worker is not the owner")
+		return nil, 0, errors.New("the first worker is not the owner")
 	}
 
-	var samples []float64
 	for k := range b.cfg.kills {
 		time.Sleep(200 * time.Millisecond) // steady load before each kill
 		var survivors []*worker
@@ -65,31 +65,31 @@ func (b *bench) takeover(ctx context.Context, keys int) ([]float64, error) {
 		}
 		for _, w := range survivors {
 			if _, err := w.call(ctx, command{Cmd: "arm"}, 10*time.Second); err != nil {
-				return nil, err
+				return nil, 0, err
 			}
 		}
 		killed := time.Now()
 		if err := syscall.Kill(owner.pid, syscall.SIGKILL); err != nil {
-			return nil, fmt.Errorf("kill %d: %w", owner.pid, err)
+			return nil, 0, fmt.Errorf("kill %d: %w", owner.pid, err)
 		}
 		select {
 		case <-owner.exited:
 		case <-time.After(10 * time.Second):
-			return nil, fmt.Errorf("owner %d still running 10 s after SIGKILL", owner.pid)
+			return nil, 0, fmt.Errorf("owner %d still running 10 s after SIGKILL", owner.pid)
 		}
 		// Only ops started after the process was reaped count: one started
 		// earlier may have been answered by the dying owner.
 		probe := command{Cmd: "probe", After: owner.exitedAt.UnixNano(), Kill: killed.UnixNano()}
 		for _, w := range survivors {
 			if err := w.send(probe); err != nil {
-				return nil, err
+				return nil, 0, err
 			}
 		}
 		var next *worker
 		for _, w := range survivors {
 			r, err := w.recv(ctx, 2*time.Minute)
 			if err != nil {
-				return nil, fmt.Errorf("kill %d: %w", k+1, err)
+				return nil, 0, fmt.Errorf("kill %d: %w", k+1, err)
 			}
 			samples = append(samples, float64(r.Takeover)/1e6)
 			if r.Owner {
@@ -97,16 +97,24 @@ func (b *bench) takeover(ctx context.Context, keys int) ([]float64, error) {
 			}
 		}
 		if next == nil {
-			return nil, fmt.Errorf("kill %d: no survivor reports being the owner", k+1)
+			return nil, 0, fmt.Errorf("kill %d: no survivor reports being the owner", k+1)
 		}
 		// A new worker replaces the dead one, as a supervisor would.
 		w, err := start()
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		alive, owner = append(survivors, w), next
 	}
-	return samples, nil
+	stopAll(ws)
+	began := time.Now()
+	w, err := b.spawn(ctx, job{Target: targetState, Dir: dir}) // ready once it has opened the state
+	if err != nil {
+		return nil, 0, err
+	}
+	cold = time.Since(began)
+	w.stop()
+	return samples, cold, nil
 }
 
 // takeovers is workload 6.
@@ -117,13 +125,17 @@ func (b *bench) takeovers(ctx context.Context, s *section) error {
 		limit float64 // ms
 	}{{10_000, 50}, {b.cfg.bigKeys, 1000}} {
 		b.progress("workload 6: %d kills with %d keys", b.cfg.kills, c.keys)
-		samples, err := b.takeover(ctx, c.keys)
+		samples, cold, err := b.takeover(ctx, c.keys)
 		if err != nil {
 			return fmt.Errorf("%d keys: %w", c.keys, err)
 		}
 		p50, p99 := percentiles(samples)
 		s.add(fmt.Sprintf("%d keys, p50", c.keys), p50, "ms")
 		s.add(fmt.Sprintf("%d keys, p99", c.keys), p99, "ms").valueAtMost(c.limit)
+		r := s.add(fmt.Sprintf("%d keys, every worker gone: a new one started and opened the state", c.keys), float64(cold)/1e6, "ms")
+		if c.keys == b.cfg.bigKeys {
+			r.valueAtMost(1000)
+		}
 		s.note("%d keys: %d samples (%d kills x %d survivors)", c.keys, len(samples), b.cfg.kills, b.cfg.procs-1)
 	}
 	return nil
