@@ -114,15 +114,23 @@ func (s *Store) mapEntry(name string) (table.Entry, bool) {
 	return s.txn().Get(table.Root, mapKeyPrefix+name)
 }
 
+// dropMap removes the map called name, empty now, from the table.
+func (s *Store) dropMap(name string) {
+	s.txn().DeleteSpace(mapKeyPrefix + name)
+	s.mapNames.Delete(name)
+}
+
 // expiringWord is the word of a map's value, after its namespace, that
 // counts its entries with a deadline.
 const expiringWord = 0
 
-// countExpiring adds n to the entries of the map in e that have a deadline.
-func (s *Store) countExpiring(e table.Entry, n int64) {
+// countExpiring adds n to the entries of a map that have a deadline.
+func (s *Store) countExpiring(mapName string, n int64) {
+	tx := s.txn()
+	e, _ := tx.Get(table.Root, mapKeyPrefix+mapName) // as this transaction has it
 	at := table.SpaceWords + expiringWord
 	v := int64(binary.NativeEndian.Uint64(e.Value[at*8:])) + n
-	s.txn().SetWord(e, at, uint64(v))
+	tx.SetWord(e, at, uint64(v))
 }
 
 // mapLen returns the number of entries of a map.
@@ -153,7 +161,7 @@ func (s *Store) put(mapName, key string, e entry) {
 		me = tx.NewSpace(mapKeyPrefix+mapName, expiringWord+1)
 		s.mapNames.Insert(mapName)
 	}
-	old, existed := tx.Get(me.Space(), key)
+	_, old, existed := tx.Put(me.Space(), key, e.value, e.version, e.expiry)
 	if existed {
 		s.bytes += int64(len(e.value) - len(old.Value))
 	} else {
@@ -162,11 +170,10 @@ func (s *Store) put(mapName, key string, e entry) {
 	}
 	switch was, is := existed && old.Deadline != 0, e.expiry != 0; {
 	case is && !was:
-		s.countExpiring(me, 1)
+		s.countExpiring(mapName, 1)
 	case was && !is:
-		s.countExpiring(me, -1)
+		s.countExpiring(mapName, -1)
 	}
-	tx.Put(me.Space(), key, e.value, e.version, e.expiry)
 }
 
 // drop removes key from a map, which goes once it is empty, keeping the
@@ -182,14 +189,13 @@ func (s *Store) drop(mapName, key string) (entry, bool) {
 		return entry{}, false
 	}
 	if e.Deadline != 0 {
-		s.countExpiring(me, -1)
+		s.countExpiring(mapName, -1)
 	}
 	tx.Delete(sp, key)
 	s.entries--
 	s.bytes -= int64(len(mapName) + len(key) + len(e.Value))
 	if tx.Len(sp) == 0 {
-		tx.DeleteSpace(mapKeyPrefix + mapName)
-		s.mapNames.Delete(mapName)
+		s.dropMap(mapName)
 	}
 	return entry{value: e.Value, version: e.Version, expiry: e.Deadline}, true
 }

@@ -50,7 +50,7 @@ func (s *Store) compact() {
 
 // putsPerTx bounds the entries one transaction of loading puts: each
 // changes a slot, and a transaction holds a few hundred changes.
-const putsPerTx = 100
+const putsPerTx = 16
 
 // snapshotRecords writes every part of the store as records.
 func (s *Store) snapshotRecords(w *journal.SnapshotWriter) {

@@ -527,8 +527,7 @@ func (s *Store) clearMap(mapName string) {
 		s.bytes -= int64(len(mapName) + len(k) + len(e.Value))
 		keys = append(keys, string(k))
 	}
-	tx.DeleteSpace(mapKeyPrefix + mapName)
-	s.mapNames.Delete(mapName)
+	s.dropMap(mapName)
 	for _, k := range keys {
 		s.setExpiry(mapName, k, 0)
 		if s.Changed != nil {

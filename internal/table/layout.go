@@ -51,6 +51,22 @@ const (
 // The free stacks end before the intent.
 const _ = uint(hIntent - hStacks - nClasses*24)
 
+// home is the slot a key of hash h is first looked for in, of slots (a
+// power of two): its hash's top bits, which the slot's tag holds too, so
+// that growing a table of up to 1<<tagBits slots reads no key.
+func home(h, slots uint64) uint64 { return h >> (64 - bits.TrailingZeros64(slots)) }
+
+// homeOfSlot is home for the key in slot s, if its tag says (ok).
+func homeOfSlot(s, slots uint64) (i uint64, ok bool) {
+	k := uint64(bits.TrailingZeros64(slots))
+	if k > tagBits {
+		return 0, false
+	}
+	return slotTag(s) >> (tagBits - k), true
+}
+
+const tagBits = 64 - offBits
+
 func slotOf(off, hash uint64) uint64 { return hash>>offBits<<offBits | off>>3 }
 func slotOff(s uint64) uint64        { return (s & (1<<offBits - 1)) << 3 }
 func slotTag(s uint64) uint64        { return s >> offBits }

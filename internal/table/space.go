@@ -42,7 +42,7 @@ func (tx *Tx) find(sp Space, key string, h uint64) probe {
 	}
 	index, mask := tx.word(uint64(sp)+nsIndex), slots-1
 	insert := uint64(0)
-	for i, n := h&mask, uint64(0); n < slots; i, n = (i+1)&mask, n+1 {
+	for i, n := home(h, slots), uint64(0); n < slots; i, n = (i+1)&mask, n+1 {
 		at := index + i*8
 		s := tx.word(at)
 		switch {
@@ -109,21 +109,23 @@ func (tx *Tx) readEntry(off uint64) Entry {
 	return e
 }
 
-// Put sets key in sp to a new entry (replacing any), and returns it.
-func (tx *Tx) Put(sp Space, key string, value []byte, version uint64, deadline int64) Entry {
+// Put sets key in sp to a new entry, and returns it, and the entry it
+// replaced if there was one (its value stays readable until the commit).
+func (tx *Tx) Put(sp Space, key string, value []byte, version uint64, deadline int64) (e, old Entry, replaced bool) {
 	h := tx.t.hash(key)
 	p := tx.find(sp, key, h)
 	off := tx.newEntry(key, value, version, deadline)
 	if tx.err != nil {
-		return Entry{}
+		return Entry{}, Entry{}, false
 	}
 	if p.found {
+		old = tx.readEntry(p.entry)
 		tx.set(p.slot, slotOf(off, h))
 		tx.freeEntry(p.entry)
 	} else {
 		tx.insert(sp, p, off, h)
 	}
-	return readEntry(tx.t.m, off)
+	return readEntry(tx.t.m, off), old, p.found
 }
 
 // Delete removes key from sp, and reports whether it was there.
@@ -155,7 +157,8 @@ const SpaceWords = nsWords
 // SpaceWords on), and returns its entry. The entry stays where it is: change
 // it with SetWord only, and remove it with DeleteSpace.
 func (tx *Tx) NewSpace(key string, extra int) Entry {
-	return tx.Put(Root, key, make([]byte, (nsWords+extra)*8), 0, 0)
+	e, _, _ := tx.Put(Root, key, make([]byte, (nsWords+extra)*8), 0, 0)
+	return e
 }
 
 // ClearSpace removes every entry of sp.
@@ -254,7 +257,10 @@ func (tx *Tx) rehash(sp Space, slots uint64) {
 		if s == slotEmpty || s == slotTomb {
 			continue
 		}
-		j := tx.t.hashBytes(entryKey(m, slotOff(s))) & mask
+		j, ok := homeOfSlot(s, slots)
+		if !ok {
+			j = home(tx.t.hashBytes(entryKey(m, slotOff(s))), slots)
+		}
 		for word(m, index+j*8) != slotEmpty {
 			j = (j + 1) & mask
 		}

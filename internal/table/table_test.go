@@ -94,7 +94,7 @@ func TestSpaces(t *testing.T) {
 	spEntry := tx.NewSpace("m:kv", 1)
 	sp := spEntry.Space()
 	tx.SetWord(spEntry, nsWords, 3) // its extra word
-	ctr := tx.Put(Root, "c:hits", make([]byte, 8), 0, 0)
+	ctr, _, _ := tx.Put(Root, "c:hits", make([]byte, 8), 0, 0)
 	tx.SetWord(ctr, 0, 42)
 	commit(t, tx)
 	fill := func() {
@@ -319,7 +319,7 @@ func TestCrashInTransaction(t *testing.T) {
 func TestReadsInATransaction(t *testing.T) {
 	tb, v, _ := newTestTable(t, 64<<20)
 	tx := tb.Begin(1)
-	ctr := tx.Put(Root, "c", make([]byte, 8), 1, 0)
+	ctr, _, _ := tx.Put(Root, "c", make([]byte, 8), 1, 0)
 	commit(t, tx)
 	tx = tb.Begin(2)
 	tx.SetWord(ctr, 0, 5)

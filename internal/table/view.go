@@ -254,7 +254,7 @@ func (c *cursor) find(sp uint64, key string) (rawEntry, bool) {
 	index, mask := c.word(sp+nsIndex), slots-1
 	kb := unsafe.Slice(unsafe.StringData(key), len(key))
 	h := hashKey(c.salt, kb)
-	for i, n := h&mask, uint64(0); n < slots && c.err == nil; i, n = (i+1)&mask, n+1 {
+	for i, n := home(h, slots), uint64(0); n < slots && c.err == nil; i, n = (i+1)&mask, n+1 {
 		s := c.word(index + i*8)
 		switch {
 		case s == slotEmpty:
