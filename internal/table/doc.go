@@ -26,13 +26,23 @@
 // in the middle of a transaction leaves a table that the next one repairs
 // in time independent of the table's size. Blocks written before the
 // number went odd are unreachable and still free. The header's LSN, part
-// of every plan, says which operation the table reflects last, for the
-// journal's replay to start after it.
+// of every plan, is the operation the table reflects last.
 //
 // The table is not durable on its own: it lives in the page cache, and
 // survives its processes, not the machine. Its header records the boot it
 // was written in, and a table from another boot is rebuilt from the
-// journal and snapshot, which are (see internal/journal).
+// journal and snapshot, which are (see internal/journal). (For now every
+// new owner rebuilds it so, and retires the last owner's.)
+//
+// # Owners
+//
+// The header names the owner that writes the table (Claim): a view is
+// opened for one owner, and its reads fail with ErrRetired once another
+// claims the table or the owner retires it (Retire), so that no process
+// reads a table that a new owner no longer writes. The header also holds
+// the owner's clock as an offset from the system's monotonic clock, which
+// every process reads alike (Monotonic): readers compare the deadlines of
+// entries with the store's time without asking the owner.
 //
 // # Layout
 //
@@ -43,7 +53,9 @@
 // lengths, its version, its deadline if it has one, its key (padded to 8
 // bytes) and its value. A namespace is an open-addressing hash table
 // (linear probing, tombstones, a salted hash) of slots that each hold an
-// entry's offset and 24 bits of its key's hash. The root namespace is in
+// entry's offset and the top 24 bits of its key's hash, which also choose
+// the slot a key is looked for first: growing a namespace of up to 1<<24
+// slots moves each slot by its tag, reading no key. The root namespace is in
 // the header; a key of the root can hold a namespace of its own in its
 // value (a map, whose entries live in it). Words are in the host's byte
 // order: the file never leaves the host.
