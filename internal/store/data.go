@@ -71,24 +71,41 @@ func (e entry) left(now int64) time.Duration {
 	return time.Duration(max(e.expiry-now, 1)) // not expired yet: 0 would read as never
 }
 
+// The root's entries of counters and maps stay where they are while they
+// exist (a counter changes in place, a map's namespace is in its value), so
+// the store keeps them by name (s.counterAt, s.mapAt): an operation skips a
+// lookup in the root.
+
+// counterEntry returns the root's entry of the counter called name.
+func (s *Store) counterEntry(name string) (table.Entry, bool) {
+	if e, ok := s.counterAt[name]; ok {
+		return e, true
+	}
+	e, ok := s.txn().Get(table.Root, counterKeyPrefix+name)
+	if ok {
+		s.counterAt[name] = e
+	}
+	return e, ok
+}
+
 // counter returns the counter called name.
 func (s *Store) counter(name string) (int64, bool) {
-	e, ok := s.txn().Get(table.Root, counterKeyPrefix+name)
+	e, ok := s.counterEntry(name)
 	if !ok {
 		return 0, false
 	}
-	return int64(binary.NativeEndian.Uint64(e.Value)), true
+	return int64(s.txn().Word(e, 0)), true
 }
 
 // setCounter sets a counter, which exists from then on.
 func (s *Store) setCounter(name string, v int64) {
 	tx := s.txn()
-	if e, ok := tx.Get(table.Root, counterKeyPrefix+name); ok {
+	if e, ok := s.counterEntry(name); ok {
 		tx.SetWord(e, 0, uint64(v))
 		return
 	}
 	s.counterNames.Insert(name)
-	tx.Put(table.Root, counterKeyPrefix+name, binary.NativeEndian.AppendUint64(nil, uint64(v)), 0, 0)
+	s.counterAt[name], _, _ = tx.Put(table.Root, counterKeyPrefix+name, binary.NativeEndian.AppendUint64(nil, uint64(v)), 0, 0)
 }
 
 // deleteCounter removes a counter, and reports whether there was one.
@@ -97,6 +114,7 @@ func (s *Store) deleteCounter(name string) bool {
 		return false
 	}
 	s.counterNames.Delete(name)
+	delete(s.counterAt, name)
 	return true
 }
 
@@ -111,13 +129,21 @@ func (s *Store) mapSpace(name string) (table.Space, bool) {
 // that have a deadline (expiringWord): a reader of the table counts the
 // map's entries itself only if none may have expired unswept.
 func (s *Store) mapEntry(name string) (table.Entry, bool) {
-	return s.txn().Get(table.Root, mapKeyPrefix+name)
+	if e, ok := s.mapAt[name]; ok {
+		return e, true
+	}
+	e, ok := s.txn().Get(table.Root, mapKeyPrefix+name)
+	if ok {
+		s.mapAt[name] = e
+	}
+	return e, ok
 }
 
 // dropMap removes the map called name, empty now, from the table.
 func (s *Store) dropMap(name string) {
 	s.txn().DeleteSpace(mapKeyPrefix + name)
 	s.mapNames.Delete(name)
+	delete(s.mapAt, name)
 }
 
 // expiringWord is the word of a map's value, after its namespace, that
@@ -160,6 +186,7 @@ func (s *Store) put(mapName, key string, e entry) {
 	if !ok {
 		me = tx.NewSpace(mapKeyPrefix+mapName, expiringWord+1)
 		s.mapNames.Insert(mapName)
+		s.mapAt[mapName] = me
 	}
 	_, old, existed := tx.Put(me.Space(), key, e.value, e.version, e.expiry)
 	if existed {

@@ -37,6 +37,9 @@ type Store struct {
 	// the transaction of the operation being applied, once it has one.
 	tab     *table.Table
 	tabFile *table.File // unmapped on Close
+	// counterAt and mapAt are the root's entries of counters and maps, by
+	// name (data.go): their values' words are read through tx.
+	counterAt, mapAt map[string]table.Entry
 	// tableRetired: the table's file left the directory, and readers ask
 	// the owner (guardTable).
 	tableRetired bool
@@ -115,6 +118,8 @@ func newStore(file *table.File, tab *table.Table) *Store {
 		tabFile:   file,
 		expiring:  make(map[entryKey]*expiryRef),
 		cursors:   make(map[cursorKey]*cursor),
+		counterAt: make(map[string]table.Entry),
+		mapAt:     make(map[string]table.Entry),
 		locks:     make(map[string]*lockState),
 		clients:   make(map[uint64]*clientTable),
 		connected: make(map[uint64]int),

@@ -145,6 +145,9 @@ func (tx *Tx) Delete(sp Space, key string) bool {
 // without changing size, such as a counter's.
 func (tx *Tx) SetWord(e Entry, i int, v uint64) { tx.set(e.val+uint64(i)*8, v) }
 
+// Word returns word i of e's value, as the transaction has it.
+func (tx *Tx) Word(e Entry, i int) uint64 { return tx.word(e.val + uint64(i)*8) }
+
 // SetVersion sets e's version in place.
 func (tx *Tx) SetVersion(e Entry, v uint64) { tx.set(e.off+eVersion, v) }
 
