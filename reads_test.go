@@ -3,6 +3,7 @@
 package sharedstate_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -104,5 +105,31 @@ func TestProxyReadsFromTheTable(t *testing.T) {
 	time.Sleep(time.Second) // the owner's guard notices within a quarter of that
 	if n := reads(10); n != 40 {
 		t.Fatalf("40 reads once the table's file was removed: %d reached the owner, want all", n)
+	}
+}
+
+// TestManyStatesInOneProcess: a process that owns and reads hundreds of
+// states maps each one's table twice, and still has the address space for
+// all of them: every reader reads its table (a reservation of a terabyte
+// each ran out at the 64th).
+func TestManyStatesInOneProcess(t *testing.T) {
+	dir := t.TempDir()
+	ctx := testContext(t)
+	for i := range 200 {
+		name := fmt.Sprint("s", i)
+		owner, reader := open(t, dir, name), open(t, dir, name)
+		if _, err := owner.Counter("c").Add(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+		before, err := owner.Stats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, err := reader.Counter("c").Load(ctx); err != nil || n != 1 {
+			t.Fatalf("state %d: %d, %v", i, n, err)
+		}
+		if after, err := owner.Stats(ctx); err != nil || after.Ops != before.Ops+1 {
+			t.Fatalf("state %d: the reader's Load reached the owner (%d ops, then %d): it has no table", i, before.Ops, after.Ops)
+		}
 	}
 }

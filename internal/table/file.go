@@ -11,9 +11,12 @@ import (
 )
 
 // reservations are the sizes of address space tried for a table, largest
-// first: what is left of it bounds the table, and a process whose address
-// space is limited (ulimit -v) gets what it can.
-var reservations = []uint64{1 << 40, 16 << 30, 4 << 30, 256 << 20}
+// first: the first bounds the entries of a state (64 GiB, a billion small
+// ones), and leaves room for a thousand states in a process, each mapped
+// twice if it is both their owner and a reader (128 TiB of address space
+// on amd64); a process whose address space is limited (ulimit -v) gets
+// what it can.
+var reservations = []uint64{64 << 30, 4 << 30, 256 << 20}
 
 // File is a table's file, mapped: its owner's Table, or a View.
 type File struct {

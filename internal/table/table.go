@@ -118,7 +118,7 @@ func (t *Table) Reserve(n uint64) error {
 func NewMemory() (*File, *Table, error) {
 	var m []byte
 	var err error
-	for _, size := range reservations[1:] { // a state read, not shared
+	for _, size := range reservations {
 		if m, err = filemap.MapAnonymous(int(size)); err == nil {
 			break
 		}
