@@ -76,16 +76,21 @@ func (e entry) left(now int64) time.Duration {
 // the store keeps them by name (s.counterAt, s.mapAt): an operation skips a
 // lookup in the root.
 
-// counterEntry returns the root's entry of the counter called name.
-func (s *Store) counterEntry(name string) (table.Entry, bool) {
-	if e, ok := s.counterAt[name]; ok {
+// rootEntry returns the root's entry prefix+name, kept by name in at.
+func (s *Store) rootEntry(at map[string]table.Entry, prefix, name string) (table.Entry, bool) {
+	if e, ok := at[name]; ok {
 		return e, true
 	}
-	e, ok := s.txn().Get(table.Root, counterKeyPrefix+name)
+	e, ok := s.txn().Get(table.Root, prefix+name)
 	if ok {
-		s.counterAt[name] = e
+		at[name] = e
 	}
 	return e, ok
+}
+
+// counterEntry returns the root's entry of the counter called name.
+func (s *Store) counterEntry(name string) (table.Entry, bool) {
+	return s.rootEntry(s.counterAt, counterKeyPrefix, name)
 }
 
 // counter returns the counter called name.
@@ -129,14 +134,7 @@ func (s *Store) mapSpace(name string) (table.Space, bool) {
 // that have a deadline (expiringWord): a reader of the table counts the
 // map's entries itself only if none may have expired unswept.
 func (s *Store) mapEntry(name string) (table.Entry, bool) {
-	if e, ok := s.mapAt[name]; ok {
-		return e, true
-	}
-	e, ok := s.txn().Get(table.Root, mapKeyPrefix+name)
-	if ok {
-		s.mapAt[name] = e
-	}
-	return e, ok
+	return s.rootEntry(s.mapAt, mapKeyPrefix, name)
 }
 
 // dropMap removes the map called name, empty now, from the table.
