@@ -148,13 +148,10 @@ func (s *Store) dropMap(name string) {
 // counts its entries with a deadline.
 const expiringWord = 0
 
-// countExpiring adds n to the entries of a map that have a deadline.
-func (s *Store) countExpiring(mapName string, n int64) {
-	tx := s.txn()
-	e, _ := tx.Get(table.Root, mapKeyPrefix+mapName) // as this transaction has it
-	at := table.SpaceWords + expiringWord
-	v := int64(binary.NativeEndian.Uint64(e.Value[at*8:])) + n
-	tx.SetWord(e, at, uint64(v))
+// countExpiring adds n to the entries of the map in e that have a deadline.
+func (s *Store) countExpiring(e table.Entry, n int64) {
+	tx, at := s.txn(), table.SpaceWords+expiringWord
+	tx.SetWord(e, at, uint64(int64(tx.Word(e, at))+n))
 }
 
 // mapLen returns the number of entries of a map.
@@ -195,9 +192,9 @@ func (s *Store) put(mapName, key string, e entry) {
 	}
 	switch was, is := existed && old.Deadline != 0, e.expiry != 0; {
 	case is && !was:
-		s.countExpiring(mapName, 1)
+		s.countExpiring(me, 1)
 	case was && !is:
-		s.countExpiring(mapName, -1)
+		s.countExpiring(me, -1)
 	}
 }
 
@@ -214,7 +211,7 @@ func (s *Store) drop(mapName, key string) (entry, bool) {
 		return entry{}, false
 	}
 	if e.Deadline != 0 {
-		s.countExpiring(mapName, -1)
+		s.countExpiring(me, -1)
 	}
 	tx.Delete(sp, key)
 	s.entries--
@@ -246,7 +243,9 @@ func (s *Store) keysAfter(mapName, start string, inclusive bool) []string {
 // claimTable makes the table owner's for the readers that it tells the
 // table by (its client id), with the store's time as they find it.
 func (s *Store) claimTable(owner uint64) {
-	if err := s.tab.Claim(owner, s.elapsed()-table.Monotonic()); err != nil && s.broken == nil {
+	// The store's time is base plus the time since started (elapsed): as
+	// an offset from the system's clock, exact.
+	if err := s.tab.Claim(owner, s.base-table.MonotonicAt(s.started)); err != nil && s.broken == nil {
 		s.broken = fmt.Errorf("the table cannot be claimed: %w", err)
 	}
 }
@@ -278,8 +277,8 @@ const nearDeadline = time.Millisecond
 // table it cannot read now (err: table.ErrBusy, or table.ErrRetired once
 // the owner no longer writes it).
 func ReadTable(v *table.View, req *transport.Request) (resp transport.Response, ok bool, err error) {
-	if req.Name == "" || len(req.Name) > maxNameLen || len(req.Key) > maxKeyLen {
-		return resp, false, nil
+	if status, _ := check(req); status != transport.StatusOK {
+		return resp, false, nil // the owner says why
 	}
 	resp.ID = req.ID
 	switch req.Op {
@@ -324,13 +323,12 @@ func ReadTable(v *table.View, req *transport.Request) (resp transport.Response, 
 // reading it while that owner writes elsewhere. They ask the owner from
 // then on.
 func (s *Store) guardTable() {
-	if s.tabFile == nil || s.tableRetired {
+	if s.tabFile == nil || s.tab.Retired() {
 		return
 	}
 	if id, err := s.persist.dir.Stat(TableName(s.persist.name)); err == nil && id == s.tabFile.ID() {
 		return
 	}
-	s.tableRetired = true
 	s.persist.logger.Warn("sharedstate: the state's table file was removed; processes read through the owner until the next one", "file", s.persist.dir.Join(TableName(s.persist.name)))
 	if err := s.tab.Retire(); err != nil && s.broken == nil {
 		s.broken = fmt.Errorf("the table cannot be retired: %w", err)

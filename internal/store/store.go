@@ -40,11 +40,8 @@ type Store struct {
 	// counterAt and mapAt are the root's entries of counters and maps, by
 	// name (data.go): their values' words are read through tx.
 	counterAt, mapAt map[string]table.Entry
-	// tableRetired: the table's file left the directory, and readers ask
-	// the owner (guardTable).
-	tableRetired bool
-	tx           *table.Tx
-	locks        map[string]*lockState
+	tx               *table.Tx
+	locks            map[string]*lockState
 	// The names of each kind in order, for List.
 	counterNames, mapNames, lockNames sorted.Set
 	// entries and bytes count what Stats reports, as they change.
@@ -152,17 +149,8 @@ func (s *Store) NewOwnSession(id uint64, pid int, deliver func(transport.Respons
 // lock), apply returns parked, and sess.deliver gets the answer later.
 func (s *Store) Apply(sess *Session, req *transport.Request) (resp transport.Response, parked bool) {
 	resp.ID = req.ID
-	switch {
-	case req.Name == "" && req.Op.Named():
-		return fail(resp, transport.StatusBadRequest, "empty name")
-	case len(req.Name) > maxNameLen:
-		return fail(resp, transport.StatusTooLarge, "name longer than 1 KiB")
-	case len(req.Key) > maxKeyLen:
-		return fail(resp, transport.StatusTooLarge, "key longer than 64 KiB")
-	case req.TTL < 0:
-		return fail(resp, transport.StatusBadRequest, "negative TTL")
-	case !req.Op.Known():
-		return fail(resp, transport.StatusBadRequest, "unknown op "+req.Op.String())
+	if status, msg := check(req); status != transport.StatusOK {
+		return fail(resp, status, msg)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -213,6 +201,24 @@ func (s *Store) Apply(sess *Session, req *transport.Request) (resp transport.Res
 		}
 	}
 	return resp, parked
+}
+
+// check returns why req is refused before anything is done for it, or
+// StatusOK.
+func check(req *transport.Request) (transport.Status, string) {
+	switch {
+	case req.Name == "" && req.Op.Named():
+		return transport.StatusBadRequest, "empty name"
+	case len(req.Name) > maxNameLen:
+		return transport.StatusTooLarge, "name longer than 1 KiB"
+	case len(req.Key) > maxKeyLen:
+		return transport.StatusTooLarge, "key longer than 64 KiB"
+	case req.TTL < 0:
+		return transport.StatusBadRequest, "negative TTL"
+	case !req.Op.Known():
+		return transport.StatusBadRequest, "unknown op " + req.Op.String()
+	}
+	return transport.StatusOK, ""
 }
 
 // isDeduplicated reports whether req is a write that is journaled as it is

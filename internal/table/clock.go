@@ -26,9 +26,14 @@ var anchor struct {
 // macOS CLOCK_UPTIME_RAW, the ones Go's clock reads) in nanoseconds,
 // through Go's clock: no system call. It is off by up to half a system
 // call, the same in every call of a process.
-func Monotonic() int64 {
+func Monotonic() int64 { return MonotonicAt(time.Now()) }
+
+// MonotonicAt is Monotonic at t, a reading of Go's clock (with its
+// monotonic part): exact for an instant read before, with no race between
+// two clocks.
+func MonotonicAt(t time.Time) int64 {
 	anchor.once.Do(setAnchor)
-	return anchor.mono + int64(time.Since(anchor.at))
+	return anchor.mono + int64(t.Sub(anchor.at))
 }
 
 // setAnchor reads Go's clock between two readings of the system's, and

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/sharedstate/sharedstate/internal/statedir"
-	"golang.org/x/sys/unix"
 )
 
 func testDir(t *testing.T) *statedir.Dir {
@@ -231,17 +230,5 @@ func TestClaimAndRetire(t *testing.T) {
 	}
 	if _, err := v.Get("", "k", nil); !errors.Is(err, ErrRetired) {
 		t.Fatalf("once retired: %v, want ErrRetired", err)
-	}
-}
-
-// TestMonotonicIsTheSystemsClock: every process reads the same clock.
-func TestMonotonicIsTheSystemsClock(t *testing.T) {
-	var ts unix.Timespec
-	before := Monotonic()
-	unix.ClockGettime(monotonicClock, &ts)
-	after := Monotonic()
-	// Off by at most half a system call each way; a millisecond is plenty.
-	if sys := ts.Nano(); sys < before-int64(time.Millisecond) || sys > after+int64(time.Millisecond) {
-		t.Fatalf("the system's clock read %d between %d and %d", sys, before, after)
 	}
 }

@@ -144,6 +144,9 @@ func (t *Table) Claim(owner uint64, clock int64) error {
 	return tx.Commit()
 }
 
+// Retired reports whether the table has no owner (Retire).
+func (t *Table) Retired() bool { return word(t.m, hOwner) == 0 }
+
 // Retire tells the views of the table's last owner that it is not theirs
 // anymore: a new owner writes elsewhere, and their reads go to it.
 func (t *Table) Retire() error { return t.Claim(0, 0) }
