@@ -87,8 +87,19 @@ func counter(t *testing.T, dir string) int64 {
 	return n
 }
 
+// afterReboot removes the state's table, as a reboot makes it untrusted:
+// the state is then rebuilt from its journal and snapshot alone.
+func afterReboot(t *testing.T, dir string) {
+	t.Helper()
+	if err := os.Remove(filepath.Join(dir, "app.table")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+}
+
 // TestTornTailIsDropped: writes cut short and never acknowledged, at the
-// end of the journal, are dropped, and the journal goes on after them.
+// end of the journal, are dropped, and the journal goes on after them:
+// whether the table is adopted (a write torn after the table's position)
+// or rebuilt.
 func TestTornTailIsDropped(t *testing.T) {
 	for name, tear := range map[string]func(data []byte, last int){
 		// The process died between copying a record and writing its
@@ -100,27 +111,42 @@ func TestTornTailIsDropped(t *testing.T) {
 			clear(data[last+recordHeader+n/2 : last+recordHeader+n])
 		},
 	} {
-		t.Run(name, func(t *testing.T) {
-			dir := t.TempDir()
-			adds(t, dir, 10)
-			path := filepath.Join(dir, "app.journal")
-			data, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			offs := journalRecords(data)
-			tear(data, offs[len(offs)-1])
-			if err := os.WriteFile(path, data, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			if got := counter(t, dir); got != 9 {
-				t.Errorf("counter = %d after a torn last record, want 9", got)
-			}
-			adds(t, dir, 1)
-			if got := counter(t, dir); got != 10 {
-				t.Errorf("counter = %d after appending past a torn record, want 10", got)
-			}
-		})
+		for _, reboot := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/reboot=%v", name, reboot), func(t *testing.T) {
+				dir := t.TempDir()
+				adds(t, dir, 10)
+				path := filepath.Join(dir, "app.journal")
+				data, err := os.ReadFile(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// An eleventh Add, appended after the records the table
+				// holds (a record's bytes hold no offset of their own), then
+				// torn.
+				offs := journalRecords(data)
+				last := offs[len(offs)-1]
+				end := (last + recordHeader + int(binary.LittleEndian.Uint32(data[last:])) + 7) &^ 7
+				copy(data[end:], data[last:end])
+				tear(data, end)
+				if err := os.WriteFile(path, data, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				if reboot {
+					afterReboot(t, dir)
+				}
+				if got := counter(t, dir); got != 10 {
+					t.Errorf("counter = %d after a torn last record, want 10", got)
+				}
+				adds(t, dir, 1)
+				if got := counter(t, dir); got != 11 {
+					t.Errorf("counter = %d after appending past a torn record, want 11", got)
+				}
+				afterReboot(t, dir) // the journal alone has every write
+				if got := counter(t, dir); got != 11 {
+					t.Errorf("counter = %d rebuilt from the journal, want 11", got)
+				}
+			})
+		}
 	}
 }
 
@@ -159,13 +185,15 @@ func journalDamages(offs []int) []damage {
 	return ds
 }
 
-// TestDamagedJournalIsRefused: damage with acknowledged records after it
-// fails Open with ErrDamaged, naming the file and offset, and changes no
+// TestDamagedJournalIsRefused: once the state's files are all there is (a
+// reboot made the table untrusted), damage with acknowledged records after
+// it fails Open with ErrDamaged, naming the file and offset, and changes no
 // byte; Repair then keeps the records before the damage and sets the
 // journal aside whole.
 func TestDamagedJournalIsRefused(t *testing.T) {
 	dir := t.TempDir()
 	adds(t, dir, 300) // past 8 KiB of records
+	afterReboot(t, dir)
 	path := filepath.Join(dir, "app.journal")
 	pristine, err := os.ReadFile(path)
 	if err != nil {
@@ -216,6 +244,7 @@ func TestDamagedJournalIsRefused(t *testing.T) {
 		if got := counter(t, dir); got != kept {
 			t.Errorf("%s: counter = %d after Repair, want the %d records before the damage", d.name, got, kept)
 		}
+		afterReboot(t, dir)
 		// Back to the pristine journal, for the next case.
 		os.Remove(report.SetAside[0])
 		os.Remove(filepath.Join(dir, "app.snapshot"))
@@ -247,6 +276,7 @@ func TestMismatchedFilesAreRefused(t *testing.T) {
 		st.Counter("c").Add(ctx, 1)
 	}
 	st.Close()
+	afterReboot(t, dir)
 	journal, snapshot := filepath.Join(dir, "app.journal"), filepath.Join(dir, "app.snapshot")
 	pristineJ, err := os.ReadFile(journal)
 	if err != nil {

@@ -84,19 +84,26 @@ func dump(t *testing.T, st *State) string {
 	return b.String()
 }
 
+// TestRestartKeepsState: a state opened again has what it had, whether the
+// table is adopted or, after a reboot, rebuilt from the files.
 func TestRestartKeepsState(t *testing.T) {
 	for _, d := range []Durability{DurabilityProcess, DurabilityDisk} {
-		t.Run(d.String(), func(t *testing.T) {
-			dir := t.TempDir()
-			st := openIn(t, dir, WithDurability(d))
-			want := fill(t, st)
-			st.Close()
-			st = openIn(t, dir, WithDurability(d))
-			defer st.Close()
-			if got := dump(t, st); got != want {
-				t.Errorf("after restart:\n got %s\nwant %s", got, want)
-			}
-		})
+		for _, reboot := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/reboot=%v", d, reboot), func(t *testing.T) {
+				dir := t.TempDir()
+				st := openIn(t, dir, WithDurability(d))
+				want := fill(t, st)
+				st.Close()
+				if reboot {
+					os.Remove(filepath.Join(dir, "app.table"))
+				}
+				st = openIn(t, dir, WithDurability(d))
+				defer st.Close()
+				if got := dump(t, st); got != want {
+					t.Errorf("after restart:\n got %s\nwant %s", got, want)
+				}
+			})
+		}
 	}
 }
 

@@ -33,7 +33,8 @@
 //
 // Readers never trust the bytes: a header or record that fails its check is
 // damage, reported with the file and offset, unless it is a torn tail (see
-// scan). Nothing here erases or rewrites what a file holds.
+// scan). Nothing here erases or rewrites what a file holds, but for a torn
+// tail, which is zeroed before the journal is appended to again.
 package journal
 
 import (
@@ -169,16 +170,17 @@ func record(data []byte, off int, seed uint32) (payload []byte, committed uint64
 	return payload, committed, next, true
 }
 
-// Records returns the payloads of the records of data from off to end,
-// which a scan has checked.
-func Records(data []byte, off, end int) iter.Seq[[]byte] {
-	return func(yield func([]byte) bool) {
+// Records yields the payloads of the records of data from off to end,
+// which a scan has checked, each with the offset where the next begins.
+func Records(data []byte, off, end int) iter.Seq2[[]byte, int] {
+	return func(yield func([]byte, int) bool) {
 		for at := off; at < end; {
 			n := int(uint32(binary.LittleEndian.Uint64(data[at:])))
-			if !yield(data[at+recordHeader : at+recordHeader+n]) {
+			next := align(at + recordHeader + n)
+			if !yield(data[at+recordHeader:at+recordHeader+n], next) {
 				return
 			}
-			at = align(at + recordHeader + n)
+			at = next
 		}
 	}
 }

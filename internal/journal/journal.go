@@ -160,10 +160,31 @@ func NewSalt() uint64 {
 }
 
 // Open opens the journal name to append to it. Its records are checked
-// (see scan): a torn tail is reported as torn, and the journal must then
-// be replaced (Restart) before anything is appended, so that no byte of it
-// is overwritten; damage is an error.
+// (see scan): a torn tail, writes never acknowledged, is dropped (zeroed,
+// so that appends begin after the last record as on a clean tail), and
+// reported; damage is an error.
 func Open(dir *statedir.Dir, name string, sync bool) (j *Journal, torn bool, err error) {
+	return open(dir, name, sync, 0, HeaderSize)
+}
+
+// ErrElsewhere means that a journal is not the file a position is in: it
+// was replaced (compacted) since.
+var ErrElsewhere = errors.New("journal: not the file of the position")
+
+// OpenAt is Open for a caller that has the effects of the records before
+// off in the journal of salt already, and so trusts them: only the records
+// from off are checked. A journal of another salt, or with no record
+// boundary at off, is ErrElsewhere.
+func OpenAt(dir *statedir.Dir, name string, sync bool, salt uint64, off int) (j *Journal, torn bool, err error) {
+	if salt == 0 {
+		return nil, false, ErrElsewhere
+	}
+	return open(dir, name, sync, salt, off)
+}
+
+// open opens a journal and checks its records from off; a salt other than 0
+// must be the journal's.
+func open(dir *statedir.Dir, name string, sync bool, salt uint64, off int) (j *Journal, torn bool, err error) {
 	f, err := dir.OpenFile(name, os.O_RDWR, 0)
 	if err != nil {
 		return nil, false, err
@@ -187,14 +208,46 @@ func Open(dir *statedir.Dir, name string, sync bool) (j *Journal, torn bool, err
 		j.Close()
 		return nil, false, err
 	}
-	c := inspect(data, f.Name())
+	c := inspect(data, f.Name(), salt, off)
 	if c.err != nil {
 		j.Close()
 		return nil, false, c.err
 	}
 	j.hdr, j.off, j.seed = c.Header, c.End, seedOf(c.Salt)
 	j.written, j.synced = j.off, j.off
+	if c.Torn {
+		j.dropTail()
+	}
 	return j, c.Torn, nil
+}
+
+// dropTail zeroes what follows the records: a torn tail, never
+// acknowledged. A process that dies while zeroing leaves a shorter torn
+// tail, dropped the same way by the next.
+func (j *Journal) dropTail() {
+	tail := j.data[j.off:]
+	last := len(tail)
+	for last > 0 && tail[last-1] == 0 {
+		last--
+	}
+	clear(tail[:last])
+}
+
+// Check checks the records from off, a record's start, for about budget
+// bytes, and returns where the records it has not checked begin: for an
+// owner that opened the journal with OpenAt, which trusted the records
+// before its offset, to check them while it serves. A record that fails
+// its check before the end is damage.
+func (j *Journal) Check(off, budget int) (next int, err error) {
+	stop := min(j.off, off+budget)
+	for off < stop {
+		_, _, n, ok := record(j.data[:j.off], off, j.seed)
+		if !ok {
+			return off, &DamageError{File: j.Path(), Offset: off, Reason: "not a record, with acknowledged records after it"}
+		}
+		off = n
+	}
+	return off, nil
 }
 
 // Contents is what a journal file holds, as Read finds it.
@@ -210,7 +263,7 @@ type Contents struct {
 }
 
 // Records returns the checked records.
-func (c *Contents) Records() iter.Seq[[]byte] { return Records(c.Data, HeaderSize, c.End) }
+func (c *Contents) Records() iter.Seq2[[]byte, int] { return Records(c.Data, HeaderSize, c.End) }
 
 // Read reads the journal name without changing it. A damaged header is an
 // error; damaged records are reported in the Contents' Damage.
@@ -219,7 +272,7 @@ func Read(dir *statedir.Dir, name string) (*Contents, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := inspect(data, dir.Join(name))
+	c := inspect(data, dir.Join(name), 0, HeaderSize)
 	var d *DamageError
 	if errors.As(c.err, &d) && d.Offset >= HeaderSize {
 		c.Damage, c.err = d, nil
@@ -227,13 +280,19 @@ func Read(dir *statedir.Dir, name string) (*Contents, error) {
 	return c, c.err
 }
 
-func inspect(data []byte, file string) *Contents {
+// inspect reads a journal's header and checks its records from off; a
+// salt other than 0 must be the journal's (else ErrElsewhere).
+func inspect(data []byte, file string, salt uint64, off int) *Contents {
 	c := &Contents{Data: data}
 	if c.Header, c.err = readHeader(data, journalMagic, file); c.err != nil {
 		return c
 	}
+	if salt != 0 && (salt != c.Salt || off < HeaderSize || off > len(data) || off%8 != 0) {
+		c.err = ErrElsewhere
+		return c
+	}
 	var t tail
-	c.End, t, c.err = scan(data, HeaderSize, c.Salt, file)
+	c.End, t, c.err = scan(data, off, c.Salt, file)
 	c.Torn = t == tailTorn
 	return c
 }
@@ -241,8 +300,9 @@ func inspect(data []byte, file string) *Contents {
 // Header returns the journal's header.
 func (j *Journal) Header() Header { return j.hdr }
 
-// Records returns the journal's records, valid until the next append.
-func (j *Journal) Records() iter.Seq[[]byte] { return Records(j.data, HeaderSize, j.off) }
+// Records returns the journal's records from off, a record's start, with
+// the offsets where the next ones begin; valid until the next append.
+func (j *Journal) Records(off int) iter.Seq2[[]byte, int] { return Records(j.data, off, j.off) }
 
 // Size is the journal's length in bytes: its header and records.
 func (j *Journal) Size() int { return j.off }

@@ -30,7 +30,7 @@ func payloads(n, from int) [][]byte {
 
 func collect(j *Journal) []string {
 	var got []string
-	for r := range j.Records() {
+	for r := range j.Records(HeaderSize) {
 		got = append(got, string(r))
 	}
 	return got

@@ -3,6 +3,7 @@ package journal
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"iter"
 	"os"
 
@@ -52,11 +53,35 @@ func WriteSnapshot(dir *statedir.Dir, name string, h Header, sync bool, fill fun
 	return size, id, err
 }
 
+// SnapshotHeader reads the header of the snapshot name alone, and returns
+// it with the snapshot's identity and size: for an owner that has the
+// state without reading the snapshot, to know which journal continues it.
+// A missing snapshot is an error matching fs.ErrNotExist.
+func SnapshotHeader(dir *statedir.Dir, name string) (Header, statedir.FileID, int, error) {
+	f, err := dir.OpenFile(name, os.O_RDONLY, 0)
+	if err != nil {
+		return Header{}, statedir.FileID{}, 0, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	var id statedir.FileID
+	if err == nil {
+		id, err = statedir.IDOf(f)
+	}
+	if err != nil {
+		return Header{}, statedir.FileID{}, 0, err
+	}
+	b := make([]byte, HeaderSize)
+	n, _ := io.ReadFull(f, b)
+	h, err := readHeader(b[:n], snapshotMagic, f.Name())
+	return h, id, int(fi.Size()), err
+}
+
 // ReadSnapshot reads the snapshot name and checks every record of it: a
 // snapshot is written whole before it is put in place, so any record that
 // fails its check is damage. A missing snapshot is an error matching
 // fs.ErrNotExist.
-func ReadSnapshot(dir *statedir.Dir, name string) (Header, iter.Seq[[]byte], int, error) {
+func ReadSnapshot(dir *statedir.Dir, name string) (Header, iter.Seq2[[]byte, int], int, error) {
 	data, err := dir.ReadFile(name)
 	if err != nil {
 		return Header{}, nil, 0, err

@@ -33,19 +33,22 @@ func TableName(name string) string { return name + ".table" }
 // txn returns the operation's transaction, opened if it is not yet.
 func (s *Store) txn() *table.Tx {
 	if s.tx == nil {
-		s.tx = s.tab.Begin(s.ops)
+		s.tx = s.tab.Begin()
 	}
 	return s.tx
 }
 
-// commit publishes the open transaction, if any. A table that cannot take
-// it (its file cannot grow) makes the store refuse everything from then
-// on: the journal has the operation, and a new owner rebuilds the table.
+// commit publishes the open transaction, with the store's words, as far
+// as the journal's records it holds in full (s.settled): a transaction
+// that is not its operation's last (loading, expiring many entries) leaves
+// the operation's records to replay. A table that cannot take it (its file
+// cannot grow) makes the store refuse everything from then on: the journal
+// has the operation, and a new owner rebuilds the table.
 func (s *Store) commit() {
-	if s.tx == nil {
-		return
-	}
-	tx := s.tx
+	s.prune()
+	s.keepMeta()
+	tx := s.txn()
+	tx.SetPosition(s.settled)
 	s.tx = nil
 	if err := tx.Commit(); err != nil && s.broken == nil {
 		s.broken = fmt.Errorf("the table cannot grow: %w", err)
@@ -53,6 +56,38 @@ func (s *Store) commit() {
 			s.persist.onBroken(s.broken)
 		}
 	}
+}
+
+// finish commits an operation that has ended: the table holds every record
+// journaled so far.
+func (s *Store) finish() {
+	switch {
+	case s.persist.locksOnly:
+		// The journal lacks the data: no table is to be adopted.
+		s.settled = table.Position{}
+	case s.log != nil:
+		s.settled = table.Position{Journal: s.log.Header().Salt, Offset: uint64(s.log.Size())}
+	}
+	s.commit()
+}
+
+// names makes the store know the names of its counters and maps, in
+// order, once it needs them (List, Stats, a snapshot), reading them from
+// the table's root: an owner that adopted the table did not (see
+// namesKnown).
+func (s *Store) names() {
+	if s.namesKnown {
+		return
+	}
+	for k := range s.txn().All(table.Root) {
+		switch name := string(k[1:]); string(k[:1]) {
+		case counterKeyPrefix:
+			s.counterNames.Insert(name)
+		case mapKeyPrefix:
+			s.mapNames.Insert(name)
+		}
+	}
+	s.namesKnown = true
 }
 
 // entry is an entry of a map as the store reads it. Its value is the
@@ -109,7 +144,9 @@ func (s *Store) setCounter(name string, v int64) {
 		tx.SetWord(e, 0, uint64(v))
 		return
 	}
-	s.counterNames.Insert(name)
+	if s.namesKnown {
+		s.counterNames.Insert(name)
+	}
 	s.counterAt[name], _, _ = tx.Put(table.Root, counterKeyPrefix+name, binary.NativeEndian.AppendUint64(nil, uint64(v)), 0, 0)
 }
 
@@ -118,7 +155,9 @@ func (s *Store) deleteCounter(name string) bool {
 	if !s.txn().Delete(table.Root, counterKeyPrefix+name) {
 		return false
 	}
-	s.counterNames.Delete(name)
+	if s.namesKnown {
+		s.counterNames.Delete(name)
+	}
 	delete(s.counterAt, name)
 	return true
 }
@@ -139,8 +178,14 @@ func (s *Store) mapEntry(name string) (table.Entry, bool) {
 
 // dropMap removes the map called name, empty now, from the table.
 func (s *Store) dropMap(name string) {
+	me, _ := s.mapEntry(name)
+	if s.txn().Word(me, table.SpaceWords+expiringWord) != 0 {
+		s.markExpiring(name, false)
+	}
 	s.txn().DeleteSpace(mapKeyPrefix + name)
-	s.mapNames.Delete(name)
+	if s.namesKnown {
+		s.mapNames.Delete(name)
+	}
 	delete(s.mapAt, name)
 }
 
@@ -149,9 +194,15 @@ func (s *Store) dropMap(name string) {
 const expiringWord = 0
 
 // countExpiring adds n to the entries of the map in e that have a deadline.
-func (s *Store) countExpiring(e table.Entry, n int64) {
+// The kept names of the maps that have entries with a deadline follow.
+func (s *Store) countExpiring(mapName string, e table.Entry, n int64) {
 	tx, at := s.txn(), table.SpaceWords+expiringWord
-	tx.SetWord(e, at, uint64(int64(tx.Word(e, at))+n))
+	was := tx.Word(e, at)
+	is := uint64(int64(was) + n)
+	tx.SetWord(e, at, is)
+	if (was == 0) != (is == 0) {
+		s.markExpiring(mapName, is != 0)
+	}
 }
 
 // mapLen returns the number of entries of a map.
@@ -180,7 +231,9 @@ func (s *Store) put(mapName, key string, e entry) {
 	me, ok := s.mapEntry(mapName)
 	if !ok {
 		me = tx.NewSpace(mapKeyPrefix+mapName, expiringWord+1)
-		s.mapNames.Insert(mapName)
+		if s.namesKnown {
+			s.mapNames.Insert(mapName)
+		}
 		s.mapAt[mapName] = me
 	}
 	_, old, existed := tx.Put(me.Space(), key, e.value, e.version, e.expiry)
@@ -192,9 +245,9 @@ func (s *Store) put(mapName, key string, e entry) {
 	}
 	switch was, is := existed && old.Deadline != 0, e.expiry != 0; {
 	case is && !was:
-		s.countExpiring(me, 1)
+		s.countExpiring(mapName, me, 1)
 	case was && !is:
-		s.countExpiring(me, -1)
+		s.countExpiring(mapName, me, -1)
 	}
 }
 
@@ -211,7 +264,7 @@ func (s *Store) drop(mapName, key string) (entry, bool) {
 		return entry{}, false
 	}
 	if e.Deadline != 0 {
-		s.countExpiring(me, -1)
+		s.countExpiring(mapName, me, -1)
 	}
 	tx.Delete(sp, key)
 	s.entries--

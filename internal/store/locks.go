@@ -81,6 +81,7 @@ func (s *Store) grant(name string, l *lockState, client, req uint64) uint64 {
 	l.holder, l.holderReq, l.graceEnd = client, req, 0
 	l.since = s.tick(s.elapsed())
 	s.journal(grantRecord(s.scratch[:0], l.since, client, req, name, l.token))
+	s.keepLock(name, l)
 	return l.token
 }
 
@@ -88,6 +89,7 @@ func (s *Store) grant(name string, l *lockState, client, req uint64) uint64 {
 // caller has journaled why (an Unlock, or a release record).
 func (s *Store) release(name string, l *lockState) {
 	l.holder, l.holderReq, l.graceEnd = 0, 0, 0
+	s.keepLock(name, l)
 	if len(l.queue) == 0 {
 		return
 	}
@@ -98,10 +100,13 @@ func (s *Store) release(name string, l *lockState) {
 	w.sess.deliver(transport.Response{ID: w.id, Found: true, Version: token})
 }
 
-// forceRelease frees a lock whose holder is gone, journaling that.
+// forceRelease frees a lock whose holder is gone, journaling that. Its
+// record is an operation of its own, published at once as replay does:
+// a holder gone may leave many locks, more than one transaction holds.
 func (s *Store) forceRelease(name string, l *lockState) {
 	s.journal(releaseRecord(s.scratch[:0], s.clock, name))
 	s.release(name, l)
+	s.finish()
 }
 
 // refuseWaiters answers every parked Lock with StatusShuttingDown, for an
@@ -146,6 +151,7 @@ func (s *Store) withdraw(sess *Session) {
 func (s *Store) Connect(client uint64, p Process) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.finish()
 	s.connected[client]++
 	s.identify(client, p)
 	for _, l := range s.locks {
@@ -158,8 +164,8 @@ func (s *Store) Connect(client uint64, p Process) {
 // identify records that client runs in Process p; s.mu is held.
 func (s *Store) identify(client uint64, p Process) {
 	if known, ok := s.procs[client]; !ok || known != p {
-		s.procs[client] = p
 		s.journal(clientRecord(s.scratch[:0], client, p))
+		s.setProc(client, p)
 	}
 }
 
@@ -175,6 +181,7 @@ func (s *Store) IsConnected(client uint64) bool {
 func (s *Store) ReleaseLocks(client uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.finish()
 	if s.connected[client] == 0 {
 		s.releaseHeld(client)
 	}
@@ -204,7 +211,7 @@ func (s *Store) Collect() {
 		switch {
 		case s.connected[id] > 0 || id == s.owner:
 		case s.clients[id] == nil && !s.holds(id):
-			delete(s.procs, id) // nothing to keep for it
+			s.dropProc(id) // nothing to keep for it
 		default:
 			idle = append(idle, id)
 		}
@@ -213,6 +220,7 @@ func (s *Store) Collect() {
 	for i, id := range idle {
 		procs[i] = s.procs[id]
 	}
+	s.finish()
 	s.mu.Unlock()
 	// Read /proc without the store's lock.
 	var gone []uint64
@@ -226,6 +234,7 @@ func (s *Store) Collect() {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.finish()
 	for _, id := range gone {
 		if s.connected[id] == 0 {
 			s.releaseHeld(id)

@@ -42,10 +42,11 @@ type persistence struct {
 func (p *persistence) journalName() string  { return p.name + ".journal" }
 func (p *persistence) snapshotName() string { return p.name + ".snapshot" }
 
-// JournalName and SnapshotName are the names of the store's files in its
-// directory.
+// JournalName, SnapshotName and TableName are the names of the store's
+// files in its directory.
 func (s *Store) JournalName() string  { return s.persist.journalName() }
 func (s *Store) SnapshotName() string { return s.persist.snapshotName() }
+func (s *Store) TableName() string    { return TableName(s.persist.name) }
 
 // minCompact is the journal size below which no snapshot is written. A
 // journal is compacted once it outgrows the snapshot (the live state), so
@@ -53,18 +54,28 @@ func (s *Store) SnapshotName() string { return s.persist.snapshotName() }
 // replays at most about twice the records the state has.
 const minCompact = 512 << 10
 
-// Recover rebuilds the state called name from its snapshot and
-// journal in dir, and returns it with the number of journal records
-// replayed. The store journals to the same files from then on.
+// Recover opens the state called name from its files in dir, and returns
+// it with the number of journal records replayed. The store journals to
+// the same files from then on.
+//
+// The last owner's table is adopted as it is when it can be (adopt): the
+// journal is replayed only from where the table's contents end. Otherwise
+// (another boot, a table missing or damaged, a memory-only state) the
+// table is rebuilt from the snapshot and the whole journal.
 //
 // Nothing is dropped silently: a missing, damaged or mismatched file is an
 // error (ErrDamaged) that names it, and Repair is the way past it. Only a
-// torn tail, writes that were never acknowledged, is dropped; the journal
-// is then replaced rather than written over.
+// torn tail, writes that were never acknowledged, is dropped.
 func Recover(dir *statedir.Dir, name string, opts Options, onBroken func(error)) (*Store, int, error) {
-	// The table is rebuilt from the snapshot and the journal: the last
-	// owner's goes first, so that a full disk has room for the new one,
-	// and its readers learn that it is not the owner's any more.
+	if !opts.LocksOnly {
+		s, replayed, err := adopt(dir, name, opts, onBroken)
+		if err == nil {
+			return s, replayed, nil
+		}
+		opts.Logger.Debug("sharedstate: rebuilding the table", "why", err)
+	}
+	// The last owner's table goes first, so that a full disk has room for
+	// the new one, and its readers learn that it is not the owner's any more.
 	retireTable(dir, TableName(name))
 	if err := dir.Remove(TableName(name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, 0, err
@@ -74,7 +85,8 @@ func Recover(dir *statedir.Dir, name string, opts Options, onBroken func(error))
 		return nil, 0, err
 	}
 	s := newStore(file, tab)
-	replayed, err := s.recover(dir, name, opts, onBroken)
+	s.setPersistence(dir, name, opts, onBroken)
+	replayed, err := s.recover()
 	if err != nil {
 		s.Close()
 		return nil, 0, err
@@ -82,7 +94,68 @@ func Recover(dir *statedir.Dir, name string, opts Options, onBroken func(error))
 	return s, replayed, nil
 }
 
-func (s *Store) recover(dir *statedir.Dir, name string, opts Options, onBroken func(error)) (int, error) {
+// adopt opens the state with the last owner's table as it is, when it can:
+// a table of this boot, repaired by its intent (see table.OpenOwner), whose
+// position is in the journal, which continues the snapshot. It reads what
+// the table keeps besides the data (loadKept) and replays the journal's
+// records after the table's position: a takeover in time independent of the
+// state's size, but for the entries with deadlines, which it reads into
+// the expiry heap. An error says why not; nothing has been changed then
+// but a torn tail dropped and an intent applied again.
+func adopt(dir *statedir.Dir, name string, opts Options, onBroken func(error)) (*Store, int, error) {
+	file, tab, err := table.OpenOwner(dir, TableName(name))
+	if err != nil {
+		return nil, 0, err
+	}
+	s := newStore(file, tab)
+	s.namesKnown = false
+	s.setPersistence(dir, name, opts, onBroken)
+	replayed, err := s.adopt()
+	if err != nil {
+		s.Close()
+		return nil, 0, err
+	}
+	return s, replayed, nil
+}
+
+func (s *Store) adopt() (int, error) {
+	p := &s.persist
+	snap, snapID, snapSize, err := journal.SnapshotHeader(p.dir, p.snapshotName())
+	haveSnap := err == nil
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return 0, err
+	}
+	at := s.tab.Position()
+	j, torn, err := journal.OpenAt(p.dir, p.journalName(), p.sync, at.Journal, int(at.Offset))
+	if err != nil {
+		return 0, err
+	}
+	if replay, err := p.follows(snap, haveSnap, j.Header(), j.Size()); err != nil || !replay {
+		j.Close()
+		return 0, fmt.Errorf("the journal does not continue the snapshot: %v", err)
+	}
+	if err := s.loadKept(); err != nil {
+		j.Close()
+		return 0, err
+	}
+	s.settled = at
+	replayed, err := s.replay(j.Records(int(at.Offset)), at.Journal)
+	if err != nil {
+		j.Close()
+		return 0, fmt.Errorf("%w: journal %s: %w", ErrDamaged, j.Path(), err)
+	}
+	p.snapshotID = snapID
+	s.unchecked = uncheckedRecords{journal: at.Journal, from: journal.HeaderSize, to: int(at.Offset)}
+	s.startJournal(j, torn, snapSize)
+	// The journal was not compacted when the last owner died: let it grow
+	// past the live state again before it is, rather than stall the first
+	// write of the new owner.
+	p.compactAt = j.Size() + max(minCompact, snapSize)
+	return replayed, nil
+}
+
+// setPersistence says where and how the store keeps itself.
+func (s *Store) setPersistence(dir *statedir.Dir, name string, opts Options, onBroken func(error)) {
 	s.wall = opts.Clock
 	s.persist = persistence{
 		dir:       dir,
@@ -93,27 +166,50 @@ func (s *Store) recover(dir *statedir.Dir, name string, opts Options, onBroken f
 		logger:    opts.Logger,
 		onBroken:  onBroken,
 	}
+}
+
+// startJournal makes the store journal to j from now on, and publishes
+// that the table holds all of it. A torn tail, dropped, is reported.
+func (s *Store) startJournal(j *journal.Journal, torn bool, snapSize int) {
+	s.log = j
+	// The snapshot measures the live state; a journal already past it is
+	// compacted at the next write.
+	s.persist.compactAt = max(minCompact, snapSize)
+	if torn {
+		s.persist.logger.Warn("sharedstate: the journal ended in writes that were cut short and never acknowledged; dropped them",
+			"journal", j.Path(), "records end", j.Size())
+	}
+	s.finish()
+	if s.persist.sync {
+		j.StartSyncer(s.persist.onBroken)
+		s.syncer = j
+	}
+}
+
+// recover rebuilds the empty store from the snapshot and the journal.
+func (s *Store) recover() (int, error) {
+	p := &s.persist
 	snap, haveSnap, snapSize, err := s.loadSnapshot()
 	if err != nil {
-		return 0, damaged(err, name)
+		return 0, damaged(err, p.name)
 	}
-	j, torn, err := journal.Open(dir, s.persist.journalName(), s.persist.sync)
+	j, torn, err := journal.Open(p.dir, p.journalName(), p.sync)
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && !haveSnap: // a new state
-		j, err = journal.Create(dir, s.persist.journalName(), 0, 0, s.persist.sync)
+		j, err = journal.Create(p.dir, p.journalName(), 0, 0, p.sync)
 	case errors.Is(err, fs.ErrNotExist):
 		err = fmt.Errorf("%w: journal %s is missing, and snapshot %s (generation %d) needs one",
-			ErrDamaged, dir.Join(s.persist.journalName()), dir.Join(s.persist.snapshotName()), snap.Gen)
+			ErrDamaged, p.dir.Join(p.journalName()), p.dir.Join(p.snapshotName()), snap.Gen)
 	}
 	if err != nil {
-		return 0, damaged(err, name)
+		return 0, damaged(err, p.name)
 	}
 	replayed := 0
-	replay, err := s.persist.follows(snap, haveSnap, j.Header(), j.Size())
+	replay, err := p.follows(snap, haveSnap, j.Header(), j.Size())
 	switch {
 	case err != nil:
 	case replay:
-		if replayed, err = s.replay(j.Records()); err != nil {
+		if replayed, err = s.replay(j.Records(journal.HeaderSize), j.Header().Salt); err != nil {
 			err = fmt.Errorf("%w: journal %s: %w", ErrDamaged, j.Path(), err)
 		}
 	default: // replaced by the snapshot already
@@ -122,23 +218,11 @@ func (s *Store) recover(dir *statedir.Dir, name string, opts Options, onBroken f
 	}
 	if err != nil {
 		j.Close()
-		return 0, damaged(err, name)
+		return 0, damaged(err, p.name)
 	}
-	s.log = j
-	// The snapshot measures the live state; a journal already past it is
-	// compacted at the next write.
-	s.persist.compactAt = max(minCompact, snapSize)
-	if torn {
-		opts.Logger.Warn("sharedstate: the journal ends in writes that were cut short and never acknowledged; dropping them",
-			"journal", j.Path(), "records end", j.Size())
-		s.compact()
-		s.commit()
-		if s.broken != nil {
-			return 0, s.broken
-		}
-	}
-	if s.persist.sync {
-		j.StartSyncer(onBroken)
+	s.startJournal(j, torn, snapSize)
+	if s.broken != nil {
+		return 0, s.broken
 	}
 	return replayed, nil
 }
@@ -188,19 +272,20 @@ func (s *Store) BeginTerm(owner uint64, p Process, grace time.Duration) {
 	s.startGrace(prev, owner)
 	s.forget(prev) // that Process is gone, and its answers with it
 	s.identify(owner, p)
+	s.finish()
 	s.claimTable(owner)
 }
 
-// syncs reports whether answers wait for the journal to reach the disk.
-func (s *Store) Syncs() bool { return s.log != nil && s.log.Syncs() }
+// Syncs reports whether answers wait for the journal to reach the disk.
+func (s *Store) Syncs() bool { return s.syncer != nil }
 
-// whenDurable runs fn once the records journaled so far are durable.
+// WhenDurable runs fn once the records journaled so far are durable.
 func (s *Store) WhenDurable(fn func()) {
-	if !s.Syncs() {
+	if s.syncer == nil {
 		fn()
 		return
 	}
-	s.log.WhenDurable(fn)
+	s.syncer.WhenDurable(fn)
 }
 
 // close stops journaling. Records already written stay.
@@ -255,7 +340,7 @@ func (s *Store) read(dir *statedir.Dir, name string) error {
 	}
 	replay, err := s.persist.follows(snap, haveSnap, c.Header, c.End)
 	if err == nil && replay {
-		if _, err = s.replay(c.Records()); err != nil {
+		if _, err = s.replay(c.Records(), c.Salt); err != nil {
 			err = fmt.Errorf("%w: journal %s: %w", ErrDamaged, dir.Join(s.persist.journalName()), err)
 		}
 	}
@@ -266,8 +351,10 @@ func (s *Store) read(dir *statedir.Dir, name string) error {
 }
 
 // guardFiles writes the journal and snapshot anew, with a compaction, if
-// either is no longer the file the store wrote: deleted, or replaced. It
-// reports whether it did.
+// either is no longer the file the store wrote (deleted, or replaced), or
+// if the journal's records that adopt did not check are damaged: the table
+// holds what they did. It reports whether it did. It checks a slice of
+// those records each time (checkBudget), so as not to hold up operations.
 func (s *Store) GuardFiles() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -283,11 +370,42 @@ func (s *Store) GuardFiles() bool {
 		ours = err == nil && id == p.snapshotID
 	}
 	if ours {
-		return false
+		err := s.checkUnchecked()
+		if err == nil {
+			return false
+		}
+		p.logger.Error("sharedstate: the journal is damaged where the table holds what it recorded; writing a snapshot from the table", "err", err)
 	}
 	s.compact()
-	s.commit()
+	s.finish()
 	return true
+}
+
+// uncheckedRecords are the records of the journal of salt journal, from
+// from to to, that the table adopted holds and that adopt trusted.
+type uncheckedRecords struct {
+	journal  uint64
+	from, to int
+}
+
+// checkBudget is the bytes of records checked at each guard: well under a
+// millisecond.
+const checkBudget = 1 << 20
+
+// checkUnchecked checks the next slice of the unchecked records.
+func (s *Store) checkUnchecked() error {
+	u := &s.unchecked
+	if u.from >= u.to || s.log.Header().Salt != u.journal {
+		*u = uncheckedRecords{} // none, or the journal was replaced
+		return nil
+	}
+	next, err := s.log.Check(u.from, min(checkBudget, u.to-u.from))
+	if err != nil {
+		*u = uncheckedRecords{}
+		return err
+	}
+	u.from = next
+	return nil
 }
 
 // stop makes the store refuse every request from now on, for an owner that

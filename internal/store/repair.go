@@ -51,7 +51,7 @@ func Repair(dir *statedir.Dir, name string) (problem string, records int, setAsi
 			return "", 0, nil, nil // Open would succeed
 		}
 		if ferr == nil && replay {
-			if records, err = s.replay(c.Records()); err != nil {
+			if records, err = s.replay(c.Records(), c.Salt); err != nil {
 				return "", 0, nil, fmt.Errorf("journal %s: %w", dir.Join(jname), err)
 			}
 		}

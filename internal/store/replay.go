@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"iter"
 
+	"github.com/sharedstate/sharedstate/internal/table"
 	"github.com/sharedstate/sharedstate/internal/wire"
 	"github.com/sharedstate/sharedstate/transport"
 )
@@ -68,8 +69,8 @@ func (s *Store) forget(client uint64) {
 	_, known := s.procs[client]
 	if saved || known {
 		s.journal(forgetRecord(s.scratch[:0], client))
-		delete(s.clients, client)
-		delete(s.procs, client)
+		s.dropClient(client)
+		s.dropProc(client)
 	}
 }
 
@@ -98,19 +99,21 @@ func (s *Store) journal(rec []byte) {
 	}
 }
 
-// replay applies the records of a journal to the store. Each request is
-// applied as its client's, at the time it was first applied. Answers are
-// saved only for the writes whose clients had not acknowledged them by the
-// journal's end: saving every answer to drop it a record later made up a
-// third of a replay's time.
-func (s *Store) replay(records iter.Seq[[]byte]) (n int, err error) {
+// replay applies the records of the journal of salt journal to the store,
+// each in a transaction that publishes its position (see Store.settled).
+// Each request is applied as its client's, at the time it was first
+// applied. Answers are saved only for the writes whose clients had not
+// acknowledged them by the journal's end: saving every answer to drop it a
+// record later made up a third of a replay's time.
+func (s *Store) replay(records iter.Seq2[[]byte, int], journal uint64) (n int, err error) {
 	acked := finalAcks(records)
 	defer func() {
 		for client, ack := range acked {
 			if t := s.clients[client]; t != nil {
-				t.acknowledge(ack)
+				s.acknowledge(client, t, ack)
 			}
 		}
+		s.commit()
 	}()
 	sessions := make(map[uint64]*Session)
 	sessionOf := func(id uint64) *Session {
@@ -121,7 +124,7 @@ func (s *Store) replay(records iter.Seq[[]byte]) (n int, err error) {
 	}
 	var req transport.Request
 	i := -1
-	for rec := range records {
+	for rec, next := range records {
 		i++
 		if len(rec) == 0 {
 			return i, fmt.Errorf("record %d is empty", i)
@@ -155,6 +158,7 @@ func (s *Store) replay(records iter.Seq[[]byte]) (n int, err error) {
 			s.expire(s.tick(now))
 			l := s.lockNamed(name)
 			l.holder, l.holderReq, l.token, l.since = client, id, token, now
+			s.keepLock(name, l)
 		case recRelease:
 			now, name := d.Varint(), d.String()
 			if err := d.Finish(); err != nil {
@@ -173,14 +177,14 @@ func (s *Store) replay(records iter.Seq[[]byte]) (n int, err error) {
 			if err := d.Finish(); err != nil {
 				return i, fmt.Errorf("record %d: %w", i, err)
 			}
-			delete(s.clients, client)
-			delete(s.procs, client)
+			s.dropClient(client)
+			s.dropProc(client)
 		case recClient:
 			client, p := d.Uvarint(), readProcess(d)
 			if err := d.Finish(); err != nil {
 				return i, fmt.Errorf("record %d: %w", i, err)
 			}
-			s.procs[client] = p
+			s.setProc(client, p)
 		case recOwner:
 			client, now := d.Uvarint(), d.Varint()
 			if err := d.Finish(); err != nil {
@@ -192,14 +196,16 @@ func (s *Store) replay(records iter.Seq[[]byte]) (n int, err error) {
 		default:
 			return i, fmt.Errorf("record %d: unknown type %d", i, rec[0])
 		}
-		s.commit() // each record, as its operation did
+		// Each record in a transaction, as its operation had it.
+		s.settled = table.Position{Journal: journal, Offset: uint64(next)}
+		s.commit()
 	}
 	return i + 1, nil
 }
 
 // finalAcks returns each client's latest Ack in the journal records: a
 // quick pass that reads only the start of each request.
-func finalAcks(records iter.Seq[[]byte]) map[uint64]uint64 {
+func finalAcks(records iter.Seq2[[]byte, int]) map[uint64]uint64 {
 	acked := make(map[uint64]uint64)
 	for rec := range records {
 		if len(rec) == 0 || rec[0] != recRequest {

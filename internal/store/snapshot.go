@@ -48,8 +48,9 @@ func (s *Store) compact() {
 	s.persist.logger.Debug("sharedstate: wrote a snapshot", "bytes", size, "took", time.Since(start))
 }
 
-// putsPerTx bounds the entries one transaction of loading puts: each
-// changes a slot, and a transaction holds a few hundred changes.
+// putsPerTx bounds the records one transaction of loading a snapshot
+// holds: each puts a key, which changes a slot and a count, and the
+// transaction's plan is searched at each change.
 const putsPerTx = 16
 
 // snapshotRecords writes every part of the store as records.
@@ -69,6 +70,7 @@ func (s *Store) snapshotRecords(w *journal.SnapshotWriter) {
 
 // snapshotData writes the counters, the maps and the saved answers.
 func (s *Store) snapshotData(w *journal.SnapshotWriter, b []byte) {
+	s.names()
 	for name := range s.counterNames.From("", true) {
 		v, _ := s.counter(name)
 		b = wire.AppendString(append(b[:0], snapCounter), name)
@@ -144,12 +146,15 @@ func (s *Store) loadSnapshot() (h journal.Header, found bool, size int, err erro
 	return h, true, size, nil
 }
 
-func (s *Store) loadSnapshotRecords(records iter.Seq[[]byte]) error {
+func (s *Store) loadSnapshotRecords(records iter.Seq2[[]byte, int]) error {
 	defer s.commit()
 	var resp transport.Response
-	i, complete, entries := -1, false, 0
+	i, complete := -1, false
 	for rec := range records {
 		i++
+		if i%putsPerTx == 0 {
+			s.commit() // a transaction holds only so many changes
+		}
 		switch {
 		case len(rec) == 0:
 			return fmt.Errorf("record %d is empty", i)
@@ -169,27 +174,28 @@ func (s *Store) loadSnapshotRecords(records iter.Seq[[]byte]) error {
 			mapName, key, value, version, expiry := d.String(), d.String(), d.Bytes(), d.Uvarint(), d.Varint()
 			s.put(mapName, key, entry{value: value, version: version, expiry: expiry})
 			s.setExpiry(mapName, key, expiry)
-			if entries++; entries%putsPerTx == 0 {
-				s.commit() // a transaction holds only so many changes
-			}
 		case snapLock:
-			l := s.lockNamed(d.String())
+			name := d.String()
+			l := s.lockNamed(name)
 			l.holder, l.holderReq, l.token, l.since = d.Uvarint(), d.Uvarint(), d.Uvarint(), d.Varint()
+			s.keepLock(name, l)
 		case snapClient:
 			t := &clientTable{results: make(map[uint64]transport.Response)}
-			s.clients[d.Uvarint()] = t
+			client := d.Uvarint()
+			s.clients[client] = t
 			t.ack = d.Uvarint()
 			n := d.Uvarint()
 			for range n {
 				if err := (*wire.Response)(&resp).Decode(d.Frame()); err != nil {
 					return fmt.Errorf("record %d: %w", i, err)
 				}
-				t.add(resp.ID, resp)
+				s.addAnswer(client, t, resp.ID, resp)
+				s.commit()
 			}
 			slices.Sort(t.order) // written from a map, in no order
 		case snapProc:
 			client := d.Uvarint()
-			s.procs[client] = readProcess(d)
+			s.setProc(client, readProcess(d))
 		case snapEnd:
 			complete = true
 		default:

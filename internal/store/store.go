@@ -40,10 +40,22 @@ type Store struct {
 	// counterAt and mapAt are the root's entries of counters and maps, by
 	// name (data.go): their values' words are read through tx.
 	counterAt, mapAt map[string]table.Entry
-	tx               *table.Tx
-	locks            map[string]*lockState
-	// The names of each kind in order, for List.
+	// keptAt and metaAt are the entries of the table's namespace of the
+	// store's own state and of its words (kept.go).
+	keptAt, metaAt table.Entry
+	keepBuf        []byte
+	tx             *table.Tx
+	// settled is the journal's position up to which the table holds every
+	// record's effects: what a transaction cut short of its operation's end
+	// publishes (commit), and the end of the records once it has ended
+	// (finish).
+	settled table.Position
+	locks   map[string]*lockState
+	// The names of each kind in order, for List. A new owner that adopts
+	// the table learns the names of counters and maps only when it needs
+	// them (names): until then namesKnown is false, and they are not kept.
 	counterNames, mapNames, lockNames sorted.Set
+	namesKnown                        bool
 	// entries and bytes count what Stats reports, as they change.
 	entries  int
 	bytes    int64
@@ -60,8 +72,10 @@ type Store struct {
 	started time.Time
 
 	// Exactly once: the saved answers to each client's writes, until the
-	// client acknowledges them (Request.Ack).
+	// client acknowledges them (Request.Ack); stale are those acknowledged
+	// and still in the table (prune).
 	clients map[uint64]*clientTable
+	stale   []answerRef
 	// connected counts each client's sessions: usually one, two while a
 	// client reconnects before the owner has seen its old connection end.
 	connected map[uint64]int
@@ -77,18 +91,23 @@ type Store struct {
 	ops   uint64 // operations applied in this process's term
 
 	log *journal.Journal // nil while replaying, or for an observer
+	// syncer is log, with DurabilityDisk, from recovery on: read without
+	// the store's lock, it is never cleared.
+	syncer *journal.Journal
 	// changed, if set, is told of every entry written or removed (for
 	// Map.Watch). It is called with the store locked and must not block.
 	Changed func(mapName, key string, deleted bool)
 	persist persistence
-	broken  error  // a journal write failed: serve nothing more
-	scratch []byte // record buffer
+	// unchecked are the journal's records that adopt trusted (GuardFiles).
+	unchecked uncheckedRecords
+	broken    error  // a journal write failed: serve nothing more
+	scratch   []byte // record buffer
 }
 
 // clientTable holds the answers to one client's writes that it may not have
 // received yet.
 type clientTable struct {
-	ack     uint64 // the client has every answer below this request id
+	ack     uint64 // the client has every answer below this request id (0: not known yet)
 	results map[uint64]transport.Response
 	// order lists the ids of results as saved, which is nearly ascending:
 	// acknowledging pops its front instead of scanning the map, which cost a
@@ -123,6 +142,8 @@ func newStore(file *table.File, tab *table.Table) *Store {
 		procs:     make(map[uint64]Process),
 		wall:      time.Now,
 		mono:      time.Now,
+		// A new table has no names to learn.
+		namesKnown: true,
 	}
 	s.startClock()
 	return s
@@ -157,7 +178,7 @@ func (s *Store) Apply(sess *Session, req *transport.Request) (resp transport.Res
 	if s.broken != nil {
 		return fail(resp, transport.StatusShuttingDown, "the owner cannot journal: "+s.broken.Error())
 	}
-	defer s.commit() // before the answer leaves
+	defer s.finish() // before the answer leaves
 	now := s.timeFor(req)
 	dedup := IsDeduplicated(req)
 	journaled := s.log != nil && req.Op.Mutates() && (!s.persist.locksOnly || isLockOp(req.Op))
@@ -254,7 +275,7 @@ func (s *Store) duplicate(sess *Session, req *transport.Request) (transport.Resp
 	if t == nil {
 		return transport.Response{}, false
 	}
-	t.acknowledge(req.Ack)
+	s.acknowledge(sess.id, t, req.Ack)
 	resp, ok := t.results[req.ID]
 	return resp, ok
 }
@@ -270,34 +291,9 @@ func (s *Store) save(sess *Session, req *transport.Request, resp transport.Respo
 		t = &clientTable{results: make(map[uint64]transport.Response)}
 		s.clients[sess.id] = t
 	}
-	t.acknowledge(req.Ack)
+	s.acknowledge(sess.id, t, req.Ack)
 	if req.ID >= t.ack {
-		t.add(req.ID, resp)
-	}
-}
-
-func (t *clientTable) add(id uint64, resp transport.Response) {
-	t.results[id] = resp
-	t.order = append(t.order, id)
-}
-
-// acknowledge drops the answers the client has received: those below ack.
-func (t *clientTable) acknowledge(ack uint64) {
-	if ack <= t.ack {
-		return
-	}
-	t.ack = ack
-	// An id below ack behind one above it waits for a later ack: ack only
-	// grows, so it goes once the ids before it have.
-	i := 0
-	for i < len(t.order) && t.order[i] < ack {
-		delete(t.results, t.order[i])
-		i++
-	}
-	if i == len(t.order) {
-		t.order = t.order[:0] // empty: reuse the array from its start
-	} else {
-		t.order = t.order[i:]
+		s.addAnswer(sess.id, t, req.ID, resp)
 	}
 }
 
@@ -595,6 +591,7 @@ func (s *Store) list(kind int64, start string, limit int) ([]transport.Entry, bo
 	default:
 		return nil, false
 	}
+	s.names()
 	var out []transport.Entry
 	for name := range names.From(start, false) {
 		if len(out) == limit && limit > 0 {
@@ -607,6 +604,7 @@ func (s *Store) list(kind int64, start string, limit int) ([]transport.Entry, bo
 
 // stats describes the store, as entries of a Stats response.
 func (s *Store) stats() *transport.Stats {
+	s.names()
 	st := &transport.Stats{Counters: int64(s.counterNames.Len()), Maps: int64(s.mapNames.Len()), Entries: int64(s.entries),
 		Bytes: s.bytes, Locks: int64(len(s.locks)), Ops: s.ops, Terms: s.terms}
 	if s.log != nil {
@@ -677,7 +675,7 @@ func (s *Store) Sweep() {
 	if s.broken != nil {
 		return
 	}
-	defer s.commit()
+	defer s.finish()
 	now := s.tick(s.elapsed())
 	s.expireJournaled(now)
 	s.expireGrace(now)

@@ -75,21 +75,21 @@ func TestStackGrowsInATransactionThatPopped(t *testing.T) {
 	tb, _, _ := newTestTable(t, 64<<20)
 	value := make([]byte, 50) // one class for every entry, and for no slots' array
 	put := func(tx *Tx, i int) { tx.Put(Root, fmt.Sprint("k", i), value, 1, 0) }
-	tx := tb.Begin(1)
+	tx := tb.Begin()
 	for i := range 70 {
 		put(tx, i)
 	}
 	commit(t, tx)
 	c := classOf(entrySize(3, 50, false))
 	for i := range 64 { // the class's stack full: 64 of its first 64
-		tx := tb.Begin(2)
+		tx := tb.Begin()
 		tx.Delete(Root, fmt.Sprint("k", i))
 		commit(t, tx)
 	}
 	if n, capacity := word(tb.m, stack(c)+8), word(tb.m, stack(c)+16); n != capacity {
 		t.Fatalf("the stack holds %d of %d", n, capacity)
 	}
-	tx = tb.Begin(3)
+	tx = tb.Begin()
 	put(tx, 100) // takes the top block
 	tx.Delete(Root, "k64")
 	tx.Delete(Root, "k65") // the second push grows the stack

@@ -25,14 +25,16 @@
 // the number odd applies the intent again, whole: an owner killed
 // in the middle of a transaction leaves a table that the next one repairs
 // in time independent of the table's size. Blocks written before the
-// number went odd are unreachable and still free. The header's LSN, part
-// of every plan, is the operation the table reflects last.
+// number went odd are unreachable and still free. The header's position in
+// the owner's journal (Position), set by the plan of every operation, is
+// where the table's contents end in the journal.
 //
 // The table is not durable on its own: it lives in the page cache, and
 // survives its processes, not the machine. Its header records the boot it
 // was written in, and a table from another boot is rebuilt from the
-// journal and snapshot, which are (see internal/journal). (For now every
-// new owner rebuilds it so, and retires the last owner's.)
+// journal and snapshot, which are (see internal/journal). A new owner in
+// the same boot opens the table as it is, and replays only the journal's
+// records after its position.
 //
 // # Owners
 //
@@ -46,8 +48,9 @@
 //
 // # Layout
 //
-// The file is a header (8 KiB: constants, the sequence number, the LSN, the
-// root namespace, the allocator's free stacks, the intent) and an arena of
+// The file is a header (64 KiB: constants, the sequence number, the
+// journal position, the root namespace, the allocator's free stacks, the
+// intent, of up to 3,700 stores) and an arena of
 // blocks that are 8-byte aligned, allocated in size classes (multiples of 8
 // bytes up to 512, then four per power of two). An entry's block is its
 // lengths, its version, its deadline if it has one, its key (padded to 8

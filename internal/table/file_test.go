@@ -39,7 +39,7 @@ func TestAcrossProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer file.Close()
-	tx := tb.Begin(0)
+	tx := tb.Begin()
 	sp := tx.NewSpace("m:kv", 0).Space()
 	commit(t, tx)
 
@@ -66,7 +66,7 @@ func TestAcrossProcesses(t *testing.T) {
 	for time.Since(start) < time.Second || word(tb.m, hSize) < 8*growStep {
 		version++
 		key := fmt.Sprintf("key%d", version%keys)
-		tx := tb.Begin(version)
+		tx := tb.Begin()
 		tx.Put(sp, key, selfChecking(key, version), version, 0)
 		if version%3 == 0 { // and entries that only add up, to grow the file
 			tx.Put(sp, fmt.Sprintf("filler%d", version), make([]byte, 200), version, 0)
@@ -74,7 +74,7 @@ func TestAcrossProcesses(t *testing.T) {
 		commit(t, tx)
 		last[key] = version
 	}
-	tx = tb.Begin(version + 1)
+	tx = tb.Begin()
 	tx.Put(Root, "done", []byte(strconv.FormatUint(version, 10)), version+1, 0)
 	commit(t, tx)
 
@@ -163,7 +163,7 @@ func TestTruncatedUnderAReader(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer file.Close()
-	tx := tb.Begin(1)
+	tx := tb.Begin()
 	tx.Put(Root, "k", make([]byte, 100<<10), 1, 0)
 	commit(t, tx)
 	vf, v, err := OpenView(dir, "s.table", 0)

@@ -8,24 +8,25 @@ import (
 
 // The header's words, by offset.
 const (
-	hMagic   = 0    // magic
-	hFormat  = 8    // format
-	hBoot    = 16   // 16 bytes: the boot the table was written in
-	hSalt    = 32   // the hash's salt, fixed at creation
-	hReserve = 40   // bytes of address space that readers map
-	hSize    = 48   // bytes of the file that may be used: the arena ends here
-	hSeq     = 56   // the sequence number: odd while a plan is applied
-	hLSN     = 64   // the last operation the table reflects (Tx's lsn)
-	hBump    = 72   // the arena's first never-allocated byte
-	hRoot    = 80   // the root namespace (nsWords words)
-	hOwner   = 112  // the client id of the owner writing the table; 0 once retired
-	hClock   = 120  // the store's time less Monotonic, as the owner keeps it
-	hStacks  = 128  // the free stacks: 3 words per size class
-	hIntent  = 6144 // the intent: n, then n (offset, value) pairs
-	hEnd     = 8192 // the arena's first byte
+	hMagic   = 0        // magic
+	hFormat  = 8        // format
+	hBoot    = 16       // 16 bytes: the boot the table was written in
+	hSalt    = 32       // the hash's salt, fixed at creation
+	hReserve = 40       // bytes of address space that readers map
+	hSize    = 48       // bytes of the file that may be used: the arena ends here
+	hSeq     = 56       // the sequence number: odd while a plan is applied
+	hOffset  = 64       // the table holds the journal's records up to here (Position)
+	hBump    = 72       // the arena's first never-allocated byte
+	hRoot    = 80       // the root namespace (nsWords words)
+	hOwner   = 112      // the client id of the owner writing the table; 0 once retired
+	hClock   = 120      // the store's time less Monotonic, as the owner keeps it
+	hJournal = 128      // the salt of the journal hOffset is in; 0: none (Position)
+	hStacks  = 136      // the free stacks: 3 words per size class
+	hIntent  = 6144     // the intent: n, then n (offset, value) pairs
+	hEnd     = 64 << 10 // the arena's first byte
 	maxPlan  = (hEnd - hIntent - 8) / 16
 	magic    = 0x31656c6261745353 // "SStable1"
-	format1  = 1
+	format2  = 2
 )
 
 // A namespace's words, from its start: its slots' array, their number (0

@@ -35,7 +35,7 @@ const growStep = 64 << 10
 // table written in boot.
 func format(m []byte, size uint64, boot [16]byte, salt uint64) {
 	setWord(m, hMagic, magic)
-	setWord(m, hFormat, format1)
+	setWord(m, hFormat, format2)
 	copy(m[hBoot:hBoot+16], boot[:])
 	setWord(m, hSalt, salt)
 	setWord(m, hReserve, uint64(len(m)))
@@ -74,8 +74,8 @@ func checkHeader(m []byte, fileSize uint64) error {
 	switch size, bump := word(m, hSize), word(m, hBump); {
 	case word(m, hMagic) != magic:
 		return fmt.Errorf("%w: not a table", ErrCorrupt)
-	case word(m, hFormat) != format1:
-		return fmt.Errorf("%w: format %d, not %d", ErrCorrupt, word(m, hFormat), format1)
+	case word(m, hFormat) != format2:
+		return fmt.Errorf("%w: format %d, not %d", ErrCorrupt, word(m, hFormat), format2)
 	case size > fileSize || size > uint64(len(m)) || size > maxOffset:
 		return fmt.Errorf("%w: %d bytes in use, of a file of %d mapped for %d", ErrCorrupt, size, fileSize, len(m))
 	case bump < hEnd || bump > size:
@@ -101,8 +101,18 @@ func (t *Table) ensure(n uint64) error {
 	return nil
 }
 
-// LSN returns the last operation the table reflects.
-func (t *Table) LSN() uint64 { return word(t.m, hLSN) }
+// Position is a place in the owner's journal: the file, by its salt, and
+// an offset in it. A table whose position is P holds the effects of the
+// journal's records before P and of none after it, so a new owner that
+// opens the table needs to replay only the records from P on. The zero
+// Position is no place: the table is not to be trusted for any journal (it
+// was being rebuilt, or its owner keeps no journal of its contents).
+type Position struct{ Journal, Offset uint64 }
+
+// Position returns the position of the table's last transaction.
+func (t *Table) Position() Position {
+	return Position{Journal: word(t.m, hJournal), Offset: word(t.m, hOffset)}
+}
 
 // Reserve makes room for a transaction that writes n bytes of blocks, and
 // may rehash a namespace or grow a free stack, before the operation it
@@ -138,7 +148,7 @@ func NewMemory() (*File, *Table, error) {
 // Claim makes the table owner's, whose store's time is Monotonic plus
 // clock, for the views that read it for that owner (see OpenView).
 func (t *Table) Claim(owner uint64, clock int64) error {
-	tx := t.Begin(t.LSN())
+	tx := t.Begin()
 	tx.set(hOwner, owner)
 	tx.set(hClock, uint64(clock))
 	return tx.Commit()

@@ -52,7 +52,7 @@ func commit(t testing.TB, tx *Tx) {
 
 func TestPutGetDelete(t *testing.T) {
 	tb, v, _ := newTestTable(t, 64<<20)
-	tx := tb.Begin(1)
+	tx := tb.Begin()
 	tx.Put(Root, "a", []byte("one"), 7, 0)
 	tx.Put(Root, "b", []byte("two"), 8, 12345)
 	commit(t, tx)
@@ -68,7 +68,8 @@ func TestPutGetDelete(t *testing.T) {
 		t.Fatalf("Get c = %+v, want not found", r)
 	}
 
-	tx = tb.Begin(2)
+	tx = tb.Begin()
+	tx.SetPosition(Position{Journal: 5, Offset: 40})
 	tx.Put(Root, "a", []byte("uno"), 9, 0)
 	if !tx.Delete(Root, "b") || tx.Delete(Root, "c") {
 		t.Fatal("Delete reports wrongly")
@@ -83,14 +84,14 @@ func TestPutGetDelete(t *testing.T) {
 	if n := word(tb.m, hRoot+nsUsed); n != 1 {
 		t.Fatalf("Len = %d, want 1", n)
 	}
-	if tb.LSN() != 2 {
-		t.Fatalf("LSN = %d, want 2", tb.LSN())
+	if p := tb.Position(); p != (Position{Journal: 5, Offset: 40}) {
+		t.Fatalf("Position = %+v, want {5 40}", p)
 	}
 }
 
 func TestSpaces(t *testing.T) {
 	tb, v, _ := newTestTable(t, 256<<20)
-	tx := tb.Begin(1)
+	tx := tb.Begin()
 	spEntry := tx.NewSpace("m:kv", 1)
 	sp := spEntry.Space()
 	tx.SetWord(spEntry, nsWords, 3) // its extra word
@@ -99,7 +100,7 @@ func TestSpaces(t *testing.T) {
 	commit(t, tx)
 	fill := func() {
 		for i := range 20_000 { // rehashes many times
-			tx := tb.Begin(uint64(i))
+			tx := tb.Begin()
 			tx.Put(sp, fmt.Sprintf("key%05d", i), []byte{byte(i)}, uint64(i+1), 0)
 			commit(t, tx)
 		}
@@ -122,7 +123,7 @@ func TestSpaces(t *testing.T) {
 		t.Fatal("Scan is not in key order")
 	}
 
-	tx = tb.Begin(2)
+	tx = tb.Begin()
 	tx.ClearSpace(sp)
 	commit(t, tx) // a plan of a few words, however many entries
 	if n, _, _ := v.Count("m:kv", 0); n != 0 {
@@ -139,7 +140,7 @@ func TestSpaces(t *testing.T) {
 		t.Fatalf("refilling a cleared space took %d new bytes", grown)
 	}
 
-	tx = tb.Begin(4)
+	tx = tb.Begin()
 	if !tx.DeleteSpace("m:kv") {
 		t.Fatal("DeleteSpace found nothing")
 	}
@@ -265,7 +266,7 @@ func TestAgainstModel(t *testing.T) {
 	md := model{"": {}}
 	var version uint64
 	for i := range 3000 {
-		tx := tb.Begin(uint64(i + 1))
+		tx := tb.Begin()
 		randomTx(r, tb, tx, md, &version)
 		commit(t, tx)
 		checkModel(t, v, md)
@@ -286,9 +287,9 @@ func TestCrashInTransaction(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	md := model{"": {}}
 	var version uint64
-	for i := range 2000 {
+	for range 2000 {
 		before := md.clone()
-		tx := tb.Begin(uint64(i + 1))
+		tx := tb.Begin()
 		randomTx(r, tb, tx, md, &version)
 		switch r.IntN(3) {
 		case 0: // killed before the sequence number went odd, its free blocks stacked
@@ -318,10 +319,10 @@ func TestCrashInTransaction(t *testing.T) {
 // before it commits; other processes do not see it until then.
 func TestReadsInATransaction(t *testing.T) {
 	tb, v, _ := newTestTable(t, 64<<20)
-	tx := tb.Begin(1)
+	tx := tb.Begin()
 	ctr, _, _ := tx.Put(Root, "c", make([]byte, 8), 1, 0)
 	commit(t, tx)
-	tx = tb.Begin(2)
+	tx = tb.Begin()
 	tx.SetWord(ctr, 0, 5)
 	tx.SetVersion(ctr, 2)
 	if e, _ := tx.Get(Root, "c"); binary.NativeEndian.Uint64(e.Value) != 5 || e.Version != 2 {

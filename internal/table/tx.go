@@ -23,12 +23,22 @@ type pair struct{ off, val uint64 }
 // a defect of the caller, which keeps its transactions small.
 var errPlanFull = errors.New("table: a transaction changes too many words")
 
-// Begin starts the transaction of operation lsn.
-func (t *Table) Begin(lsn uint64) *Tx {
+// Begin starts a transaction.
+func (t *Table) Begin() *Tx {
 	tx := &t.tx
 	tx.t, tx.plan, tx.frees, tx.err = t, tx.plan[:0], tx.frees[:0], nil
-	tx.set(hLSN, lsn)
 	return tx
+}
+
+// SetPosition records that the table holds the journal up to p once the
+// transaction commits.
+func (tx *Tx) SetPosition(p Position) {
+	if tx.word(hJournal) != p.Journal {
+		tx.set(hJournal, p.Journal)
+	}
+	if tx.word(hOffset) != p.Offset {
+		tx.set(hOffset, p.Offset)
+	}
 }
 
 // word returns the word at off as the transaction has it: its plan's value
@@ -68,8 +78,8 @@ func (tx *Tx) fail(err error) {
 // the transaction's first failure, if any, having published nothing (the
 // blocks it wrote stay free).
 func (tx *Tx) Commit() error {
-	if len(tx.plan) == 1 && len(tx.frees) == 0 && tx.err == nil {
-		return nil // it only read: nothing to publish, not even its LSN
+	if len(tx.plan) == 0 && len(tx.frees) == 0 && tx.err == nil {
+		return nil // it only read: nothing to publish
 	}
 	if err := tx.prepare(); err != nil {
 		return err
@@ -133,7 +143,7 @@ func plannable(off, size uint64) bool {
 	switch {
 	case off%8 != 0:
 		return false
-	case off == hLSN, off == hBump, off == hOwner, off == hClock:
+	case off == hOffset, off == hJournal, off == hBump, off == hOwner, off == hClock:
 		return true
 	case off >= hRoot && off < hRoot+nsWords*8, off >= hStacks && off < hStacks+nClasses*24:
 		return true

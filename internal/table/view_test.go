@@ -43,7 +43,7 @@ func TestReadersDuringWrites(t *testing.T) {
 	tb, v, _ := newTestTable(t, 1<<30)
 	const keys = 2000
 	var committed [keys]atomic.Uint64 // the latest version of each key, once committed
-	tx := tb.Begin(0)
+	tx := tb.Begin()
 	sp := tx.NewSpace("m:kv", 0).Space()
 	commit(t, tx)
 
@@ -102,7 +102,7 @@ func TestReadersDuringWrites(t *testing.T) {
 		i := r.IntN(keys)
 		key := fmt.Sprintf("key%d", i)
 		version++
-		tx := tb.Begin(version)
+		tx := tb.Begin()
 		tx.Put(sp, key, selfChecking(key, version), version, 0)
 		// Other keys come and go, moving slots and reusing blocks.
 		other := fmt.Sprintf("other%d", r.IntN(500))
@@ -135,7 +135,7 @@ func FuzzView(f *testing.F) {
 	f.Fuzz(func(t *testing.T, arena []byte, size, index, slots uint64) {
 		tb, v, m := newTestTable(t, 1<<20)
 		// A real table under the noise, so that lookups go somewhere.
-		tx := tb.Begin(1)
+		tx := tb.Begin()
 		sp := tx.NewSpace("m:kv", 0).Space()
 		for i := range 20 {
 			tx.Put(sp, fmt.Sprint(i), []byte("value"), 1, 0)
@@ -157,7 +157,7 @@ func FuzzView(f *testing.F) {
 // end (its owner died in it, or is stopped) returns nothing it read.
 func TestBusyReadsNothing(t *testing.T) {
 	tb, v, m := newTestTable(t, 64<<20)
-	tx := tb.Begin(1)
+	tx := tb.Begin()
 	tx.Put(Root, "k", []byte("value"), 1, 0)
 	commit(t, tx)
 	atomicWord(m, hSeq).Add(1) // in the middle of a transaction, for good

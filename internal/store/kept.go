@@ -1,0 +1,257 @@
+package store
+
+import (
+	"container/heap"
+	"encoding/binary"
+	"fmt"
+	"slices"
+
+	"github.com/sharedstate/sharedstate/internal/table"
+	"github.com/sharedstate/sharedstate/internal/wire"
+	"github.com/sharedstate/sharedstate/transport"
+)
+
+// Besides the counters and maps, the table keeps what else a new owner
+// needs to carry on where the last one stopped: the store's own words
+// (the last version, the clock, the term, the counts), the locks, the
+// clients' processes and the answers saved for their retries, and the
+// names of the maps whose entries expire. They change in the transactions
+// of the operations that change them, and live in a namespace of their own,
+// the value of the root's key "s": a new owner reads them alone (adopt),
+// in time independent of the number of counters and entries.
+const (
+	keptKey            = "s"
+	keptMeta           = "M" // metaWords
+	keptLockPrefix     = "l" // + name: holder, holderReq, token, since
+	keptProcPrefix     = "p" // + client: pid, start
+	keptAnswerPrefix   = "a" // + client + request id: the answer's frame
+	keptExpiringPrefix = "e" // + map name: the map has entries with a deadline
+)
+
+// The words of the kept key "M".
+const (
+	metaRev = iota
+	metaClock
+	metaOwner
+	metaTerms
+	metaEntries
+	metaBytes
+	metaWords
+)
+
+// keptSpace returns the namespace of what the table keeps besides the
+// data, made if it is missing.
+func (s *Store) keptSpace() table.Space {
+	if s.keptAt.Space() == 0 {
+		e, ok := s.txn().Get(table.Root, keptKey)
+		if !ok {
+			e = s.txn().NewSpace(keptKey, 0)
+		}
+		s.keptAt = e
+	}
+	return s.keptAt.Space()
+}
+
+// keep sets the kept key to words.
+func (s *Store) keep(key string, words ...uint64) {
+	b := s.keepBuf[:0]
+	for _, w := range words {
+		b = binary.NativeEndian.AppendUint64(b, w)
+	}
+	s.keepBuf = b
+	s.txn().Put(s.keptSpace(), key, b, 0, 0)
+}
+
+// unkeep removes the kept key.
+func (s *Store) unkeep(key string) { s.txn().Delete(s.keptSpace(), key) }
+
+// keepMeta sets the words of "M" that differ from the store's; commit
+// calls it, so that every operation's transaction carries them.
+func (s *Store) keepMeta() {
+	tx := s.txn()
+	if s.metaAt.Value == nil {
+		e, ok := tx.Get(s.keptSpace(), keptMeta)
+		if !ok {
+			e, _, _ = tx.Put(s.keptSpace(), keptMeta, make([]byte, metaWords*8), 0, 0)
+		}
+		s.metaAt = e
+	}
+	words := [metaWords]uint64{s.rev, uint64(s.clock), s.owner, s.terms, uint64(s.entries), uint64(s.bytes)}
+	for i, w := range words {
+		if tx.Word(s.metaAt, i) != w {
+			tx.SetWord(s.metaAt, i, w)
+		}
+	}
+}
+
+func clientKey(prefix string, client uint64) string {
+	return string(binary.BigEndian.AppendUint64([]byte(prefix), client))
+}
+
+func answerKey(client, id uint64) string {
+	return string(binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64([]byte(keptAnswerPrefix), client), id))
+}
+
+// keepLock keeps a lock's holder and token.
+func (s *Store) keepLock(name string, l *lockState) {
+	s.keep(keptLockPrefix+name, l.holder, l.holderReq, l.token, uint64(l.since))
+}
+
+// setProc records the Process of a client.
+func (s *Store) setProc(client uint64, p Process) {
+	s.procs[client] = p
+	s.keep(clientKey(keptProcPrefix, client), uint64(p.pid), p.start)
+}
+
+// dropProc forgets the Process of a client.
+func (s *Store) dropProc(client uint64) {
+	if _, ok := s.procs[client]; ok {
+		delete(s.procs, client)
+		s.unkeep(clientKey(keptProcPrefix, client))
+	}
+}
+
+// addAnswer saves the answer to a client's request id, for its retry.
+func (s *Store) addAnswer(client uint64, t *clientTable, id uint64, resp transport.Response) {
+	t.results[id] = resp
+	t.order = append(t.order, id)
+	s.scratch = (*wire.Response)(&resp).AppendFrame(s.scratch[:0])
+	s.txn().Put(s.keptSpace(), answerKey(client, id), s.scratch, 0, 0)
+}
+
+// answerRef names a saved answer.
+type answerRef struct{ client, id uint64 }
+
+// pruneBudget bounds the answers dropped from the table in one
+// transaction. An acknowledgement can drop as many answers as its client
+// has calls in flight, which no transaction could hold; an answer left in
+// the table is harmless (a client never retries a call it has the answer
+// to), so the answers dropped wait in s.stale, and each transaction takes
+// some: more than an operation saves, so the queue stays short.
+const pruneBudget = 8
+
+// prune drops some of the stale answers from the table.
+func (s *Store) prune() {
+	n := min(len(s.stale), pruneBudget)
+	for _, a := range s.stale[:n] {
+		s.unkeep(answerKey(a.client, a.id))
+	}
+	s.stale = s.stale[n:]
+	if len(s.stale) == 0 {
+		s.stale = nil // let the array go
+	}
+}
+
+// acknowledge drops the answers a client has received: those below ack.
+func (s *Store) acknowledge(client uint64, t *clientTable, ack uint64) {
+	if ack <= t.ack {
+		return
+	}
+	t.ack = ack
+	// An id below ack behind one above it waits for a later ack: ack only
+	// grows, so it goes once the ids before it have.
+	i := 0
+	for i < len(t.order) && t.order[i] < ack {
+		delete(t.results, t.order[i])
+		s.stale = append(s.stale, answerRef{client, t.order[i]})
+		i++
+	}
+	if i == len(t.order) {
+		t.order = t.order[:0] // empty: reuse the array from its start
+	} else {
+		t.order = t.order[i:]
+	}
+}
+
+// dropClient forgets a client's saved answers.
+func (s *Store) dropClient(client uint64) {
+	t := s.clients[client]
+	if t == nil {
+		return
+	}
+	for _, id := range t.order {
+		s.stale = append(s.stale, answerRef{client, id})
+	}
+	delete(s.clients, client)
+}
+
+// markExpiring records whether a map has entries with a deadline.
+func (s *Store) markExpiring(mapName string, expiring bool) {
+	if expiring {
+		s.keep(keptExpiringPrefix + mapName)
+	} else {
+		s.unkeep(keptExpiringPrefix + mapName)
+	}
+}
+
+// loadKept reads what the table keeps besides the data into the empty
+// store of a new owner, and the deadlines of the maps whose entries expire.
+// The table is the last owner's, whose bytes are checked as they are read:
+// anything amiss is an error, and the state is rebuilt from its files.
+func (s *Store) loadKept() error {
+	tx := s.txn()
+	e, ok := tx.Get(table.Root, keptKey)
+	if !ok {
+		return fmt.Errorf("%w: the table keeps no store", table.ErrCorrupt)
+	}
+	s.keptAt = e
+	var expiringMaps []string
+	var resp transport.Response
+	for k, e := range tx.All(e.Space()) {
+		key := string(k)
+		w := func(i int) uint64 { return binary.NativeEndian.Uint64(e.Value[i*8:]) }
+		words := len(e.Value) / 8
+		bad := len(e.Value)%8 != 0
+		switch {
+		case key == keptMeta && words == metaWords:
+			s.metaAt = e
+			s.rev, s.clock, s.owner, s.terms = w(metaRev), int64(w(metaClock)), w(metaOwner), w(metaTerms)
+			s.entries, s.bytes = int(w(metaEntries)), int64(w(metaBytes))
+		case len(key) > 1 && key[:1] == keptLockPrefix && words == 4:
+			l := s.lockNamed(key[1:])
+			l.holder, l.holderReq, l.token, l.since = w(0), w(1), w(2), int64(w(3))
+		case len(key) == 9 && key[:1] == keptProcPrefix && words == 2:
+			s.procs[binary.BigEndian.Uint64(k[1:])] = Process{pid: int(w(0)), start: w(1)}
+		case len(key) == 17 && key[:1] == keptAnswerPrefix:
+			if err := (*wire.Response)(&resp).Decode(e.Value); err != nil {
+				return fmt.Errorf("%w: a saved answer: %v", table.ErrCorrupt, err)
+			}
+			client := binary.BigEndian.Uint64(k[1:])
+			t := s.clients[client]
+			if t == nil {
+				t = &clientTable{results: make(map[uint64]transport.Response)}
+				s.clients[client] = t
+			}
+			t.results[resp.ID] = resp
+			t.order = append(t.order, resp.ID)
+		case len(key) > 1 && key[:1] == keptExpiringPrefix && words == 0:
+			expiringMaps = append(expiringMaps, key[1:])
+		default:
+			bad = true
+		}
+		if bad {
+			return fmt.Errorf("%w: kept key %q of %d bytes", table.ErrCorrupt, key, len(e.Value))
+		}
+	}
+	if s.metaAt.Value == nil {
+		return fmt.Errorf("%w: the table keeps no store words", table.ErrCorrupt)
+	}
+	for _, t := range s.clients {
+		slices.Sort(t.order) // read from a hash table, in no order
+	}
+	for _, name := range expiringMaps {
+		sp, ok := s.mapSpace(name)
+		if !ok {
+			return fmt.Errorf("%w: map %q is marked expiring and is missing", table.ErrCorrupt, name)
+		}
+		for k, e := range tx.All(sp) {
+			if e.Deadline != 0 {
+				ref := &expiryRef{at: e.Deadline, index: len(s.expiries), mapName: name, key: string(k)}
+				s.expiries = append(s.expiries, ref)
+				s.expiring[entryKey{name, ref.key}] = ref
+			}
+		}
+	}
+	heap.Init(&s.expiries)
+	return nil
+}
