@@ -73,8 +73,8 @@ type manager struct {
 	serving  sync.WaitGroup // the serve goroutines
 }
 
-// startManager makes this process the owner: it binds the socket, rebuilds
-// the state from the snapshot and journal, and starts its term. The caller
+// startManager makes this process the owner: it binds the socket, opens
+// the state (store.Recover), and starts its term. The caller
 // holds lf and b (nil where there is no beacon).
 func startManager(st *embedded, lf *statedir.Lock, b *statedir.Beacon) (*manager, error) {
 	start := time.Now()
@@ -109,8 +109,12 @@ func startManager(st *embedded, lf *statedir.Lock, b *statedir.Beacon) (*manager
 	go m.acceptLoop(m.ln)
 	go m.sweepLoop()
 	go m.guardLoop()
+	table := "rebuilt"
+	if s.Adopted() {
+		table = "adopted"
+	}
 	st.cfg.logger.Info("sharedstate: became owner", "state", st.name, "pid", os.Getpid(),
-		"replayed", replayed, "took", time.Since(start), "durability", st.cfg.durability)
+		"table", table, "replayed", replayed, "took", time.Since(start), "durability", st.cfg.durability)
 	return m, nil
 }
 

@@ -36,7 +36,8 @@
 // a table that is not its owner's any more (see internal/table).
 //
 // When the owner dies, the kernel releases its lock; a surviving worker takes
-// it, replays the snapshot and journal, binds the socket, and the rest
+// it, adopts the table as the dead owner left it (replaying the few journal
+// records after the table's position), binds the socket, and the rest
 // reconnect. Calls made meanwhile wait for the new owner until their context
 // ends, and calls the dead owner left unanswered are sent again: the new
 // owner answers a write it has already applied from the saved result, so

@@ -130,6 +130,11 @@ func startWorkerCmd(t *testing.T, cmd *exec.Cmd, role string, env ...string) *wo
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		cmd.Wait()
+		// A table left by a killed owner is always adoptable: a
+		// rebuild instead hides a defect behind a slow takeover.
+		if out := w.out.String(); strings.Contains(out, "cannot adopt the table") {
+			t.Errorf("a worker could not adopt the table; stderr:\n%s", out)
+		}
 	})
 	return w
 }

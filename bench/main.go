@@ -39,6 +39,7 @@ type config struct {
 	warmup     time.Duration
 	kills      int
 	bigKeys    int
+	hugeKeys   int
 	only       []int
 	jsonPath   string
 	svgPath    string
@@ -60,6 +61,7 @@ func main() {
 	flag.DurationVar(&cfg.warmup, "warmup", 500*time.Millisecond, "warm-up before each cell's measured time")
 	flag.IntVar(&cfg.kills, "kills", 20, "owner kills per key count in the takeover workload")
 	flag.IntVar(&cfg.bigKeys, "bigkeys", 1_000_000, "keys of the memory workload and the large takeover")
+	flag.IntVar(&cfg.hugeKeys, "hugekeys", 5_000_000, "keys of the largest takeover (0: none)")
 	only := flag.String("only", "", "workloads to run, e.g. \"1,3\" (default all: 1-11)")
 	flag.StringVar(&cfg.jsonPath, "json", "results.json", "write all figures as JSON to `file` (\"\" for none)")
 	flag.StringVar(&cfg.svgPath, "svg", "results.svg", "write the chart of ratios to Redis to `file` (\"\" for none)")

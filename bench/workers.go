@@ -103,6 +103,7 @@ type report struct {
 	P50      float64            `json:"p50,omitempty"`      // ns
 	P99      float64            `json:"p99,omitempty"`      // ns
 	Takeover int64              `json:"takeover,omitempty"` // ns, probe
+	Stall    int64              `json:"stall,omitempty"`    // ns, probe: the longest op around the kill
 	NS       map[string]float64 `json:"ns,omitempty"`       // local: ns/op by name
 }
 
@@ -354,26 +355,30 @@ func (l *loader) arm() {
 }
 
 // probe waits for an op that started after c.After to succeed, and reports
-// when it did, measured from c.Kill.
+// when it did, measured from c.Kill, and the longest op that ended after
+// c.Kill: how long a caller waited at worst.
 func (l *loader) probe(c command) report {
 	if l == nil {
 		return report{Err: "probe before load"}
 	}
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
-		first := int64(0)
+		first, stall := int64(0), int64(0)
 		for _, lg := range l.gs {
 			lg.mu.Lock()
 			for _, s := range lg.spans {
 				if s.start > c.After && (first == 0 || s.end < first) {
 					first = s.end
 				}
+				if s.end > c.Kill {
+					stall = max(stall, s.end-s.start)
+				}
 			}
 			lg.mu.Unlock()
 		}
 		if first != 0 {
 			l.armed.Store(false)
-			return report{Takeover: first - c.Kill}
+			return report{Takeover: first - c.Kill, Stall: stall}
 		}
 		time.Sleep(time.Millisecond)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"math"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -32,9 +33,11 @@ type Journal struct {
 	f    *os.File
 	data []byte // the mapping; as long as the file
 	off  int    // where the next record goes
-	hdr  Header
-	seed uint32 // of hdr.Salt
-	id   statedir.FileID
+	// released is where the pages that Release has let go of end.
+	released int
+	hdr      Header
+	seed     uint32 // of hdr.Salt
+	id       statedir.FileID
 
 	// Group commit, with sync only.
 	syncMu  sync.Mutex
@@ -136,7 +139,7 @@ func (j *Journal) Switch(n *Next) error {
 	old, oldData := j.f, j.data
 	j.f, j.data, j.hdr, j.id = n.f, n.data, n.hdr, n.id
 	j.seed = seedOf(n.hdr.Salt)
-	j.off = HeaderSize
+	j.off, j.released = HeaderSize, 0
 	j.written, j.synced = j.off, j.off
 	// What they waited for is in the snapshot now, synced before this.
 	ready := j.waiters
@@ -164,7 +167,7 @@ func NewSalt() uint64 {
 // so that appends begin after the last record as on a clean tail), and
 // reported; damage is an error.
 func Open(dir *statedir.Dir, name string, sync bool) (j *Journal, torn bool, err error) {
-	return open(dir, name, sync, 0, HeaderSize)
+	return open(dir, name, sync, 0, HeaderSize, math.MaxInt)
 }
 
 // ErrElsewhere means that a journal is not the file a position is in: it
@@ -175,16 +178,25 @@ var ErrElsewhere = errors.New("journal: not the file of the position")
 // off in the journal of salt already, and so trusts them: only the records
 // from off are checked. A journal of another salt, or with no record
 // boundary at off, is ErrElsewhere.
+//
+// The caller knows that the journal's last writer died in this boot, so
+// that every byte it wrote is in the page cache: what follows the records
+// is at most the one record it was appending. Only tornWindow bytes after
+// the records are checked and dropped, not the file's reserved space to
+// its end: a longer torn record leaves bytes that a later Open drops.
 func OpenAt(dir *statedir.Dir, name string, sync bool, salt uint64, off int) (j *Journal, torn bool, err error) {
 	if salt == 0 {
 		return nil, false, ErrElsewhere
 	}
-	return open(dir, name, sync, salt, off)
+	return open(dir, name, sync, salt, off, tornWindow)
 }
 
-// open opens a journal and checks its records from off; a salt other than 0
-// must be the journal's.
-func open(dir *statedir.Dir, name string, sync bool, salt uint64, off int) (j *Journal, torn bool, err error) {
+// tornWindow is what OpenAt checks after the records.
+const tornWindow = 1 << 20
+
+// open opens a journal and checks its records from off, and window bytes
+// after them; a salt other than 0 must be the journal's.
+func open(dir *statedir.Dir, name string, sync bool, salt uint64, off, window int) (j *Journal, torn bool, err error) {
 	f, err := dir.OpenFile(name, os.O_RDWR, 0)
 	if err != nil {
 		return nil, false, err
@@ -208,7 +220,7 @@ func open(dir *statedir.Dir, name string, sync bool, salt uint64, off int) (j *J
 		j.Close()
 		return nil, false, err
 	}
-	c := inspect(data, f.Name(), salt, off)
+	c := inspect(data, f.Name(), salt, off, window)
 	if c.err != nil {
 		j.Close()
 		return nil, false, c.err
@@ -216,16 +228,16 @@ func open(dir *statedir.Dir, name string, sync bool, salt uint64, off int) (j *J
 	j.hdr, j.off, j.seed = c.Header, c.End, seedOf(c.Salt)
 	j.written, j.synced = j.off, j.off
 	if c.Torn {
-		j.dropTail()
+		j.dropTail(window)
 	}
 	return j, c.Torn, nil
 }
 
-// dropTail zeroes what follows the records: a torn tail, never
-// acknowledged. A process that dies while zeroing leaves a shorter torn
-// tail, dropped the same way by the next.
-func (j *Journal) dropTail() {
-	tail := j.data[j.off:]
+// dropTail zeroes what follows the records, up to window bytes: a torn
+// tail, never acknowledged. A process that dies while zeroing leaves a
+// shorter torn tail, dropped the same way by the next.
+func (j *Journal) dropTail(window int) {
+	tail := j.data[j.off : j.off+min(len(j.data)-j.off, window)]
 	last := len(tail)
 	for last > 0 && tail[last-1] == 0 {
 		last--
@@ -272,7 +284,7 @@ func Read(dir *statedir.Dir, name string) (*Contents, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := inspect(data, dir.Join(name), 0, HeaderSize)
+	c := inspect(data, dir.Join(name), 0, HeaderSize, math.MaxInt)
 	var d *DamageError
 	if errors.As(c.err, &d) && d.Offset >= HeaderSize {
 		c.Damage, c.err = d, nil
@@ -280,9 +292,10 @@ func Read(dir *statedir.Dir, name string) (*Contents, error) {
 	return c, c.err
 }
 
-// inspect reads a journal's header and checks its records from off; a
-// salt other than 0 must be the journal's (else ErrElsewhere).
-func inspect(data []byte, file string, salt uint64, off int) *Contents {
+// inspect reads a journal's header and checks its records from off, and
+// window bytes after them; a salt other than 0 must be the journal's (else
+// ErrElsewhere).
+func inspect(data []byte, file string, salt uint64, off, window int) *Contents {
 	c := &Contents{Data: data}
 	if c.Header, c.err = readHeader(data, journalMagic, file); c.err != nil {
 		return c
@@ -292,7 +305,7 @@ func inspect(data []byte, file string, salt uint64, off int) *Contents {
 		return c
 	}
 	var t tail
-	c.End, t, c.err = scan(data, off, c.Salt, file)
+	c.End, t, c.err = scan(data, off, c.Salt, file, window)
 	c.Torn = t == tailTorn
 	return c
 }
@@ -396,6 +409,14 @@ func (j *Journal) Append(payload []byte) error {
 		j.syncMu.Unlock()
 	}
 	return nil
+}
+
+// Release lets go of the pages of the records appended since the last
+// Release (see filemap.Release): the journal is read again only by the
+// next owner, and its pages need not count in the owner's memory.
+func (j *Journal) Release() {
+	filemap.Release(j.data[j.released:j.off])
+	j.released = j.off &^ (os.Getpagesize() - 1)
 }
 
 // Restart replaces the journal with an empty one of generation gen,

@@ -23,7 +23,11 @@ const (
 // Anything else is damage to records that were acknowledged, and so an
 // error: a record after the end claims that the end was committed before
 // it was written.
-func scan(data []byte, off int, salt uint64, file string) (end int, t tail, err error) {
+//
+// Only the window bytes after the end are looked at: all of them for a
+// journal that may have been cut short anywhere (a machine crash), fewer
+// for one whose writer died (see OpenAt).
+func scan(data []byte, off int, salt uint64, file string, window int) (end int, t tail, err error) {
 	seed := seedOf(salt)
 	for {
 		_, _, next, ok := record(data, off, seed)
@@ -33,6 +37,7 @@ func scan(data []byte, off int, salt uint64, file string) (end int, t tail, err 
 		off = next
 	}
 	end = off
+	data = data[:end+min(len(data)-end, window)]
 	if zero(data[end:]) { // the usual case, at memory speed
 		return end, tailClean, nil
 	}

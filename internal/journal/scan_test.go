@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"testing"
 )
 
@@ -17,7 +18,7 @@ func own(n int) []int {
 
 func TestScanClean(t *testing.T) {
 	data, offs := build(7, own(5), 4096)
-	end, tl, err := scan(data, HeaderSize, 7, "j")
+	end, tl, err := scan(data, HeaderSize, 7, "j", math.MaxInt)
 	if err != nil || tl != tailClean || end != align(offs[4]+recordHeader+len("record 4, some bytes")) {
 		t.Fatalf("scan = %d, %v, %v", end, tl, err)
 	}
@@ -34,7 +35,7 @@ func TestScanClean(t *testing.T) {
 // bytes a new file might show) are no records of this one.
 func TestScanOtherSalt(t *testing.T) {
 	data, _ := build(7, own(5), 4096)
-	if end, _, err := scan(data, HeaderSize, 8, "j"); end != HeaderSize || err != nil {
+	if end, _, err := scan(data, HeaderSize, 8, "j", math.MaxInt); end != HeaderSize || err != nil {
 		t.Errorf("scan with another salt = %d, %v; want no records", end, err)
 	}
 }
@@ -64,7 +65,7 @@ func TestScanTornAndDamaged(t *testing.T) {
 			data, offs := build(7, tc.committed, 4096)
 			tc.damage(data, offs)
 			damaged := bytes.Clone(data)
-			end, tl, err := scan(data, HeaderSize, 7, "j")
+			end, tl, err := scan(data, HeaderSize, 7, "j", math.MaxInt)
 			if end != offs[tc.end] {
 				t.Errorf("records end at %d, want %d (record %d)", end, offs[tc.end], tc.end)
 			}

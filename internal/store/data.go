@@ -45,6 +45,9 @@ func (s *Store) txn() *table.Tx {
 // cannot grow) makes the store refuse everything from then on: the journal
 // has the operation, and a new owner rebuilds the table.
 func (s *Store) commit() {
+	if s.tabFile == nil {
+		return // closed: the table is unmapped
+	}
 	s.prune()
 	s.keepMeta()
 	tx := s.txn()

@@ -10,7 +10,8 @@
 //   - data.go: the counters and maps' entries in the table (internal/table)
 //     that every process maps, one transaction per operation, and the
 //     reads a proxy answers from it (ReadTable); ranges.go: Range's pages
-//     in key order over a table that keeps none;
+//     in key order over a table that keeps none; kept.go: the rest of the
+//     store as the table keeps it too, for a new owner to adopt;
 //   - locks.go: the lock table, its queues, fencing tokens, and what happens
 //     to a holder's locks when its connection or process ends;
 //   - channels.go: who subscribes to which channel (messages are not state,
@@ -19,13 +20,17 @@
 //     same pid;
 //   - replay.go: the journal's records and their replay;
 //   - snapshot.go: compaction into a snapshot, and loading one;
-//   - recovery.go: rebuilding a store from its files (Recover, Read), and
-//     what it needs to keep journaling; repair.go: making a damaged state
-//     openable again.
+//   - recovery.go: opening a store: adopting the last owner's table, or
+//     rebuilding one from the files (Recover, Read), and what it needs to
+//     keep journaling; repair.go: making a damaged state openable again.
 //
 // Apply depends only on the store, the request and the time, and the
 // journal records all three, so replaying the journal on the latest
 // snapshot rebuilds the store exactly: a new owner after a takeover has the
 // state its predecessor acknowledged, with the answers to writes its clients
-// may retry (exactly once). The file formats are internal/journal's.
+// may retry (exactly once). Each operation's transaction also records the
+// journal's position after the operation's records, so that the table is
+// the state at that position: a new owner of the same boot adopts it and
+// replays only the records after it. The file formats are
+// internal/journal's.
 package store

@@ -201,7 +201,10 @@ func (s *Store) loadKept() error {
 		key := string(k)
 		w := func(i int) uint64 { return binary.NativeEndian.Uint64(e.Value[i*8:]) }
 		words := len(e.Value) / 8
-		bad := len(e.Value)%8 != 0
+		if len(e.Value)%8 != 0 {
+			words = -1 // not words: only an answer's frame
+		}
+		bad := false
 		switch {
 		case key == keptMeta && words == metaWords:
 			s.metaAt = e
@@ -213,7 +216,13 @@ func (s *Store) loadKept() error {
 		case len(key) == 9 && key[:1] == keptProcPrefix && words == 2:
 			s.procs[binary.BigEndian.Uint64(k[1:])] = Process{pid: int(w(0)), start: w(1)}
 		case len(key) == 17 && key[:1] == keptAnswerPrefix:
-			if err := (*wire.Response)(&resp).Decode(e.Value); err != nil {
+			d := wire.NewDecoder(e.Value)
+			frame := d.Frame()
+			err := d.Finish()
+			if err == nil {
+				err = (*wire.Response)(&resp).Decode(frame)
+			}
+			if err != nil {
 				return fmt.Errorf("%w: a saved answer: %v", table.ErrCorrupt, err)
 			}
 			client := binary.BigEndian.Uint64(k[1:])

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -72,7 +73,14 @@ func Recover(dir *statedir.Dir, name string, opts Options, onBroken func(error))
 		if err == nil {
 			return s, replayed, nil
 		}
-		opts.Logger.Debug("sharedstate: rebuilding the table", "why", err)
+		// No table, one of another boot, or of a journal since replaced
+		// are what a restart meets; a damaged one is worth a word.
+		level := slog.LevelDebug
+		if errors.Is(err, table.ErrCorrupt) || errors.Is(err, ErrDamaged) {
+			level = slog.LevelWarn
+		}
+		opts.Logger.Log(context.Background(), level, "sharedstate: cannot adopt the table; rebuilding it from the files",
+			"table", dir.Join(TableName(name)), "why", err)
 	}
 	// The last owner's table goes first, so that a full disk has room for
 	// the new one, and its readers learn that it is not the owner's any more.
@@ -115,6 +123,7 @@ func adopt(dir *statedir.Dir, name string, opts Options, onBroken func(error)) (
 		s.Close()
 		return nil, 0, err
 	}
+	s.adopted = true
 	return s, replayed, nil
 }
 
@@ -153,6 +162,10 @@ func (s *Store) adopt() (int, error) {
 	p.compactAt = j.Size() + max(minCompact, snapSize)
 	return replayed, nil
 }
+
+// Adopted reports whether Recover adopted the last owner's table, rather
+// than rebuilding it.
+func (s *Store) Adopted() bool { return s.adopted }
 
 // setPersistence says where and how the store keeps itself.
 func (s *Store) setPersistence(dir *statedir.Dir, name string, opts Options, onBroken func(error)) {
@@ -363,6 +376,7 @@ func (s *Store) GuardFiles() bool {
 	}
 	p := &s.persist
 	s.guardTable()
+	s.log.Release()
 	id, err := p.dir.Stat(p.journalName())
 	ours := err == nil && id == s.log.ID()
 	if ours && p.snapshotID != (statedir.FileID{}) {

@@ -100,6 +100,7 @@ type Store struct {
 	persist persistence
 	// unchecked are the journal's records that adopt trusted (GuardFiles).
 	unchecked uncheckedRecords
+	adopted   bool   // Recover adopted the table
 	broken    error  // a journal write failed: serve nothing more
 	scratch   []byte // record buffer
 }
