@@ -140,12 +140,15 @@ func (b *bench) takeovers(ctx context.Context, s *section) error {
 		}
 		p50, p99 := percentiles(samples)
 		s.add(fmt.Sprintf("%d keys, p50", keys), p50, "ms")
+		// The targets are at 10k and 1M keys; 5M is reported.
 		r := s.add(fmt.Sprintf("%d keys, p99", keys), p99, "ms")
-		r.valueAtMost(50)
+		if keys <= b.cfg.bigKeys {
+			r.valueAtMost(50)
+		}
 		if keys == 10_000 {
 			p99At10k = p99
-		} else {
-			s.add(fmt.Sprintf("%d keys, p99 / the 10000-key p99", keys), p99/p99At10k, "x").valueAtMost(1.5)
+		} else if r := s.add(fmt.Sprintf("%d keys, p99 / the 10000-key p99", keys), p99/p99At10k, "x"); keys == b.cfg.bigKeys {
+			r.valueAtMost(1.5)
 		}
 		r = s.add(fmt.Sprintf("%d keys, every worker gone: a new one started and opened the state", keys), float64(cold)/1e6, "ms")
 		if keys == b.cfg.bigKeys {

@@ -50,8 +50,14 @@ func (s *Store) commit() {
 	}
 	s.prune()
 	s.keepMeta()
+	if s.tx == nil && s.settled == s.settledKept {
+		return // nothing to publish
+	}
 	tx := s.txn()
-	tx.SetPosition(s.settled)
+	if s.settled != s.settledKept {
+		tx.SetPosition(s.settled)
+		s.settledKept = s.settled
+	}
 	s.tx = nil
 	if err := tx.Commit(); err != nil && s.broken == nil {
 		s.broken = fmt.Errorf("the table cannot grow: %w", err)

@@ -66,8 +66,14 @@ func (s *Store) keep(key string, words ...uint64) {
 func (s *Store) unkeep(key string) { s.txn().Delete(s.keptSpace(), key) }
 
 // keepMeta sets the words of "M" that differ from the store's; commit
-// calls it, so that every operation's transaction carries them.
+// calls it, so that every operation's transaction carries them. The words
+// as the table has them are kept in s.metaKept too: most operations change
+// none, and comparing in memory spares their transactions a lookup each.
 func (s *Store) keepMeta() {
+	words := [metaWords]uint64{s.rev, uint64(s.clock), s.owner, s.terms, uint64(s.entries), uint64(s.bytes)}
+	if words == s.metaKept && s.metaAt.Value != nil {
+		return
+	}
 	tx := s.txn()
 	if s.metaAt.Value == nil {
 		e, ok := tx.Get(s.keptSpace(), keptMeta)
@@ -76,12 +82,12 @@ func (s *Store) keepMeta() {
 		}
 		s.metaAt = e
 	}
-	words := [metaWords]uint64{s.rev, uint64(s.clock), s.owner, s.terms, uint64(s.entries), uint64(s.bytes)}
 	for i, w := range words {
 		if tx.Word(s.metaAt, i) != w {
 			tx.SetWord(s.metaAt, i, w)
 		}
 	}
+	s.metaKept = words
 }
 
 func clientKey(prefix string, client uint64) string {
@@ -208,6 +214,9 @@ func (s *Store) loadKept() error {
 		switch {
 		case key == keptMeta && words == metaWords:
 			s.metaAt = e
+			for i := range s.metaKept {
+				s.metaKept[i] = w(i)
+			}
 			s.rev, s.clock, s.owner, s.terms = w(metaRev), int64(w(metaClock)), w(metaOwner), w(metaTerms)
 			s.entries, s.bytes = int(w(metaEntries)), int64(w(metaBytes))
 		case len(key) > 1 && key[:1] == keptLockPrefix && words == 4:

@@ -147,7 +147,7 @@ func (s *Store) adopt() (int, error) {
 		j.Close()
 		return 0, err
 	}
-	s.settled = at
+	s.settled, s.settledKept = at, at
 	replayed, err := s.replay(j.Records(int(at.Offset)), at.Journal)
 	if err != nil {
 		j.Close()

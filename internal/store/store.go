@@ -43,6 +43,7 @@ type Store struct {
 	// keptAt and metaAt are the entries of the table's namespace of the
 	// store's own state and of its words (kept.go).
 	keptAt, metaAt table.Entry
+	metaKept       [metaWords]uint64 // metaAt's words, as committed
 	keepBuf        []byte
 	tx             *table.Tx
 	// settled is the journal's position up to which the table holds every
@@ -50,7 +51,9 @@ type Store struct {
 	// publishes (commit), and the end of the records once it has ended
 	// (finish).
 	settled table.Position
-	locks   map[string]*lockState
+	// settledKept is the position the table has, as committed.
+	settledKept table.Position
+	locks       map[string]*lockState
 	// The names of each kind in order, for List. A new owner that adopts
 	// the table learns the names of counters and maps only when it needs
 	// them (names): until then namesKnown is false, and they are not kept.
