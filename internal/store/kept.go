@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"unsafe"
 
 	"github.com/sharedstate/sharedstate/internal/table"
 	"github.com/sharedstate/sharedstate/internal/wire"
@@ -24,7 +25,8 @@ const (
 	keptMeta           = "M" // metaWords
 	keptLockPrefix     = "l" // + name: holder, holderReq, token, since
 	keptProcPrefix     = "p" // + client: pid, start
-	keptAnswerPrefix   = "a" // + client + request id: the answer's frame
+	keptRingPrefix     = "r" // + client + slot: an answer's frame (addAnswer)
+	keptAnswerPrefix   = "a" // + client + request id: an answer's frame
 	keptExpiringPrefix = "e" // + map name: the map has entries with a deadline
 )
 
@@ -94,10 +96,6 @@ func clientKey(prefix string, client uint64) string {
 	return string(binary.BigEndian.AppendUint64([]byte(prefix), client))
 }
 
-func answerKey(client, id uint64) string {
-	return string(binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64([]byte(keptAnswerPrefix), client), id))
-}
-
 // keepLock keeps a lock's holder and token.
 func (s *Store) keepLock(name string, l *lockState) {
 	s.keep(keptLockPrefix+name, l.holder, l.holderReq, l.token, uint64(l.since))
@@ -117,30 +115,66 @@ func (s *Store) dropProc(client uint64) {
 	}
 }
 
+// answerRing is the slots each client's answers are kept in: the answer
+// to request id goes in slot id%answerRing, replacing the one there, which
+// the client has acknowledged by then unless it has that many calls in
+// flight (the answer then goes under a key of its own). Replacing a key
+// costs a write of a proxy less than adding one and deleting it later.
+const answerRing = 64
+
+// answerRef names a saved answer in the table: in its ring slot, or under
+// its id.
+type answerRef struct {
+	client, id uint64
+	ring       bool
+}
+
+// key returns the kept key of a, in s.keyBuf: valid until the next call.
+// A key is only read by the table (Put copies it into the entry): a string
+// made per write was a tenth of the owner's time.
+func (s *Store) key(a answerRef) string {
+	b := s.keyBuf[:0]
+	if a.ring {
+		b = binary.BigEndian.AppendUint64(append(b, keptRingPrefix...), a.client)
+		b = append(b, byte(a.id%answerRing))
+	} else {
+		b = binary.BigEndian.AppendUint64(append(b, keptAnswerPrefix...), a.client)
+		b = binary.BigEndian.AppendUint64(b, a.id)
+	}
+	s.keyBuf = b
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}
+
+// ref returns where the answer to a client's request id is kept.
+func (t *clientTable) ref(client, id uint64) answerRef {
+	return answerRef{client: client, id: id, ring: t.ring[id%answerRing] == id}
+}
+
 // addAnswer saves the answer to a client's request id, for its retry.
 func (s *Store) addAnswer(client uint64, t *clientTable, id uint64, resp transport.Response) {
 	t.results[id] = resp
 	t.order = append(t.order, id)
+	if held := t.ring[id%answerRing]; held == 0 || t.results[held].ID != held {
+		t.ring[id%answerRing] = id // free, or holding an answer acknowledged
+	}
 	s.scratch = (*wire.Response)(&resp).AppendFrame(s.scratch[:0])
-	s.txn().Put(s.keptSpace(), answerKey(client, id), s.scratch, 0, 0)
+	s.txn().Put(s.keptSpace(), s.key(t.ref(client, id)), s.scratch, 0, 0)
 }
-
-// answerRef names a saved answer.
-type answerRef struct{ client, id uint64 }
 
 // pruneBudget bounds the answers dropped from the table in one
 // transaction. An acknowledgement can drop as many answers as its client
-// has calls in flight, which no transaction could hold; an answer left in
-// the table is harmless (a client never retries a call it has the answer
-// to), so the answers dropped wait in s.stale, and each transaction takes
-// some: more than an operation saves, so the queue stays short.
+// has calls in flight beyond its ring, which no transaction could hold; an
+// answer left in the table is harmless (a client never retries a call it
+// has the answer to), so the answers dropped wait in s.stale, and each
+// transaction takes some: more than an operation saves, so the queue stays
+// short.
 const pruneBudget = 8
 
 // prune drops some of the stale answers from the table.
 func (s *Store) prune() {
 	n := min(len(s.stale), pruneBudget)
 	for _, a := range s.stale[:n] {
-		s.unkeep(answerKey(a.client, a.id))
+		s.unkeep(s.key(a))
 	}
 	s.stale = s.stale[n:]
 	if len(s.stale) == 0 {
@@ -158,8 +192,11 @@ func (s *Store) acknowledge(client uint64, t *clientTable, ack uint64) {
 	// grows, so it goes once the ids before it have.
 	i := 0
 	for i < len(t.order) && t.order[i] < ack {
+		// An answer in its ring slot stays there until another replaces it.
+		if a := t.ref(client, t.order[i]); !a.ring {
+			s.stale = append(s.stale, a)
+		}
 		delete(t.results, t.order[i])
-		s.stale = append(s.stale, answerRef{client, t.order[i]})
 		i++
 	}
 	if i == len(t.order) {
@@ -176,7 +213,14 @@ func (s *Store) dropClient(client uint64) {
 		return
 	}
 	for _, id := range t.order {
-		s.stale = append(s.stale, answerRef{client, id})
+		if a := t.ref(client, id); !a.ring {
+			s.stale = append(s.stale, a)
+		}
+	}
+	for _, id := range t.ring {
+		if id != 0 {
+			s.stale = append(s.stale, answerRef{client: client, id: id, ring: true})
+		}
 	}
 	delete(s.clients, client)
 }
@@ -224,7 +268,7 @@ func (s *Store) loadKept() error {
 			l.holder, l.holderReq, l.token, l.since = w(0), w(1), w(2), int64(w(3))
 		case len(key) == 9 && key[:1] == keptProcPrefix && words == 2:
 			s.procs[binary.BigEndian.Uint64(k[1:])] = Process{pid: int(w(0)), start: w(1)}
-		case len(key) == 17 && key[:1] == keptAnswerPrefix:
+		case len(key) == 17 && key[:1] == keptAnswerPrefix, len(key) == 10 && key[:1] == keptRingPrefix:
 			d := wire.NewDecoder(e.Value)
 			frame := d.Frame()
 			err := d.Finish()
@@ -237,8 +281,14 @@ func (s *Store) loadKept() error {
 			client := binary.BigEndian.Uint64(k[1:])
 			t := s.clients[client]
 			if t == nil {
-				t = &clientTable{results: make(map[uint64]transport.Response)}
+				t = newClientTable()
 				s.clients[client] = t
+			}
+			if key[:1] == keptRingPrefix {
+				if resp.ID%answerRing != uint64(k[9]) {
+					return fmt.Errorf("%w: the answer to request %d in ring slot %d", table.ErrCorrupt, resp.ID, k[9])
+				}
+				t.ring[k[9]] = resp.ID
 			}
 			t.results[resp.ID] = resp
 			t.order = append(t.order, resp.ID)
@@ -254,7 +304,14 @@ func (s *Store) loadKept() error {
 	if s.metaAt.Value == nil {
 		return fmt.Errorf("%w: the table keeps no store words", table.ErrCorrupt)
 	}
-	for _, t := range s.clients {
+	for client, t := range s.clients {
+		if _, ok := s.procs[client]; !ok {
+			// A client's process is forgotten only once it has no answers
+			// to retry: these are answers it had acknowledged, left in
+			// their ring slots.
+			s.dropClient(client)
+			continue
+		}
 		slices.Sort(t.order) // read from a hash table, in no order
 	}
 	for _, name := range expiringMaps {

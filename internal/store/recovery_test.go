@@ -2,6 +2,7 @@ package store
 
 import (
 	"log/slog"
+	"os"
 	"testing"
 	"time"
 
@@ -23,6 +24,7 @@ func TestRetryAppliedOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.Connect(42, ProcessOf(os.Getpid())) // as the owner does for each client
 	sess := s.NewSession(42, 1, func(transport.Response) {})
 	add := &transport.Request{ID: 7, Ack: 7, Op: transport.OpAdd, Name: "c", Int: 5}
 	first, _ := s.Apply(sess, add)
@@ -45,5 +47,66 @@ func TestRetryAppliedOnce(t *testing.T) {
 	s.Apply(sess, &transport.Request{ID: 9, Ack: 9, Op: transport.OpAdd, Name: "c", Int: 1})
 	if n := len(s.clients[42].results); n != 1 {
 		t.Errorf("%d answers saved after acks, want 1", n)
+	}
+}
+
+// TestSavedAnswersSurviveAdoption: a client with more calls in flight than
+// its ring of kept answers has, unacknowledged, retries every one of them
+// from an owner that adopted the table: each gets its first answer, none is
+// applied again; once acknowledged, the table keeps no more than the ring.
+func TestSavedAnswersSurviveAdoption(t *testing.T) {
+	dir, err := statedir.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	opts := Options{Clock: time.Now, Logger: slog.New(slog.DiscardHandler)}
+	s, _, err := Recover(dir, "app", opts, func(error) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const inFlight = 5 * answerRing
+	s.Connect(42, ProcessOf(os.Getpid()))
+	sess := s.NewSession(42, 1, func(transport.Response) {})
+	add := func(id, ack uint64) *transport.Request {
+		return &transport.Request{ID: id, Ack: ack, Op: transport.OpAdd, Name: "c", Int: 1}
+	}
+	for id := uint64(1); id <= inFlight; id++ {
+		s.Apply(sess, add(id, 1)) // none acknowledged
+	}
+	s.Close()
+
+	s, _, err = Recover(dir, "app", opts, func(error) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if !s.Adopted() {
+		t.Fatal("the table was rebuilt, not adopted")
+	}
+	sess = s.NewSession(42, 1, func(transport.Response) {})
+	for id := uint64(1); id <= inFlight; id++ {
+		if resp, _ := s.Apply(sess, add(id, 1)); resp.Int != int64(id) {
+			t.Fatalf("retry of request %d answers %d, want its first answer %d", id, resp.Int, id)
+		}
+	}
+	for id := uint64(inFlight + 1); id <= 2*inFlight; id++ {
+		s.Apply(sess, add(id, id)) // each acknowledges every answer before it
+	}
+	if resp, _ := s.Apply(sess, &transport.Request{ID: 2*inFlight + 1, Ack: 2*inFlight + 1, Op: transport.OpGet, Name: "c"}); resp.Int != 2*inFlight {
+		t.Fatalf("c = %d, want %d", resp.Int, 2*inFlight)
+	}
+	for range 2 * inFlight / pruneBudget {
+		s.Sweep() // each commit drops some answers acknowledged
+	}
+	kept := 0
+	for k := range s.txn().All(s.keptSpace()) {
+		if k[0] == keptAnswerPrefix[0] || k[0] == keptRingPrefix[0] {
+			kept++
+		}
+	}
+	s.commit()
+	if kept > answerRing {
+		t.Errorf("%d answers kept in the table after every one was acknowledged, want at most %d", kept, answerRing)
 	}
 }

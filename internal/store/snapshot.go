@@ -180,7 +180,7 @@ func (s *Store) loadSnapshotRecords(records iter.Seq2[[]byte, int]) error {
 			l.holder, l.holderReq, l.token, l.since = d.Uvarint(), d.Uvarint(), d.Uvarint(), d.Varint()
 			s.keepLock(name, l)
 		case snapClient:
-			t := &clientTable{results: make(map[uint64]transport.Response)}
+			t := newClientTable()
 			client := d.Uvarint()
 			s.clients[client] = t
 			t.ack = d.Uvarint()

@@ -45,6 +45,7 @@ type Store struct {
 	keptAt, metaAt table.Entry
 	metaKept       [metaWords]uint64 // metaAt's words, as committed
 	keepBuf        []byte
+	keyBuf         []byte // answerKey's
 	tx             *table.Tx
 	// settled is the journal's position up to which the table holds every
 	// record's effects: what a transaction cut short of its operation's end
@@ -117,6 +118,13 @@ type clientTable struct {
 	// acknowledging pops its front instead of scanning the map, which cost a
 	// third of the owner's time with many calls in flight.
 	order []uint64
+	// ring holds the id of the answer kept in each of the client's ring
+	// slots in the table (see addAnswer); 0: none.
+	ring [answerRing]uint64
+}
+
+func newClientTable() *clientTable {
+	return &clientTable{results: make(map[uint64]transport.Response)}
 }
 
 // Session is one client Process as the owner sees it.
@@ -292,7 +300,7 @@ func (s *Store) save(sess *Session, req *transport.Request, resp transport.Respo
 	}
 	t := s.clients[sess.id]
 	if t == nil {
-		t = &clientTable{results: make(map[uint64]transport.Response)}
+		t = newClientTable()
 		s.clients[sess.id] = t
 	}
 	s.acknowledge(sess.id, t, req.Ack)
