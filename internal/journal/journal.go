@@ -249,9 +249,11 @@ func (j *Journal) dropTail(window int) {
 // bytes, and returns where the records it has not checked begin: for an
 // owner that opened the journal with OpenAt, which trusted the records
 // before its offset, to check them while it serves. A record that fails
-// its check before the end is damage.
+// its check before the end is damage. The pages read are let go of again
+// (see Release).
 func (j *Journal) Check(off, budget int) (next int, err error) {
-	stop := min(j.off, off+budget)
+	start, stop := off, min(j.off, off+budget)
+	defer func() { filemap.Release(j.data[start:off]) }()
 	for off < stop {
 		_, _, n, ok := record(j.data[:j.off], off, j.seed)
 		if !ok {
