@@ -10,20 +10,33 @@ import (
 	"github.com/sharedstate/sharedstate/transport"
 )
 
-// TestRetryAppliedOnce sends the same write twice to one store, as a client
-// does when its owner dies before answering: the second gets the first's
-// answer, through a restart too.
-func TestRetryAppliedOnce(t *testing.T) {
+// testDir returns a state directory, closed when the test ends.
+func testDir(t *testing.T) *statedir.Dir {
+	t.Helper()
 	dir, err := statedir.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer dir.Close()
-	opts := Options{Clock: time.Now, Logger: slog.New(slog.DiscardHandler)}
-	s, _, err := Recover(dir, "app", opts, func(error) {})
+	t.Cleanup(func() { dir.Close() })
+	return dir
+}
+
+// recoverIn opens the store of the state "app" in dir, as a new owner does.
+func recoverIn(t *testing.T, dir *statedir.Dir) *Store {
+	t.Helper()
+	s, _, err := Recover(dir, "app", Options{Clock: time.Now, Logger: slog.New(slog.DiscardHandler)}, func(error) {})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s
+}
+
+// TestRetryAppliedOnce sends the same write twice to one store, as a client
+// does when its owner dies before answering: the second gets the first's
+// answer, through a restart too.
+func TestRetryAppliedOnce(t *testing.T) {
+	dir := testDir(t)
+	s := recoverIn(t, dir)
 	s.Connect(42, ProcessOf(os.Getpid())) // as the owner does for each client
 	sess := s.NewSession(42, 1, func(transport.Response) {})
 	add := &transport.Request{ID: 7, Ack: 7, Op: transport.OpAdd, Name: "c", Int: 5}
@@ -33,10 +46,7 @@ func TestRetryAppliedOnce(t *testing.T) {
 		t.Fatalf("answers %d then %d, want 5 both times", first.Int, again.Int)
 	}
 	s.Close()
-	s, _, err = Recover(dir, "app", opts, func(error) {})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s = recoverIn(t, dir)
 	defer s.Close()
 	sess = s.NewSession(42, 1, func(transport.Response) {})
 	if resp, _ := s.Apply(sess, add); resp.Int != 5 {
@@ -55,16 +65,8 @@ func TestRetryAppliedOnce(t *testing.T) {
 // from an owner that adopted the table: each gets its first answer, none is
 // applied again; once acknowledged, the table keeps no more than the ring.
 func TestSavedAnswersSurviveAdoption(t *testing.T) {
-	dir, err := statedir.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dir.Close()
-	opts := Options{Clock: time.Now, Logger: slog.New(slog.DiscardHandler)}
-	s, _, err := Recover(dir, "app", opts, func(error) {})
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir := testDir(t)
+	s := recoverIn(t, dir)
 	const inFlight = 5 * answerRing
 	s.Connect(42, ProcessOf(os.Getpid()))
 	sess := s.NewSession(42, 1, func(transport.Response) {})
@@ -76,10 +78,7 @@ func TestSavedAnswersSurviveAdoption(t *testing.T) {
 	}
 	s.Close()
 
-	s, _, err = Recover(dir, "app", opts, func(error) {})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s = recoverIn(t, dir)
 	defer s.Close()
 	if !s.Adopted() {
 		t.Fatal("the table was rebuilt, not adopted")
