@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/sharedstate/sharedstate/internal/journal"
@@ -147,6 +148,10 @@ func (s *Store) adopt() (int, error) {
 		j.Close()
 		return 0, err
 	}
+	if err := s.lastOwnerGone(); err != nil {
+		j.Close()
+		return 0, err
+	}
 	s.settled, s.settledKept = at, at
 	replayed, err := s.replay(j.Records(int(at.Offset)), at.Journal)
 	if err != nil {
@@ -161,6 +166,27 @@ func (s *Store) adopt() (int, error) {
 	// write of the new owner.
 	p.compactAt = j.Size() + max(minCompact, snapSize)
 	return replayed, nil
+}
+
+// lastOwnerGone returns an error if the owner that last wrote the table
+// may still write it: it did not retire the table (Close does), and its
+// process runs. Where no beacon tells a live owner whose lock file was
+// deleted from no owner at all, such an owner writes on until its guard
+// notices, and two writers must not share a table: the new owner then
+// writes a table of its own. A process killed is a zombie, or gone, within
+// moments of its lock's release.
+func (s *Store) lastOwnerGone() error {
+	p, ok := s.procs[s.owner]
+	if s.tab.Retired() || !ok || p.pid == os.Getpid() {
+		return nil
+	}
+	for range 500 {
+		if p.Exited() {
+			return nil
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	return fmt.Errorf("the last owner, pid %d, still runs", p.pid)
 }
 
 // Adopted reports whether Recover adopted the last owner's table, rather
@@ -305,11 +331,17 @@ func (s *Store) WhenDurable(fn func()) {
 func (s *Store) Close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.log != nil {
+	owned := s.log != nil
+	if owned {
 		s.log.Close()
 		s.log = nil
 	}
 	if s.tabFile != nil {
+		if owned {
+			// A clean end: the next owner adopts the table without
+			// asking whether this process still runs (adopt).
+			s.tab.Retire()
+		}
 		s.tabFile.Close()
 		s.tabFile = nil
 		s.broken = errClosed // the table is gone: answer nothing more

@@ -3,6 +3,7 @@ package store
 import (
 	"log/slog"
 	"os"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -107,5 +108,46 @@ func TestSavedAnswersSurviveAdoption(t *testing.T) {
 	s.commit()
 	if kept > answerRing {
 		t.Errorf("%d answers kept in the table after every one was acknowledged, want at most %d", kept, answerRing)
+	}
+}
+
+// TestLiveOwnerTableIsNotAdopted: a table its owner left without retiring
+// it is adopted only once that owner's process has exited: where no beacon
+// guards the lock file, an owner whose lock file was deleted writes on,
+// and a second owner must not write the same table.
+func TestLiveOwnerTableIsNotAdopted(t *testing.T) {
+	dir := testDir(t)
+	other := exec.Command("sleep", "60")
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer other.Process.Kill()
+	// An owner of that process writes, and its process "dies" with no
+	// Close: its files are left as they are.
+	left := func() {
+		s := recoverIn(t, dir)
+		s.BeginTerm(7, ProcessOf(other.Process.Pid), time.Second)
+		s.Apply(s.NewOwnSession(7, other.Process.Pid, func(transport.Response) {}),
+			&transport.Request{ID: 1, Op: transport.OpAdd, Name: "c", Int: 1})
+		s.log.Close()
+		s.tabFile.Close()
+	}
+	left()
+	s := recoverIn(t, dir)
+	if s.Adopted() {
+		t.Error("adopted the table of an owner whose process runs")
+	}
+	s.Close()
+
+	left()
+	other.Process.Kill()
+	other.Wait()
+	s = recoverIn(t, dir)
+	defer s.Close()
+	if !s.Adopted() {
+		t.Error("did not adopt the table of an owner whose process has exited")
+	}
+	if resp, _ := s.Apply(s.NewOwnSession(8, os.Getpid(), func(transport.Response) {}), &transport.Request{ID: 1, Op: transport.OpGet, Name: "c"}); resp.Int != 2 {
+		t.Errorf("c = %d, want 2", resp.Int)
 	}
 }
