@@ -80,7 +80,7 @@ func (s *Store) snapshotData(w *journal.SnapshotWriter, b []byte) {
 		sp, _ := s.mapSpace(mapName)
 		b = wire.AppendString(append(b[:0], snapMap), mapName)
 		w.Record(binary.AppendUvarint(b, uint64(s.txn().Len(sp))))
-		for key, e := range s.txn().All(sp) {
+		for key, e := range s.txn().InFileOrder(sp) {
 			b = wire.AppendString(append(b[:0], snapEntry), mapName)
 			b = wire.AppendBytes(b, key)
 			b = wire.AppendBytes(b, e.Value)

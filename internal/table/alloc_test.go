@@ -4,6 +4,8 @@ package table
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -95,4 +97,21 @@ func TestStackGrowsInATransactionThatPopped(t *testing.T) {
 	tx.Delete(Root, "k65") // the second push grows the stack
 	commit(t, tx)
 	checkAllocator(t, tb)
+}
+
+// TestSortOffsets: the radix sort of block offsets sorts as slices.Sort.
+func TestSortOffsets(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, n := range []int{0, 1, 2, 1000, 100_000} {
+		offs := make([]uint64, n)
+		for i := range offs {
+			offs[i] = r.Uint64N(maxOffset/8) * 8
+		}
+		want := slices.Clone(offs)
+		slices.Sort(want)
+		sortOffsets(offs)
+		if !slices.Equal(offs, want) {
+			t.Fatalf("%d offsets: sorted wrong", n)
+		}
+	}
 }

@@ -285,6 +285,53 @@ func nextPow2(n uint64) uint64 {
 	return p
 }
 
+// InFileOrder yields the entries of sp as All does, in the order their
+// blocks lie in the table: reading a large namespace in its slots' order
+// misses the cache at nearly every entry, in the blocks' order it does not.
+func (tx *Tx) InFileOrder(sp Space) iter.Seq2[[]byte, Entry] {
+	return func(yield func([]byte, Entry) bool) {
+		m := tx.t.m
+		slots, index := tx.word(uint64(sp)+nsSlots), tx.word(uint64(sp)+nsIndex)
+		offs := make([]uint64, 0, tx.word(uint64(sp)+nsUsed))
+		for i := range slots {
+			if s := tx.word(index + i*8); s != slotEmpty && s != slotTomb {
+				offs = append(offs, slotOff(s))
+			}
+		}
+		sortOffsets(offs)
+		for _, off := range offs {
+			if !yield(entryKey(m, off), tx.readEntry(off)) {
+				return
+			}
+		}
+	}
+}
+
+// sortOffsets sorts block offsets, least significant 11 bits first (a radix
+// sort: a comparison sort took a third of a snapshot's time).
+func sortOffsets(offs []uint64) {
+	const bits = 11
+	tmp := make([]uint64, len(offs))
+	for shift := uint(3); shift < offBits+3; shift += bits {
+		var count [1<<bits + 1]int
+		for _, o := range offs {
+			count[(o>>shift)&(1<<bits-1)+1]++
+		}
+		for i := 1; i < len(count); i++ {
+			count[i] += count[i-1]
+		}
+		for _, o := range offs {
+			d := (o >> shift) & (1<<bits - 1)
+			tmp[count[d]] = o
+			count[d]++
+		}
+		offs, tmp = tmp, offs
+	}
+	if (offBits+bits-1)/bits%2 == 1 { // an odd number of passes: the result is in the other array
+		copy(tmp, offs)
+	}
+}
+
 // All yields the entries of sp, as the transaction has them, in no order.
 // The keys are the table's bytes, valid as the entries' values are.
 func (tx *Tx) All(sp Space) iter.Seq2[[]byte, Entry] {
