@@ -148,6 +148,12 @@ func workerMain(ctx context.Context) error {
 		return err
 	}
 	defer t.close()
+	// A worker that is done stops its own calls before it closes its
+	// state, as a server shuts down its handlers first: calls on a closed
+	// state fail at once, and the loaders would spin on them through the
+	// handover that workload 6 times.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	if j.ProfileDir != "" {
 		stop, err := startProfile(j, t.owner())
 		if err != nil {
