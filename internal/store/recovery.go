@@ -135,6 +135,14 @@ func (s *Store) adopt() (int, error) {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return 0, err
 	}
+	// The table first, which is only read: a live owner's journal is not
+	// to be touched (OpenAt drops a torn tail).
+	if err := s.loadKept(); err != nil {
+		return 0, err
+	}
+	if err := s.lastOwnerGone(); err != nil {
+		return 0, err
+	}
 	at := s.tab.Position()
 	j, torn, err := journal.OpenAt(p.dir, p.journalName(), p.sync, at.Journal, int(at.Offset))
 	if err != nil {
@@ -143,14 +151,6 @@ func (s *Store) adopt() (int, error) {
 	if replay, err := p.follows(snap, haveSnap, j.Header(), j.Size()); err != nil || !replay {
 		j.Close()
 		return 0, fmt.Errorf("the journal does not continue the snapshot: %v", err)
-	}
-	if err := s.loadKept(); err != nil {
-		j.Close()
-		return 0, err
-	}
-	if err := s.lastOwnerGone(); err != nil {
-		j.Close()
-		return 0, err
 	}
 	s.settled, s.settledKept = at, at
 	replayed, err := s.replay(j.Records(int(at.Offset)), at.Journal)
