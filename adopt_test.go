@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -124,5 +125,54 @@ func TestJournalDamageUnderAdoptedTable(t *testing.T) {
 	defer st.Close()
 	if n, err := st.Counter("c").Load(ctx); n != 301 || err != nil {
 		t.Errorf("rebuilt from the journal written anew: c = %d, %v; want 301", n, err)
+	}
+}
+
+// TestSnapshotDamageUnderAdoptedTable: a new owner reads only the
+// snapshot's header at adoption, and the whole of it in the background;
+// damage there is found, and the snapshot written anew from the table.
+func TestSnapshotDamageUnderAdoptedTable(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	st := openIn(t, dir)
+	m := NewMap[[]byte](st, "big")
+	for i := range 20 {
+		m.Store(ctx, strconv.Itoa(i), make([]byte, 32<<10)) // past the first compaction
+	}
+	st.Close()
+	path := filepath.Join(dir, "app.snapshot")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 1
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	damaged, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	st = openIn(t, dir)
+	if n, err := NewMap[[]byte](st, "big").Len(ctx); n != 20 || err != nil {
+		t.Fatalf("Len = %d, %v; want 20 from the table", n, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if now, err := os.Stat(path); err == nil && !os.SameFile(now, damaged) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the damaged snapshot is still in place after 10 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	st.Close()
+	os.Remove(filepath.Join(dir, "app.table"))
+	st = openIn(t, dir)
+	defer st.Close()
+	if n, err := NewMap[[]byte](st, "big").Len(ctx); n != 20 || err != nil {
+		t.Errorf("rebuilt from the snapshot written anew: Len = %d, %v; want 20", n, err)
 	}
 }

@@ -67,7 +67,7 @@ func (m *manager) guard() {
 			log.Warn("sharedstate: the state's socket was deleted or replaced; bound it again", "state", st.name, "socket", st.sockPath)
 		}
 	}
-	if m.store.GuardFiles() {
+	if m.store.GuardFiles() || m.store.CheckSnapshot() {
 		log.Warn("sharedstate: the state's journal or snapshot was deleted, replaced or damaged; wrote both again from the owner", "state", st.name)
 	}
 	for _, name := range []string{"", st.lockName(), st.sockName(), m.store.JournalName(), m.store.SnapshotName(), m.store.TableName()} {

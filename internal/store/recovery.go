@@ -160,6 +160,7 @@ func (s *Store) adopt() (int, error) {
 	}
 	p.snapshotID = snapID
 	s.unchecked = uncheckedRecords{journal: at.Journal, from: journal.HeaderSize, to: int(at.Offset)}
+	s.snapshotUnchecked = haveSnap
 	s.startJournal(j, torn, snapSize)
 	// The journal was not compacted when the last owner died: let it grow
 	// past the live state again before it is, rather than stall the first
@@ -422,6 +423,34 @@ func (s *Store) GuardFiles() bool {
 		}
 		p.logger.Error("sharedstate: the journal is damaged where the table holds what it recorded; writing a snapshot from the table", "err", err)
 	}
+	s.compact()
+	s.finish()
+	return true
+}
+
+// CheckSnapshot reads the snapshot whole and checks it, once after adopt,
+// which read only its header, without the store's lock: damage there is
+// logged, and the snapshot written anew from the table. It reports whether
+// it was.
+func (s *Store) CheckSnapshot() bool {
+	s.mu.Lock()
+	id, pending := s.persist.snapshotID, s.snapshotUnchecked
+	s.snapshotUnchecked = false
+	s.mu.Unlock()
+	if !pending {
+		return false
+	}
+	p := &s.persist
+	_, _, _, err := journal.ReadSnapshot(p.dir, p.snapshotName())
+	if err == nil || errors.Is(err, fs.ErrNotExist) {
+		return false // whole, or gone (GuardFiles writes it again)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.log == nil || s.broken != nil || p.snapshotID != id {
+		return false // closed, or replaced since
+	}
+	p.logger.Error("sharedstate: the snapshot is damaged, and the table holds what it did; writing a snapshot from the table", "err", err)
 	s.compact()
 	s.finish()
 	return true

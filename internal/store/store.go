@@ -104,9 +104,12 @@ type Store struct {
 	persist persistence
 	// unchecked are the journal's records that adopt trusted (GuardFiles).
 	unchecked uncheckedRecords
-	adopted   bool   // Recover adopted the table
-	broken    error  // a journal write failed: serve nothing more
-	scratch   []byte // record buffer
+	// snapshotUnchecked: adopt read the snapshot's header alone
+	// (CheckSnapshot).
+	snapshotUnchecked bool
+	adopted           bool   // Recover adopted the table
+	broken            error  // a journal write failed: serve nothing more
+	scratch           []byte // record buffer
 }
 
 // clientTable holds the answers to one client's writes that it may not have
