@@ -74,6 +74,41 @@ func TestAdoptReplaysTheJournalPastTheTable(t *testing.T) {
 	check("rebuilt")
 }
 
+// damage flips a bit of the byte of the file at path that off picks, and
+// returns the damaged file's identity.
+func damage(t *testing.T, path string, off func(data []byte) int) os.FileInfo {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[off(data)] ^= 0x10
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi
+}
+
+// awaitReplaced waits for the owner to write the file at path anew, in
+// place of the damaged one.
+func awaitReplaced(t *testing.T, path string, damaged os.FileInfo) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if now, err := os.Stat(path); err == nil && !os.SameFile(now, damaged) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the damaged %s is still in place after 10 s", filepath.Base(path))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // TestJournalDamageUnderAdoptedTable: an adopted table holds what the
 // journal's records before its position did, so a new owner trusts them
 // and checks them while it serves; damage there is found, and the journal
@@ -87,37 +122,18 @@ func TestJournalDamageUnderAdoptedTable(t *testing.T) {
 	}
 	st.Close()
 	path := filepath.Join(dir, "app.journal")
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	off := 40 // the first record; the fifth's payload gets a flipped byte
-	for range 5 {
-		off = (off + 16 + int(binary.LittleEndian.Uint32(data[off:])) + 7) &^ 7
-	}
-	data[off+18] ^= 0x10
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	damaged, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	damaged := damage(t, path, func(data []byte) int {
+		off := 40 // the first record; the fifth's payload gets a flipped byte
+		for range 5 {
+			off = (off + 16 + int(binary.LittleEndian.Uint32(data[off:])) + 7) &^ 7
+		}
+		return off + 18
+	})
 	st = openIn(t, dir)
 	if n, err := st.Counter("c").Load(ctx); n != 300 || err != nil {
 		t.Fatalf("c = %d, %v; want 300 from the table", n, err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if now, err := os.Stat(path); err == nil && !os.SameFile(now, damaged) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the damaged journal is still in place after 10 s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	awaitReplaced(t, path, damaged)
 	st.Counter("c").Add(ctx, 1)
 	st.Close()
 	os.Remove(filepath.Join(dir, "app.table"))
@@ -141,33 +157,12 @@ func TestSnapshotDamageUnderAdoptedTable(t *testing.T) {
 	}
 	st.Close()
 	path := filepath.Join(dir, "app.snapshot")
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data[len(data)/2] ^= 1
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	damaged, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-
+	damaged := damage(t, path, func(data []byte) int { return len(data) / 2 })
 	st = openIn(t, dir)
 	if n, err := NewMap[[]byte](st, "big").Len(ctx); n != 20 || err != nil {
 		t.Fatalf("Len = %d, %v; want 20 from the table", n, err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if now, err := os.Stat(path); err == nil && !os.SameFile(now, damaged) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the damaged snapshot is still in place after 10 s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	awaitReplaced(t, path, damaged)
 	st.Close()
 	os.Remove(filepath.Join(dir, "app.table"))
 	st = openIn(t, dir)
