@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/sharedstate/sharedstate/internal/sorted"
 	"github.com/sharedstate/sharedstate/internal/statedir"
 	"github.com/sharedstate/sharedstate/internal/table"
 	"github.com/sharedstate/sharedstate/transport"
@@ -99,6 +100,20 @@ func (s *Store) names() {
 	s.namesKnown = true
 }
 
+// nameAdded and nameDropped keep set, the names of one kind, up to date
+// once they are known (names).
+func (s *Store) nameAdded(set *sorted.Set, name string) {
+	if s.namesKnown {
+		set.Insert(name)
+	}
+}
+
+func (s *Store) nameDropped(set *sorted.Set, name string) {
+	if s.namesKnown {
+		set.Delete(name)
+	}
+}
+
 // entry is an entry of a map as the store reads it. Its value is the
 // table's bytes, valid while the store is locked: copy it to keep it.
 type entry struct {
@@ -153,9 +168,7 @@ func (s *Store) setCounter(name string, v int64) {
 		tx.SetWord(e, 0, uint64(v))
 		return
 	}
-	if s.namesKnown {
-		s.counterNames.Insert(name)
-	}
+	s.nameAdded(&s.counterNames, name)
 	s.counterAt[name], _, _ = tx.Put(table.Root, counterKeyPrefix+name, binary.NativeEndian.AppendUint64(nil, uint64(v)), 0, 0)
 }
 
@@ -164,9 +177,7 @@ func (s *Store) deleteCounter(name string) bool {
 	if !s.txn().Delete(table.Root, counterKeyPrefix+name) {
 		return false
 	}
-	if s.namesKnown {
-		s.counterNames.Delete(name)
-	}
+	s.nameDropped(&s.counterNames, name)
 	delete(s.counterAt, name)
 	return true
 }
@@ -192,9 +203,7 @@ func (s *Store) dropMap(name string) {
 		s.markExpiring(name, false)
 	}
 	s.txn().DeleteSpace(mapKeyPrefix + name)
-	if s.namesKnown {
-		s.mapNames.Delete(name)
-	}
+	s.nameDropped(&s.mapNames, name)
 	delete(s.mapAt, name)
 }
 
@@ -202,8 +211,9 @@ func (s *Store) dropMap(name string) {
 // counts its entries with a deadline.
 const expiringWord = 0
 
-// countExpiring adds n to the entries of the map in e that have a deadline.
-// The kept names of the maps that have entries with a deadline follow.
+// countExpiring adds n to the entries of the map in e that have a deadline,
+// and marks the map as having some, or none (markExpiring), when the count
+// leaves or reaches 0.
 func (s *Store) countExpiring(mapName string, e table.Entry, n int64) {
 	tx, at := s.txn(), table.SpaceWords+expiringWord
 	was := tx.Word(e, at)
@@ -240,9 +250,7 @@ func (s *Store) put(mapName, key string, e entry) {
 	me, ok := s.mapEntry(mapName)
 	if !ok {
 		me = tx.NewSpace(mapKeyPrefix+mapName, expiringWord+1)
-		if s.namesKnown {
-			s.mapNames.Insert(mapName)
-		}
+		s.nameAdded(&s.mapNames, mapName)
 		s.mapAt[mapName] = me
 	}
 	_, old, existed := tx.Put(me.Space(), key, e.value, e.version, e.expiry)

@@ -45,7 +45,7 @@ type Store struct {
 	keptAt, metaAt table.Entry
 	metaKept       [metaWords]uint64 // metaAt's words, as committed
 	keepBuf        []byte
-	keyBuf         []byte // answerKey's
+	keyBuf         []byte // key's (kept.go)
 	tx             *table.Tx
 	// settled is the journal's position up to which the table holds every
 	// record's effects: what a transaction cut short of its operation's end
