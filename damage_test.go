@@ -272,6 +272,7 @@ func TestMismatchedFilesAreRefused(t *testing.T) {
 	for i := range 20 {
 		m.Store(ctx, fmt.Sprint(i), make([]byte, 32<<10)) // past the first compaction
 	}
+	sharedstate.AwaitCompacted(t, dir)
 	for range 10 {
 		st.Counter("c").Add(ctx, 1)
 	}

@@ -9,3 +9,7 @@ import "time"
 func WithClockShift(shift time.Duration) Option {
 	return func(c *config) { c.clock = func() time.Time { return time.Now().Add(shift) } }
 }
+
+// AwaitCompacted is awaitCompacted, for the tests of package
+// sharedstate_test.
+var AwaitCompacted = awaitCompacted

@@ -68,7 +68,7 @@ func (m *manager) guard() {
 		}
 	}
 	if m.store.GuardFiles() || m.store.CheckSnapshot() {
-		log.Warn("sharedstate: the state's journal or snapshot was deleted, replaced or damaged; wrote both again from the owner", "state", st.name)
+		log.Warn("sharedstate: the state's journal or snapshot was deleted, replaced or damaged; writing both again from the owner", "state", st.name)
 	}
 	for _, name := range []string{"", st.lockName(), st.sockName(), m.store.JournalName(), m.store.SnapshotName(), m.store.TableName()} {
 		st.dir.Touch(name, touchAge) // a file missing now is restored at the next check

@@ -5,6 +5,7 @@ package sharedstate
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -138,6 +139,26 @@ func TestMemoryDurabilityKeepsOnlyLocks(t *testing.T) {
 	}
 }
 
+// awaitCompacted waits until the journal of the state "app" in dir
+// continues a snapshot: a compaction that began has replaced the journal
+// (it writes the snapshot first, in the background, and the state's files
+// are a readable pair in between, the old journal's records intact).
+func awaitCompacted(t *testing.T, dir string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		j, _ := os.ReadFile(filepath.Join(dir, "app.journal"))
+		s, _ := os.ReadFile(filepath.Join(dir, "app.snapshot"))
+		if len(j) >= 40 && len(s) >= 40 && binary.LittleEndian.Uint64(j[8:]) > 0 && bytes.Equal(j[24:32], s[16:24]) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no compaction replaced the journal within 10 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func TestCompaction(t *testing.T) {
 	dir := t.TempDir()
 	st := openIn(t, dir)
@@ -151,6 +172,7 @@ func TestCompaction(t *testing.T) {
 		}
 	}
 	st.Counter("c").Add(ctx, 5)
+	awaitCompacted(t, dir)
 	st.Close()
 	journal, _ := os.Stat(filepath.Join(dir, "app.journal"))
 	snap, err := os.Stat(filepath.Join(dir, "app.snapshot"))

@@ -184,3 +184,17 @@ func Records(data []byte, off, end int) iter.Seq2[[]byte, int] {
 		}
 	}
 }
+
+// recordsFrom returns Records of data from off to end, if off is where one
+// of the records from HeaderSize begins: a snapshot's End, which a damaged
+// or a mismatched pair of files may put anywhere.
+func recordsFrom(data []byte, off, end int) (iter.Seq2[[]byte, int], error) {
+	at := HeaderSize
+	for at < off && at < end {
+		at = align(at + recordHeader + int(uint32(binary.LittleEndian.Uint64(data[at:]))))
+	}
+	if at != off {
+		return nil, fmt.Errorf("no record begins at offset %d", off)
+	}
+	return Records(data, off, end), nil
+}

@@ -84,13 +84,9 @@ func Create(dir *statedir.Dir, name string, gen, link uint64, sync bool) (*Journ
 }
 
 // Next is a journal made ready to replace another: its header written and
-// its space reserved, but not yet in place.
-type Next struct {
-	f    *os.File
-	data []byte
-	hdr  Header
-	id   statedir.FileID
-}
+// its space reserved, but not yet in place. Records copied into it
+// (CopyTo) come with it.
+type Next struct{ j Journal }
 
 // Prepare makes ready the journal that will replace j, of generation gen,
 // continuing the snapshot whose salt is link. A full disk fails here,
@@ -117,31 +113,45 @@ func (j *Journal) Prepare(gen, link uint64) (*Next, error) {
 		j.dir.Discard(f, j.name)
 		return nil, err
 	}
-	return &Next{f: f, data: data, hdr: h, id: id}, nil
+	return &Next{Journal{dir: j.dir, name: j.name, f: f, data: data, off: HeaderSize, hdr: h, seed: seedOf(h.Salt), id: id}}, nil
 }
 
 // Discard gives up a journal from Prepare.
 func (j *Journal) Discard(n *Next) {
-	filemap.Unmap(n.data)
-	j.dir.Discard(n.f, j.name)
+	filemap.Unmap(n.j.data)
+	j.dir.Discard(n.j.f, j.name)
+}
+
+// CopyTo appends to n the records of j from off, a record's start, for
+// about budget bytes, and returns where the records it has not copied
+// begin: the records appended while the snapshot that n continues was
+// written, which it does not hold. Each is sealed anew for n (see
+// recordSum).
+func (j *Journal) CopyTo(n *Next, off, budget int) (int, error) {
+	for payload, next := range Records(j.data, off, min(j.off, off+budget)) {
+		if err := n.j.Append(payload); err != nil {
+			return off, err
+		}
+		off = next
+	}
+	return off, nil
 }
 
 // Switch puts n, from Prepare, in place of j's file, and appends to it from
 // then on. It is called once the snapshot n continues holds everything j
-// had.
+// had, but the records copied into n.
 func (j *Journal) Switch(n *Next) error {
-	if err := j.dir.Commit(n.f, j.name, j.sync); err != nil {
+	if err := j.dir.Commit(n.j.f, j.name, j.sync); err != nil {
 		j.Discard(n)
 		return err
 	}
 	// Swap files under syncMu: the syncer reads the descriptor there.
 	j.syncMu.Lock()
 	old, oldData := j.f, j.data
-	j.f, j.data, j.hdr, j.id = n.f, n.data, n.hdr, n.id
-	j.seed = seedOf(n.hdr.Salt)
-	j.off, j.released = HeaderSize, 0
+	j.f, j.data, j.hdr, j.id, j.seed = n.j.f, n.j.data, n.j.hdr, n.j.id, n.j.seed
+	j.off, j.released = n.j.off, 0
 	j.written, j.synced = j.off, j.off
-	// What they waited for is in the snapshot now, synced before this.
+	// What they waited for is in the snapshot, or in n, synced before this.
 	ready := j.waiters
 	j.waiters = nil
 	j.syncMu.Unlock()
@@ -276,8 +286,11 @@ type Contents struct {
 	err    error
 }
 
-// Records returns the checked records.
-func (c *Contents) Records() iter.Seq2[[]byte, int] { return Records(c.Data, HeaderSize, c.End) }
+// RecordsFrom returns the checked records from off, which must be where one
+// begins (see recordsFrom).
+func (c *Contents) RecordsFrom(off int) (iter.Seq2[[]byte, int], error) {
+	return recordsFrom(c.Data, off, c.End)
+}
 
 // Read reads the journal name without changing it. A damaged header is an
 // error; damaged records are reported in the Contents' Damage.
@@ -318,6 +331,12 @@ func (j *Journal) Header() Header { return j.hdr }
 // Records returns the journal's records from off, a record's start, with
 // the offsets where the next ones begin; valid until the next append.
 func (j *Journal) Records(off int) iter.Seq2[[]byte, int] { return Records(j.data, off, j.off) }
+
+// RecordsFrom is Records for an offset not known to be a record's start:
+// one that is not is an error.
+func (j *Journal) RecordsFrom(off int) (iter.Seq2[[]byte, int], error) {
+	return recordsFrom(j.data, off, j.off)
+}
 
 // Size is the journal's length in bytes: its header and records.
 func (j *Journal) Size() int { return j.off }
@@ -419,17 +438,6 @@ func (j *Journal) Append(payload []byte) error {
 func (j *Journal) Release() {
 	filemap.Release(j.data[j.released:j.off])
 	j.released = j.off &^ (os.Getpagesize() - 1)
-}
-
-// Restart replaces the journal with an empty one of generation gen,
-// continuing the snapshot whose salt is link, once that snapshot holds
-// everything the journal had.
-func (j *Journal) Restart(gen, link uint64) error {
-	next, err := j.Prepare(gen, link)
-	if err != nil {
-		return err
-	}
-	return j.Switch(next)
 }
 
 // StartSyncer starts the group commit goroutine of a journal opened with

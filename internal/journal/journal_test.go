@@ -119,7 +119,11 @@ func TestJournalPrepareSwitch(t *testing.T) {
 		t.Fatalf("after Switch: %+v, %v", c, err)
 	}
 	var got []string
-	for r := range c.Records() {
+	records, err := c.RecordsFrom(HeaderSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r := range records {
 		got = append(got, string(r))
 	}
 	if !slices.Equal(got, []string{"new"}) {
@@ -133,10 +137,11 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	d := openDir(t)
 	h := Header{Gen: 2, Salt: NewSalt(), Link: 5, End: 100}
 	want := payloads(100, 0)
-	size, _, err := WriteSnapshot(d, "s", h, false, func(w *SnapshotWriter) {
+	size, _, err := WriteSnapshot(d, "s", h, false, func(w *SnapshotWriter) error {
 		for _, p := range want {
 			w.Record(p)
 		}
+		return nil
 	})
 	if err != nil {
 		t.Fatal(err)

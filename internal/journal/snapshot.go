@@ -30,15 +30,18 @@ func (w *SnapshotWriter) Record(payload []byte) {
 }
 
 // WriteSnapshot writes a snapshot as name, in place of the previous one at
-// once (see statedir.Dir.Replace), with the records that fill writes. h
+// once (see statedir.Dir.Replace), with the records that fill writes; an
+// error from fill leaves the previous one in place. h
 // gives its generation and salt, and which journal it replaces (Link and
 // End). It returns the snapshot's size and the identity of its file.
-func WriteSnapshot(dir *statedir.Dir, name string, h Header, sync bool, fill func(*SnapshotWriter)) (int, statedir.FileID, error) {
+func WriteSnapshot(dir *statedir.Dir, name string, h Header, sync bool, fill func(*SnapshotWriter) error) (int, statedir.FileID, error) {
 	size := 0
 	f, err := dir.Replace(name, sync, func(f *os.File) error {
 		w := &SnapshotWriter{w: bufio.NewWriterSize(f, 256<<10), seed: seedOf(h.Salt), off: HeaderSize}
 		_, w.err = w.w.Write(appendHeader(nil, snapshotMagic, h))
-		fill(w)
+		if err := fill(w); err != nil {
+			return err
+		}
 		if w.err == nil {
 			w.err = w.w.Flush()
 		}

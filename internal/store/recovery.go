@@ -148,9 +148,9 @@ func (s *Store) adopt() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	if replay, err := p.follows(snap, haveSnap, j.Header(), j.Size()); err != nil || !replay {
+	if from, err := p.follows(snap, haveSnap, j.Header(), j.Size()); err != nil || from > int(at.Offset) {
 		j.Close()
-		return 0, fmt.Errorf("the journal does not continue the snapshot: %v", err)
+		return 0, fmt.Errorf("the journal does not continue the snapshot, or the table precedes the snapshot: %v", err)
 	}
 	s.settled, s.settledKept = at, at
 	replayed, err := s.replay(j.Records(int(at.Offset)), at.Journal)
@@ -245,16 +245,9 @@ func (s *Store) recover() (int, error) {
 		return 0, damaged(err, p.name)
 	}
 	replayed := 0
-	replay, err := p.follows(snap, haveSnap, j.Header(), j.Size())
-	switch {
-	case err != nil:
-	case replay:
-		if replayed, err = s.replay(j.Records(journal.HeaderSize), j.Header().Salt); err != nil {
-			err = fmt.Errorf("%w: journal %s: %w", ErrDamaged, j.Path(), err)
-		}
-	default: // replaced by the snapshot already
-		torn = false
-		err = j.Restart(snap.Gen, snap.Salt)
+	from, err := p.follows(snap, haveSnap, j.Header(), j.Size())
+	if err == nil {
+		replayed, err = s.replayFrom(j.Path(), j.Header().Salt, from, j.RecordsFrom)
 	}
 	if err != nil {
 		j.Close()
@@ -267,22 +260,24 @@ func (s *Store) recover() (int, error) {
 	return replayed, nil
 }
 
-// follows reports whether a journal with header j, whose records end at
-// end, is to be replayed on the snapshot with header snap (the zero header
-// if there is none), or is one the snapshot already replaces: compaction
-// writes the snapshot, then replaces the journal, and may have been cut
-// short between the two. Any other pair means a file was replaced or lost.
-func (p *persistence) follows(snap journal.Header, haveSnap bool, j journal.Header, end int) (replay bool, err error) {
+// follows returns where the records of a journal with header j, whose
+// records end at end, are to be replayed from on the snapshot with header
+// snap (the zero header if there is none): all of them for the journal on
+// the snapshot, and for the journal the snapshot replaces, those from the
+// snapshot's End on, appended while it was written (a compaction writes
+// the snapshot, then replaces the journal, and may have been cut short
+// between the two). Any other pair means a file was replaced or lost.
+func (p *persistence) follows(snap journal.Header, haveSnap bool, j journal.Header, end int) (from int, err error) {
 	switch {
 	case j.Gen == snap.Gen && j.Link == snap.Salt:
-		return true, nil
-	case haveSnap && j.Gen+1 == snap.Gen && j.Salt == snap.Link && uint64(end) == snap.End:
-		return false, nil
+		return journal.HeaderSize, nil
+	case haveSnap && j.Gen+1 == snap.Gen && j.Salt == snap.Link && snap.End <= uint64(end):
+		return int(snap.End), nil
 	case !haveSnap:
-		return false, fmt.Errorf("%w: journal %s continues a snapshot of generation %d, and there is no snapshot %s",
+		return 0, fmt.Errorf("%w: journal %s continues a snapshot of generation %d, and there is no snapshot %s",
 			ErrDamaged, p.dir.Join(p.journalName()), j.Gen, p.dir.Join(p.snapshotName()))
 	}
-	return false, fmt.Errorf("%w: journal %s (generation %d) does not continue snapshot %s (generation %d): one of them was replaced",
+	return 0, fmt.Errorf("%w: journal %s (generation %d) does not continue snapshot %s (generation %d): one of them was replaced",
 		ErrDamaged, p.dir.Join(p.journalName()), j.Gen, p.dir.Join(p.snapshotName()), snap.Gen)
 }
 
@@ -332,6 +327,8 @@ func (s *Store) WhenDurable(fn func()) {
 func (s *Store) Close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.closing = true
+	s.stopCompaction()
 	owned := s.log != nil
 	if owned {
 		s.log.Close()
@@ -384,11 +381,9 @@ func (s *Store) read(dir *statedir.Dir, name string) error {
 	if err != nil {
 		return damaged(err, name)
 	}
-	replay, err := s.persist.follows(snap, haveSnap, c.Header, c.End)
-	if err == nil && replay {
-		if _, err = s.replay(c.Records(), c.Salt); err != nil {
-			err = fmt.Errorf("%w: journal %s: %w", ErrDamaged, dir.Join(s.persist.journalName()), err)
-		}
+	from, err := s.persist.follows(snap, haveSnap, c.Header, c.End)
+	if err == nil {
+		_, err = s.replayFrom(dir.Join(s.persist.journalName()), c.Salt, from, c.RecordsFrom)
 	}
 	if err != nil {
 		return damaged(err, name)
@@ -396,7 +391,7 @@ func (s *Store) read(dir *statedir.Dir, name string) error {
 	return nil
 }
 
-// guardFiles writes the journal and snapshot anew, with a compaction, if
+// GuardFiles writes the journal and snapshot anew, with a compaction, if
 // either is no longer the file the store wrote (deleted, or replaced), or
 // if the journal's records that adopt did not check are damaged: the table
 // holds what they did. It reports whether it did. It checks a slice of
@@ -410,6 +405,9 @@ func (s *Store) GuardFiles() bool {
 	p := &s.persist
 	s.guardTable()
 	s.log.Release()
+	if s.compacting != nil {
+		return false // it writes both files anew
+	}
 	id, err := p.dir.Stat(p.journalName())
 	ours := err == nil && id == s.log.ID()
 	if ours && p.snapshotID != (statedir.FileID{}) {
@@ -424,7 +422,6 @@ func (s *Store) GuardFiles() bool {
 		p.logger.Error("sharedstate: the journal is damaged where the table holds what it recorded; writing a snapshot from the table", "err", err)
 	}
 	s.compact()
-	s.finish()
 	return true
 }
 
@@ -452,7 +449,6 @@ func (s *Store) CheckSnapshot() bool {
 	}
 	p.logger.Error("sharedstate: the snapshot is damaged, and the table holds what it did; writing a snapshot from the table", "err", err)
 	s.compact()
-	s.finish()
 	return true
 }
 

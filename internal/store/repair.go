@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"sync/atomic"
 	"time"
 
 	"github.com/sharedstate/sharedstate/internal/journal"
@@ -41,7 +42,7 @@ func Repair(dir *statedir.Dir, name string) (problem string, records int, setAsi
 	case err != nil:
 		problem = err.Error() // its header: nothing of it can be kept
 	default:
-		replay, ferr := s.persist.follows(snap, haveSnap, c.Header, c.End)
+		from, ferr := s.persist.follows(snap, haveSnap, c.Header, c.End)
 		switch {
 		case ferr != nil:
 			problem = ferr.Error()
@@ -50,9 +51,9 @@ func Repair(dir *statedir.Dir, name string) (problem string, records int, setAsi
 		default:
 			return "", 0, nil, nil // Open would succeed
 		}
-		if ferr == nil && replay {
-			if records, err = s.replay(c.Records(), c.Salt); err != nil {
-				return "", 0, nil, fmt.Errorf("journal %s: %w", dir.Join(jname), err)
+		if ferr == nil {
+			if records, err = s.replayFrom(dir.Join(jname), c.Salt, from, c.RecordsFrom); err != nil {
+				return "", 0, nil, err
 			}
 		}
 	}
@@ -67,7 +68,11 @@ func Repair(dir *statedir.Dir, name string) (problem string, records int, setAsi
 	// empty journal on it: written and synced before the journal, so that
 	// an interrupted repair leaves a state that Repair can take up again.
 	newSnap := journal.Header{Gen: snap.Gen + 1, Salt: journal.NewSalt()}
-	_, _, err = journal.WriteSnapshot(dir, s.persist.snapshotName(), newSnap, true, s.snapshotRecords)
+	st, f := s.stateRecords(), s.tab.Freeze()
+	var never atomic.Bool
+	_, _, err = journal.WriteSnapshot(dir, s.persist.snapshotName(), newSnap, true, func(w *journal.SnapshotWriter) error {
+		return snapshotRecords(w, &st, f, &never)
+	})
 	if err == nil {
 		var j *journal.Journal
 		if j, err = journal.Create(dir, jname, newSnap.Gen, newSnap.Salt, true); err == nil {

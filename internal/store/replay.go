@@ -99,6 +99,20 @@ func (s *Store) journal(rec []byte) {
 	}
 }
 
+// replayFrom replays the records from off of the journal at path, of salt
+// salt, which records returns (its RecordsFrom).
+func (s *Store) replayFrom(path string, salt uint64, off int, records func(int) (iter.Seq2[[]byte, int], error)) (int, error) {
+	recs, err := records(off)
+	n := 0
+	if err == nil {
+		n, err = s.replay(recs, salt)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("%w: journal %s: %w", ErrDamaged, path, err)
+	}
+	return n, nil
+}
+
 // replay applies the records of the journal of salt journal to the store,
 // each in a transaction that publishes its position (see Store.settled).
 // Each request is applied as its client's, at the time it was first

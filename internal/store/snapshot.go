@@ -1,51 +1,144 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
 	"iter"
+	"runtime"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/sharedstate/sharedstate/internal/journal"
+	"github.com/sharedstate/sharedstate/internal/table"
 	"github.com/sharedstate/sharedstate/internal/wire"
 	"github.com/sharedstate/sharedstate/transport"
 )
 
-// compact writes a snapshot of the store and starts an empty journal on it;
-// s.mu is held. The new journal's space is reserved first, and the
-// snapshot is written next: a full disk fails either before anything is
-// in place, and leaves the journal as it was, to try again later.
+// A compaction writes a snapshot of the store as it was at one moment, then
+// replaces the journal with one that continues the snapshot, while
+// operations go on: they wait for it only in moments of well under a
+// millisecond. It reads the table frozen at that moment (table.Frozen), and
+// the rest of the store's state as recorded then. Once the snapshot is in
+// place, the journal's records appended since are copied, a slice at a
+// time, into the journal that replaces it, and the last slice is copied and
+// the journal replaced in one hold of the store's lock. Between the two,
+// the snapshot and the old journal, whose records from the snapshot's End
+// are what the snapshot lacks, are a pair that recovery reads as well (see
+// follows).
+type compaction struct {
+	log    *journal.Journal // the store's journal: the same object after its Switch
+	snap   journal.Header
+	state  stateRecords
+	frozen *table.Frozen // nil for a store that keeps no data in its journal
+	stop   atomic.Bool   // set by Close: give up
+	done   chan struct{} // closed when the compaction has ended
+	start  time.Time
+}
+
+// errStopped ends a compaction that Close gave up.
+var errStopped = errors.New("the store closed")
+
+// copyBudget is the bytes of journal records a compaction copies in each
+// hold of the store's lock: well under a millisecond's work.
+const copyBudget = 256 << 10
+
+// compact starts a compaction of the store as it is now, unless one runs;
+// s.mu is held. The new journal's space is reserved before anything
+// changes, and the snapshot is written first: a full disk fails either
+// before anything is in place, and leaves the journal as it was, to try
+// again later.
 func (s *Store) compact() {
-	start := time.Now()
-	j := s.log.Header()
-	snap := journal.Header{Gen: j.Gen + 1, Salt: journal.NewSalt(), Link: j.Salt, End: uint64(s.log.Size())}
-	next, err := s.log.Prepare(snap.Gen, snap.Salt)
-	size := 0
-	if err == nil {
-		size, s.persist.snapshotID, err = journal.WriteSnapshot(s.persist.dir, s.persist.snapshotName(), snap, s.persist.sync, s.snapshotRecords)
-		if err != nil {
-			s.log.Discard(next)
-		}
-	}
-	if err == nil {
-		if err = s.log.Switch(next); err != nil {
-			// The snapshot holds everything and replaces the old journal
-			// (see follows): nothing more may be appended to it.
-			s.broken = err
-			s.persist.onBroken(err)
-		}
-	}
-	// Whatever happened, wait for the journal to grow well past the live
-	// state before trying again.
-	s.persist.compactAt = s.log.Size() + max(minCompact, size)
-	if err != nil {
-		s.persist.logger.Error("sharedstate: cannot write a snapshot", "err", err)
+	if s.compacting != nil || s.closing {
 		return
 	}
-	s.persist.logger.Debug("sharedstate: wrote a snapshot", "bytes", size, "took", time.Since(start))
+	s.finish() // the table holds every record so far: the snapshot ends there
+	j := s.log.Header()
+	c := &compaction{
+		log:   s.log,
+		snap:  journal.Header{Gen: j.Gen + 1, Salt: journal.NewSalt(), Link: j.Salt, End: uint64(s.log.Size())},
+		state: s.stateRecords(),
+		done:  make(chan struct{}),
+		start: time.Now(),
+	}
+	if !s.persist.locksOnly {
+		c.frozen = s.tab.Freeze()
+	}
+	s.compacting = c
+	go s.runCompaction(c)
+}
+
+// runCompaction writes c's snapshot and switches the journal to one on it.
+func (s *Store) runCompaction(c *compaction) {
+	defer close(c.done)
+	p := &s.persist // its files' names and sync do not change
+	size, id, err := journal.WriteSnapshot(p.dir, p.snapshotName(), c.snap, p.sync, func(w *journal.SnapshotWriter) error {
+		return snapshotRecords(w, &c.state, c.frozen, &c.stop)
+	})
+	var next *journal.Next
+	if err == nil {
+		next, err = c.log.Prepare(c.snap.Gen, c.snap.Salt)
+	}
+	if s.afterSnapshot != nil {
+		s.afterSnapshot()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err == nil {
+		p.snapshotID = id // in place, whatever follows
+	}
+	for at := int(c.snap.End); err == nil; {
+		if c.stop.Load() || s.broken != nil {
+			err = errStopped
+			break
+		}
+		if at == c.log.Size() {
+			n := next
+			next = nil // Switch discards it if it fails
+			err = c.log.Switch(n)
+			break
+		}
+		if at, err = c.log.CopyTo(next, at, copyBudget); err == nil && at < c.log.Size() {
+			// Let the operations waiting for the lock have it.
+			s.mu.Unlock()
+			runtime.Gosched()
+			s.mu.Lock()
+		}
+	}
+	if next != nil {
+		c.log.Discard(next)
+	}
+	if c.frozen != nil {
+		s.tab.Thaw()
+	}
+	s.finish()
+	s.compacting = nil
+	// Whatever happened, wait for the journal to grow well past the live
+	// state before trying again.
+	p.compactAt = s.log.Size() + max(minCompact, size)
+	switch {
+	case errors.Is(err, errStopped):
+	case err != nil:
+		p.logger.Error("sharedstate: cannot write a snapshot", "err", err)
+	default:
+		p.logger.Debug("sharedstate: wrote a snapshot", "bytes", size, "took", time.Since(c.start))
+	}
+}
+
+// stopCompaction makes a compaction in progress give up, and waits for it
+// to end; s.mu is held, and released meanwhile.
+func (s *Store) stopCompaction() {
+	c := s.compacting
+	if c == nil {
+		return
+	}
+	c.stop.Store(true)
+	s.mu.Unlock()
+	<-c.done
+	s.mu.Lock()
 }
 
 // putsPerTx bounds the records one transaction of loading a snapshot
@@ -53,41 +146,95 @@ func (s *Store) compact() {
 // transaction's plan is searched at each change.
 const putsPerTx = 16
 
-// snapshotRecords writes every part of the store as records.
-func (s *Store) snapshotRecords(w *journal.SnapshotWriter) {
+// stateRecords are the snapshot's records of what the store keeps outside
+// its table: before the table's (head), and after (tail).
+type stateRecords struct{ head, tail recordList }
+
+// recordList is records kept to be written later.
+type recordList [][]byte
+
+func (l *recordList) Record(payload []byte) { *l = append(*l, bytes.Clone(payload)) }
+
+// recorder takes a snapshot's records.
+type recorder interface{ Record(payload []byte) }
+
+// stateRecords returns the records of the store's state outside its table:
+// the store's words, the locks and processes, and the saved answers; s.mu
+// is held.
+func (s *Store) stateRecords() stateRecords {
+	var st stateRecords
 	b := []byte{snapMeta}
 	b = binary.AppendUvarint(b, s.rev)
 	b = binary.AppendVarint(b, s.clock)
 	b = binary.AppendUvarint(b, s.owner)
-	w.Record(binary.AppendUvarint(b, s.terms))
-	s.snapshotLocks(w, b)
-	s.snapshotProcs(w, b)
+	st.head.Record(binary.AppendUvarint(b, s.terms))
+	s.snapshotLocks(&st.head, b)
+	s.snapshotProcs(&st.head, b)
 	if !s.persist.locksOnly {
-		s.snapshotData(w, b)
+		s.snapshotAnswers(&st.tail, b)
 	}
-	w.Record([]byte{snapEnd})
+	return st
 }
 
-// snapshotData writes the counters, the maps and the saved answers.
-func (s *Store) snapshotData(w *journal.SnapshotWriter, b []byte) {
-	s.names()
-	for name := range s.counterNames.From("", true) {
-		v, _ := s.counter(name)
-		b = wire.AppendString(append(b[:0], snapCounter), name)
-		w.Record(binary.AppendVarint(b, v))
+// snapshotRecords writes a snapshot's records: st, and between its head and
+// tail the counters and maps of f, unless it is nil. It gives up with
+// errStopped once stop is set.
+func snapshotRecords(w *journal.SnapshotWriter, st *stateRecords, f *table.Frozen, stop *atomic.Bool) error {
+	for _, r := range st.head {
+		w.Record(r)
 	}
-	for mapName := range s.mapNames.From("", true) {
-		sp, _ := s.mapSpace(mapName)
-		b = wire.AppendString(append(b[:0], snapMap), mapName)
-		w.Record(binary.AppendUvarint(b, uint64(s.txn().Len(sp))))
-		for key, e := range s.txn().InFileOrder(sp) {
-			b = wire.AppendString(append(b[:0], snapEntry), mapName)
-			b = wire.AppendBytes(b, key)
-			b = wire.AppendBytes(b, e.Value)
-			b = binary.AppendUvarint(b, e.Version)
-			w.Record(binary.AppendVarint(b, e.Deadline))
+	if f != nil {
+		if err := snapshotData(w, f, stop); err != nil {
+			return err
 		}
 	}
+	for _, r := range st.tail {
+		w.Record(r)
+	}
+	w.Record([]byte{snapEnd})
+	return nil
+}
+
+// stopEvery is how many entries a snapshot writes between looks at stop.
+const stopEvery = 4096
+
+// snapshotData writes the counters and the maps of f.
+func snapshotData(w *journal.SnapshotWriter, f *table.Frozen, stop *atomic.Bool) error {
+	var b []byte
+	n := 0
+	stopped := func() bool {
+		n++
+		return n%stopEvery == 0 && stop.Load()
+	}
+	for k, e := range f.Entries(table.Root) {
+		switch name := k[1:]; string(k[:1]) {
+		case counterKeyPrefix:
+			b = wire.AppendString(append(b[:0], snapCounter), string(name))
+			w.Record(binary.AppendVarint(b, int64(binary.NativeEndian.Uint64(e.Value))))
+		case mapKeyPrefix:
+			mapName, sp := string(name), e.Space()
+			b = wire.AppendString(append(b[:0], snapMap), mapName)
+			w.Record(binary.AppendUvarint(b, uint64(f.Len(sp))))
+			for key, e := range f.Entries(sp) {
+				if stopped() {
+					return errStopped
+				}
+				b = wire.AppendString(append(b[:0], snapEntry), mapName)
+				b = wire.AppendBytes(b, key)
+				b = wire.AppendBytes(b, e.Value)
+				b = binary.AppendUvarint(b, e.Version)
+				w.Record(binary.AppendVarint(b, e.Deadline))
+			}
+		}
+		if stopped() {
+			return errStopped
+		}
+	}
+	return nil
+}
+
+// snapshotAnswers records the saved answers.
+func (s *Store) snapshotAnswers(r recorder, b []byte) {
 	for id, t := range s.clients {
 		if len(t.results) == 0 {
 			continue // nothing to answer again: the client may be long gone
@@ -98,21 +245,21 @@ func (s *Store) snapshotData(w *journal.SnapshotWriter, b []byte) {
 		for _, resp := range t.results {
 			b = (*wire.Response)(&resp).AppendFrame(b)
 		}
-		w.Record(b)
+		r.Record(b)
 	}
 }
 
-// snapshotProcs writes the processes of the clients that hold locks or
+// snapshotProcs records the processes of the clients that hold locks or
 // have answers saved.
-func (s *Store) snapshotProcs(w *journal.SnapshotWriter, b []byte) {
+func (s *Store) snapshotProcs(r recorder, b []byte) {
 	for id, p := range s.procs {
 		b = binary.AppendUvarint(append(b[:0], snapProc), id)
-		w.Record(p.append(b))
+		r.Record(p.append(b))
 	}
 }
 
-// snapshotLocks writes the locks ever taken.
-func (s *Store) snapshotLocks(w *journal.SnapshotWriter, b []byte) {
+// snapshotLocks records the locks ever taken.
+func (s *Store) snapshotLocks(r recorder, b []byte) {
 	for name := range s.lockNames.From("", true) {
 		l := s.locks[name]
 		if l.holder == 0 && l.token == 0 {
@@ -122,7 +269,7 @@ func (s *Store) snapshotLocks(w *journal.SnapshotWriter, b []byte) {
 		b = binary.AppendUvarint(b, l.holder)
 		b = binary.AppendUvarint(b, l.holderReq)
 		b = binary.AppendUvarint(b, l.token)
-		w.Record(binary.AppendVarint(b, l.since))
+		r.Record(binary.AppendVarint(b, l.since))
 	}
 }
 

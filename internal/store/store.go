@@ -107,9 +107,16 @@ type Store struct {
 	// snapshotUnchecked: adopt read the snapshot's header alone
 	// (CheckSnapshot).
 	snapshotUnchecked bool
-	adopted           bool   // Recover adopted the table
-	broken            error  // a journal write failed: serve nothing more
-	scratch           []byte // record buffer
+	// compacting is the compaction in progress, if any (snapshot.go).
+	compacting *compaction
+	// afterSnapshot, set by tests, is called once a compaction's snapshot
+	// is in place, before the journal is replaced.
+	afterSnapshot func()
+	// closing: Close has begun, and no compaction starts.
+	closing bool
+	adopted bool   // Recover adopted the table
+	broken  error  // a journal write failed: serve nothing more
+	scratch []byte // record buffer
 }
 
 // clientTable holds the answers to one client's writes that it may not have

@@ -37,6 +37,10 @@ func (tx *Tx) free(off, size uint64) {
 	tx.frees = append(tx.frees, freed{off, classOf(size)})
 }
 
+// thawBatch is how many of the blocks a Thaw freed one commit frees: a
+// million at once would hold up an operation for milliseconds.
+const thawBatch = 4096
+
 // freed is a block a transaction frees, and its class.
 type freed struct {
 	off   uint64
@@ -46,8 +50,15 @@ type freed struct {
 // pushFrees pushes the blocks the transaction frees on their stacks, before
 // it commits: the stacks' arrays past their lengths are free space too.
 func (tx *Tx) pushFrees() {
+	frees := tx.frees
+	if f := tx.t.frozen; f != nil {
+		tx.held, frees = f.hold(frees)
+	} else if p := tx.t.pending; len(p) > 0 {
+		tx.thawed = min(len(p), thawBatch)
+		frees = append(frees[:len(frees):len(frees)], p[:tx.thawed]...)
+	}
 	m := tx.t.m
-	for _, f := range tx.frees {
+	for _, f := range frees {
 		st := stack(f.class)
 		arr, n, capacity := tx.word(st), tx.word(st+8), tx.word(st+16)
 		if n == capacity {

@@ -92,7 +92,7 @@ func (tx *Tx) Get(sp Space, key string) (Entry, bool) {
 }
 
 // readEntry returns the entry at off as the transaction has it: with the
-// words it set in place (SetWord, SetVersion).
+// words it set in place (SetWord).
 func (tx *Tx) readEntry(off uint64) Entry {
 	e := readEntry(tx.t.m, off)
 	e.Version = tx.word(off + eVersion)
@@ -147,9 +147,6 @@ func (tx *Tx) SetWord(e Entry, i int, v uint64) { tx.set(e.val+uint64(i)*8, v) }
 
 // Word returns word i of e's value, as the transaction has it.
 func (tx *Tx) Word(e Entry, i int) uint64 { return tx.word(e.val + uint64(i)*8) }
-
-// SetVersion sets e's version in place.
-func (tx *Tx) SetVersion(e Entry, v uint64) { tx.set(e.off+eVersion, v) }
 
 // SpaceWords is the words of a namespace, at the start of the value that
 // holds it.
@@ -283,28 +280,6 @@ func nextPow2(n uint64) uint64 {
 		p <<= 1
 	}
 	return p
-}
-
-// InFileOrder yields the entries of sp as All does, in the order their
-// blocks lie in the table: reading a large namespace in its slots' order
-// misses the cache at nearly every entry, in the blocks' order it does not.
-func (tx *Tx) InFileOrder(sp Space) iter.Seq2[[]byte, Entry] {
-	return func(yield func([]byte, Entry) bool) {
-		m := tx.t.m
-		slots, index := tx.word(uint64(sp)+nsSlots), tx.word(uint64(sp)+nsIndex)
-		offs := make([]uint64, 0, tx.word(uint64(sp)+nsUsed))
-		for i := range slots {
-			if s := tx.word(index + i*8); s != slotEmpty && s != slotTomb {
-				offs = append(offs, slotOff(s))
-			}
-		}
-		sortOffsets(offs)
-		for _, off := range offs {
-			if !yield(entryKey(m, off), tx.readEntry(off)) {
-				return
-			}
-		}
-	}
 }
 
 // sortOffsets sorts block offsets, least significant 11 bits first (a radix

@@ -25,6 +25,11 @@ type Table struct {
 	// grow makes the first size bytes of m usable: the file's length.
 	grow func(size uint64) error
 	tx   Tx
+	// frozen, if not nil, is the table as it was at a Freeze, which the
+	// commits keep until Thaw.
+	frozen *Frozen
+	// pending are the blocks a Thaw freed that no commit has yet.
+	pending []freed
 }
 
 // growStep is the least the file grows by, and its first size beyond the

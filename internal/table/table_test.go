@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"maps"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -325,48 +324,14 @@ func TestReadsInATransaction(t *testing.T) {
 	commit(t, tx)
 	tx = tb.Begin()
 	tx.SetWord(ctr, 0, 5)
-	tx.SetVersion(ctr, 2)
-	if e, _ := tx.Get(Root, "c"); binary.NativeEndian.Uint64(e.Value) != 5 || e.Version != 2 {
-		t.Fatalf("in the transaction: %v, version %d", e.Value, e.Version)
+	if e, _ := tx.Get(Root, "c"); binary.NativeEndian.Uint64(e.Value) != 5 {
+		t.Fatalf("in the transaction: %v", e.Value)
 	}
 	if r, _ := v.Get("", "c", nil); binary.NativeEndian.Uint64(r.Value) != 0 || r.Version != 1 {
 		t.Fatalf("before the commit, a reader sees %v, version %d", r.Value, r.Version)
 	}
 	commit(t, tx)
-	if r, _ := v.Get("", "c", nil); binary.NativeEndian.Uint64(r.Value) != 5 || r.Version != 2 {
-		t.Fatalf("after the commit, a reader sees %v, version %d", r.Value, r.Version)
-	}
-}
-
-// TestInFileOrder: InFileOrder yields what All does, each once, in the
-// order of the blocks.
-func TestInFileOrder(t *testing.T) {
-	tb, _, _ := newTestTable(t, 64<<20)
-	tx := tb.Begin()
-	e := tx.NewSpace("m", 0)
-	commit(t, tx)
-	for i := range 2000 {
-		tx = tb.Begin()
-		tx.Put(e.Space(), fmt.Sprint("k", i%1500), []byte(fmt.Sprint(i)), uint64(i), 0)
-		if i%7 == 0 {
-			tx.Delete(e.Space(), fmt.Sprint("k", i/3))
-		}
-		commit(t, tx)
-	}
-	tx = tb.Begin()
-	want := map[string]string{}
-	for k, e := range tx.All(e.Space()) {
-		want[string(k)] = string(e.Value)
-	}
-	got, last := map[string]string{}, uint64(0)
-	for k, e := range tx.InFileOrder(e.Space()) {
-		if e.off <= last {
-			t.Fatalf("block %d after %d", e.off, last)
-		}
-		last = e.off
-		got[string(k)] = string(e.Value)
-	}
-	if !maps.Equal(got, want) {
-		t.Fatalf("InFileOrder yields %d entries unlike All's %d", len(got), len(want))
+	if r, _ := v.Get("", "c", nil); binary.NativeEndian.Uint64(r.Value) != 5 {
+		t.Fatalf("after the commit, a reader sees %v", r.Value)
 	}
 }

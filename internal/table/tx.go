@@ -13,7 +13,10 @@ type Tx struct {
 	t     *Table
 	plan  []pair
 	frees []freed
-	err   error // the first failure; Commit publishes nothing then
+	held  []freed // of frees, those a Frozen holds
+	// thawed is how many of the table's pending blocks it frees too.
+	thawed int
+	err    error // the first failure; Commit publishes nothing then
 }
 
 // pair is one store of a plan: the word at off becomes val.
@@ -26,7 +29,7 @@ var errPlanFull = errors.New("table: a transaction changes too many words")
 // Begin starts a transaction.
 func (t *Table) Begin() *Tx {
 	tx := &t.tx
-	tx.t, tx.plan, tx.frees, tx.err = t, tx.plan[:0], tx.frees[:0], nil
+	tx.t, tx.plan, tx.frees, tx.held, tx.thawed, tx.err = t, tx.plan[:0], tx.frees[:0], nil, 0, nil
 	return tx
 }
 
@@ -84,10 +87,21 @@ func (tx *Tx) Commit() error {
 	if err := tx.prepare(); err != nil {
 		return err
 	}
+	if f := tx.t.frozen; f != nil {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.keep(tx.plan, tx.held)
+	}
 	seq := atomicWord(tx.t.m, hSeq)
 	seq.Add(1) // odd: readers wait, and a new owner applies the intent again
 	tx.apply(len(tx.plan))
 	seq.Add(1)
+	if tx.thawed > 0 {
+		tx.t.pending = tx.t.pending[tx.thawed:]
+		if len(tx.t.pending) == 0 {
+			tx.t.pending = nil
+		}
+	}
 	return nil
 }
 
