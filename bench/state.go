@@ -35,7 +35,8 @@ type stateTarget struct {
 	hot  *sharedstate.Map[int64]
 	keys []string // opMap's keys, named once rather than per op
 
-	client io.Closer // the Redis engine's client, closed after st
+	client io.Closer    // the Redis engine's client, closed after st
+	snaps  *snapshotLog // the embedded engine's snapshots
 }
 
 func openState(ctx context.Context, j job) (*stateTarget, error) {
@@ -45,13 +46,59 @@ func openState(ctx context.Context, j job) (*stateTarget, error) {
 	}
 	// Role changes are logged at Info and Warn; takeovers are the point of
 	// one workload, so only errors are worth a line.
-	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	snaps := &snapshotLog{Handler: slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})}
 	st, err := sharedstate.Open(ctx, stateName,
-		sharedstate.WithDir(j.Dir), sharedstate.WithDurability(d), sharedstate.WithLogger(quiet))
+		sharedstate.WithDir(j.Dir), sharedstate.WithDurability(d), sharedstate.WithLogger(slog.New(snaps)))
 	if err != nil {
 		return nil, err
 	}
-	return newStateTarget(ctx, j, st)
+	t, err := newStateTarget(ctx, j, st)
+	if err == nil {
+		t.snaps = snaps
+	}
+	return t, err
+}
+
+// snapshotLog keeps what the owner logs (at Debug) of each snapshot it
+// writes: how long it took, and the longest it held up operations. Other
+// records go to its Handler.
+type snapshotLog struct {
+	slog.Handler
+	mu     sync.Mutex
+	paused []int64 // ns
+	took   []int64
+}
+
+func (h *snapshotLog) Enabled(ctx context.Context, l slog.Level) bool {
+	return l == slog.LevelDebug || h.Handler.Enabled(ctx, l)
+}
+
+func (h *snapshotLog) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message != "sharedstate: wrote a snapshot" {
+		if !h.Handler.Enabled(ctx, r.Level) {
+			return nil
+		}
+		return h.Handler.Handle(ctx, r)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r.Attrs(func(a slog.Attr) bool {
+		switch a.Key {
+		case "paused":
+			h.paused = append(h.paused, int64(a.Value.Duration()))
+		case "took":
+			h.took = append(h.took, int64(a.Value.Duration()))
+		}
+		return true
+	})
+	return nil
+}
+
+// report returns the snapshots logged so far.
+func (h *snapshotLog) report() report {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return report{Paused: append([]int64(nil), h.paused...), Took: append([]int64(nil), h.took...)}
 }
 
 // openRedisState opens the state on the Redis engine, through a go-redis

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"syscall"
 	"time"
 )
@@ -164,5 +165,60 @@ func (b *bench) takeovers(ctx context.Context, s *section) error {
 	p50, p99 := percentiles(samples)
 	s.add(fmt.Sprintf("%d keys, the owner closes (a rolling restart): the longest op of a survivor, p50", b.cfg.bigKeys), p50, "ms")
 	s.add(fmt.Sprintf("%d keys, the owner closes: the longest op of a survivor, p99", b.cfg.bigKeys), p99, "ms").valueAtMost(20)
+
+	const snapshots = 3
+	b.progress("workload 6: %d snapshots under load with %d keys", snapshots, b.cfg.bigKeys)
+	paused, took, err := b.snapshotsUnderLoad(ctx, b.cfg.bigKeys, snapshots)
+	if err != nil {
+		return fmt.Errorf("snapshots: %w", err)
+	}
+	s.add(fmt.Sprintf("%d keys, a snapshot written under load: the longest it held up operations, max", b.cfg.bigKeys), slices.Max(paused), "ms").valueAtMost(1)
+	p50, _ = percentiles(took)
+	s.add(fmt.Sprintf("%d keys, a snapshot written under load: its time to write, p50", b.cfg.bigKeys), p50, "ms")
+	s.note("snapshots: %d, with the preload's (the owner's Debug log: its longest hold of the store's lock, or of the frozen table's)", len(paused))
 	return nil
+}
+
+// snapshotsUnderLoad has every worker adding with keys entries in the state
+// until the owner has written n snapshots, and returns, of each, the
+// longest it held up operations and the time it took to write, in ms.
+func (b *bench) snapshotsUnderLoad(ctx context.Context, keys, n int) (paused, took []float64, err error) {
+	dir, err := b.fresh("state")
+	if err != nil {
+		return nil, nil, err
+	}
+	defer os.RemoveAll(dir)
+	j := job{Target: targetState, Op: opAdd, G: takeoverG, Dir: dir, Preload: keys, ValueSize: 8}
+	var ws []*worker
+	defer func() { stopAll(ws) }()
+	for range b.cfg.procs {
+		w, err := b.spawn(ctx, j)
+		if err != nil {
+			return nil, nil, err
+		}
+		ws = append(ws, w)
+		if _, err := w.call(ctx, command{Cmd: "load"}, 10*time.Second); err != nil {
+			return nil, nil, err
+		}
+	}
+	if !ws[0].ready.Owner {
+		return nil, nil, errors.New("the first worker is not the owner")
+	}
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(500 * time.Millisecond) {
+		r, err := ws[0].call(ctx, command{Cmd: "snapshots"}, 10*time.Second)
+		switch {
+		case err != nil:
+			return nil, nil, err
+		case r.Err != "":
+			return nil, nil, errors.New(r.Err)
+		case len(r.Paused) >= n:
+			for i := range r.Paused {
+				paused = append(paused, float64(r.Paused[i])/1e6)
+				took = append(took, float64(r.Took[i])/1e6)
+			}
+			return paused, took, nil
+		case time.Now().After(deadline):
+			return nil, nil, fmt.Errorf("%d snapshots in 2 minutes, not %d", len(r.Paused), n)
+		}
+	}
 }

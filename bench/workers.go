@@ -105,6 +105,10 @@ type report struct {
 	Takeover int64              `json:"takeover,omitempty"` // ns, probe
 	Stall    int64              `json:"stall,omitempty"`    // ns, probe: the longest op around the kill
 	NS       map[string]float64 `json:"ns,omitempty"`       // local: ns/op by name
+	// snapshots: of each the owner wrote, the longest it held up
+	// operations, and how long it took, in ns.
+	Paused []int64 `json:"paused,omitempty"`
+	Took   []int64 `json:"took,omitempty"`
 }
 
 // target is what a worker's goroutines exercise.
@@ -199,6 +203,12 @@ func workerMain(ctx context.Context) error {
 			r = touch(ctx, t, c.N)
 		case "local":
 			r = benchLocal(ctx, t, c.Duration)
+		case "snapshots":
+			if st, ok := t.(*stateTarget); ok && st.snaps != nil {
+				r = st.snaps.report()
+			} else {
+				r.Err = "no snapshots: not the embedded engine"
+			}
 		default:
 			r.Err = fmt.Sprintf("unknown command %q", c.Cmd)
 		}

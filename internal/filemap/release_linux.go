@@ -19,3 +19,14 @@ func Release(b []byte) {
 		unix.Madvise(b[start:start+end], unix.MADV_DONTNEED)
 	}
 }
+
+// Prefault makes b, part of a shared mapping of a file, ready to be
+// written without a page fault: the file system's work for each first
+// write of a page (a block allocated by fallocate is converted, on ext4,
+// in a journal transaction) is done now rather than in the writes.
+func Prefault(b []byte) {
+	if len(b) == 0 || unix.Madvise(b, unix.MADV_POPULATE_WRITE) == nil {
+		return
+	}
+	touch(b) // a kernel before 5.14
+}

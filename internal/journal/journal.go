@@ -74,12 +74,14 @@ var ErrFull = errors.New("journal full")
 func Create(dir *statedir.Dir, name string, gen, link uint64, sync bool) (*Journal, error) {
 	j := &Journal{dir: dir, name: name, sync: sync}
 	next, err := j.Prepare(gen, link)
-	if err == nil {
-		err = j.Switch(next)
-	}
 	if err != nil {
 		return nil, err
 	}
+	release, err := j.Switch(next)
+	if err != nil {
+		return nil, err
+	}
+	release()
 	return j, nil
 }
 
@@ -116,6 +118,20 @@ func (j *Journal) Prepare(gen, link uint64) (*Next, error) {
 	return &Next{Journal{dir: j.dir, name: j.name, f: f, data: data, off: HeaderSize, hdr: h, seed: seedOf(h.Salt), id: id}}, nil
 }
 
+// Reserve makes n's file room for size bytes of header and records, and
+// faults its pages in: called before copying records into it, outside the
+// caller's locks, so that the copies wait neither for the file to grow nor
+// for its pages.
+func (n *Next) Reserve(size int) error {
+	if size > len(n.j.data) {
+		if err := n.j.grow(size); err != nil {
+			return err
+		}
+	}
+	filemap.Prefault(n.j.data[n.j.off&^(os.Getpagesize()-1):]) // from a page's start
+	return nil
+}
+
 // Discard gives up a journal from Prepare.
 func (j *Journal) Discard(n *Next) {
 	filemap.Unmap(n.j.data)
@@ -139,11 +155,13 @@ func (j *Journal) CopyTo(n *Next, off, budget int) (int, error) {
 
 // Switch puts n, from Prepare, in place of j's file, and appends to it from
 // then on. It is called once the snapshot n continues holds everything j
-// had, but the records copied into n.
-func (j *Journal) Switch(n *Next) error {
+// had, but the records copied into n. The caller lets go of the old file
+// by calling release, outside its locks: the kernel frees the old file's
+// pages then, which takes milliseconds for a large one.
+func (j *Journal) Switch(n *Next) (release func(), err error) {
 	if err := j.dir.Commit(n.j.f, j.name, j.sync); err != nil {
 		j.Discard(n)
-		return err
+		return nil, err
 	}
 	// Swap files under syncMu: the syncer reads the descriptor there.
 	j.syncMu.Lock()
@@ -158,11 +176,12 @@ func (j *Journal) Switch(n *Next) error {
 	for _, w := range ready {
 		w.fn()
 	}
-	if old != nil {
-		filemap.Unmap(oldData)
-		old.Close()
-	}
-	return nil
+	return func() {
+		if old != nil {
+			filemap.Unmap(oldData)
+			old.Close()
+		}
+	}, nil
 }
 
 // NewSalt returns a salt for a new file.

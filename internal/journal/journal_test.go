@@ -110,9 +110,11 @@ func TestJournalPrepareSwitch(t *testing.T) {
 	if next, err = j.Prepare(1, 42); err != nil {
 		t.Fatal(err)
 	}
-	if err := j.Switch(next); err != nil {
+	release, err := j.Switch(next)
+	if err != nil {
 		t.Fatal(err)
 	}
+	release()
 	j.Append([]byte("new"))
 	c, err = Read(d, "j")
 	if err != nil || c.Gen != 1 || c.Link != 42 {

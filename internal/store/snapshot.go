@@ -37,6 +37,9 @@ type compaction struct {
 	stop   atomic.Bool   // set by Close: give up
 	done   chan struct{} // closed when the compaction has ended
 	start  time.Time
+	// paused is the longest the compaction has held the store's lock,
+	// holding up operations.
+	paused time.Duration
 }
 
 // errStopped ends a compaction that Close gave up.
@@ -44,7 +47,7 @@ var errStopped = errors.New("the store closed")
 
 // copyBudget is the bytes of journal records a compaction copies in each
 // hold of the store's lock: well under a millisecond's work.
-const copyBudget = 256 << 10
+const copyBudget = 64 << 10
 
 // compact starts a compaction of the store as it is now, unless one runs;
 // s.mu is held. The new journal's space is reserved before anything
@@ -68,6 +71,7 @@ func (s *Store) compact() {
 		c.frozen = s.tab.Freeze()
 	}
 	s.compacting = c
+	c.paused = time.Since(c.start)
 	go s.runCompaction(c)
 }
 
@@ -82,11 +86,29 @@ func (s *Store) runCompaction(c *compaction) {
 	if err == nil {
 		next, err = c.log.Prepare(c.snap.Gen, c.snap.Salt)
 	}
+	if err == nil {
+		// Room for the records to copy, and as many again: they go on
+		// coming while the first are copied.
+		s.mu.Lock()
+		tail := c.log.Size() - int(c.snap.End)
+		s.mu.Unlock()
+		if err = next.Reserve(journal.HeaderSize + 2*tail + copyBudget); err != nil {
+			c.log.Discard(next)
+			next = nil
+		}
+	}
 	if s.afterSnapshot != nil {
 		s.afterSnapshot()
 	}
+	var release func()
+	defer func() {
+		if release != nil {
+			release() // without the lock
+		}
+	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	held := time.Now()
 	if err == nil {
 		p.snapshotID = id // in place, whatever follows
 	}
@@ -98,14 +120,16 @@ func (s *Store) runCompaction(c *compaction) {
 		if at == c.log.Size() {
 			n := next
 			next = nil // Switch discards it if it fails
-			err = c.log.Switch(n)
+			release, err = c.log.Switch(n)
 			break
 		}
 		if at, err = c.log.CopyTo(next, at, copyBudget); err == nil && at < c.log.Size() {
 			// Let the operations waiting for the lock have it.
+			c.paused = max(c.paused, time.Since(held))
 			s.mu.Unlock()
 			runtime.Gosched()
 			s.mu.Lock()
+			held = time.Now()
 		}
 	}
 	if next != nil {
@@ -119,12 +143,17 @@ func (s *Store) runCompaction(c *compaction) {
 	// Whatever happened, wait for the journal to grow well past the live
 	// state before trying again.
 	p.compactAt = s.log.Size() + max(minCompact, size)
+	c.paused = max(c.paused, time.Since(held))
+	if c.frozen != nil {
+		c.paused = max(c.paused, c.frozen.Held())
+	}
 	switch {
 	case errors.Is(err, errStopped):
 	case err != nil:
 		p.logger.Error("sharedstate: cannot write a snapshot", "err", err)
 	default:
-		p.logger.Debug("sharedstate: wrote a snapshot", "bytes", size, "took", time.Since(c.start))
+		// paused: the longest the compaction held up operations.
+		p.logger.Debug("sharedstate: wrote a snapshot", "bytes", size, "took", time.Since(c.start), "paused", c.paused)
 	}
 }
 

@@ -3,6 +3,7 @@ package table
 import (
 	"iter"
 	"sync"
+	"time"
 )
 
 // Frozen is the table as it was when its owner froze it, for a snapshot
@@ -27,6 +28,10 @@ type Frozen struct {
 	pages map[uint64]bool
 	// held are the blocks freed since the freeze, freed again by Thaw.
 	held []freed
+	// since is when a reader took mu, longest the longest a reader held
+	// it (Held).
+	since   time.Time
+	longest time.Duration
 }
 
 const pageShift = 12
@@ -77,6 +82,25 @@ func (f *Frozen) keep(plan []pair, held []freed) {
 	}
 }
 
+// lock and unlock are a reader's, which holds up the owner's commits
+// meanwhile, and times it.
+func (f *Frozen) lock() {
+	f.mu.Lock()
+	f.since = time.Now()
+}
+
+func (f *Frozen) unlock() {
+	f.longest = max(f.longest, time.Since(f.since))
+	f.mu.Unlock()
+}
+
+// Held returns the longest a reader of f has held up the owner's commits.
+func (f *Frozen) Held() time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.longest
+}
+
 // word returns the word at off as it was at the freeze; f.mu is held.
 func (f *Frozen) word(off uint64) uint64 {
 	if v, ok := f.pre[off]; ok {
@@ -87,8 +111,8 @@ func (f *Frozen) word(off uint64) uint64 {
 
 // Len returns the entries sp had.
 func (f *Frozen) Len(sp Space) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.lock()
+	defer f.unlock()
 	return int(f.word(uint64(sp) + nsUsed))
 }
 
@@ -119,13 +143,13 @@ const batchSize = 512
 
 // offsets returns the blocks of sp's entries, sorted.
 func (f *Frozen) offsets(sp Space) []uint64 {
-	f.mu.Lock()
+	f.lock()
 	slots, index, used := f.word(uint64(sp)+nsSlots), f.word(uint64(sp)+nsIndex), f.word(uint64(sp)+nsUsed)
-	f.mu.Unlock()
+	f.unlock()
 	offs := make([]uint64, 0, used)
 	for start := uint64(0); start < slots; start += batchSize {
 		end := min(slots, start+batchSize)
-		f.mu.Lock()
+		f.lock()
 		changed := f.changed(index+start*8, (end-start)*8)
 		for i := start; i < end; i++ {
 			s := word(f.t.m, index+i*8)
@@ -136,7 +160,7 @@ func (f *Frozen) offsets(sp Space) []uint64 {
 				offs = append(offs, slotOff(s))
 			}
 		}
-		f.mu.Unlock()
+		f.unlock()
 	}
 	sortOffsets(offs)
 	return offs
@@ -148,13 +172,13 @@ type frozenBatch struct {
 	buf     []byte
 	entries []Entry
 	keys    [][]byte
+	at      []uint64 // where each block's copy is in buf
 }
 
 // read reads the entries at offs into b, as they were at the freeze.
 func (b *frozenBatch) read(f *Frozen, offs []uint64) {
-	b.buf, b.entries, b.keys = b.buf[:0], b.entries[:0], b.keys[:0]
-	at := make([]uint64, 0, len(offs))
-	f.mu.Lock()
+	b.buf, b.entries, b.keys, b.at = b.buf[:0], b.entries[:0], b.keys[:0], b.at[:0]
+	f.lock()
 	for _, off := range offs {
 		size := align(entrySize(entryLens(f.word(off))))
 		start := uint64(len(b.buf))
@@ -166,12 +190,13 @@ func (b *frozenBatch) read(f *Frozen, offs []uint64) {
 				}
 			}
 		}
-		at = append(at, start)
+		b.at = append(b.at, start)
 	}
-	f.mu.Unlock()
+	f.unlock()
 	for i, off := range offs { // buf has stopped moving
-		e, key := readEntry(b.buf, at[i]), entryKey(b.buf, at[i])
-		e.off, e.val = off, off+(e.val-at[i])
+		at := b.at[i]
+		e, key := readEntry(b.buf, at), entryKey(b.buf, at)
+		e.off, e.val = off, off+(e.val-at)
 		b.entries = append(b.entries, e)
 		b.keys = append(b.keys, key)
 	}
