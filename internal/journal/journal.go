@@ -144,13 +144,27 @@ func (j *Journal) Discard(n *Next) {
 // written, which it does not hold. Each is sealed anew for n (see
 // recordSum).
 func (j *Journal) CopyTo(n *Next, off, budget int) (int, error) {
-	for payload, next := range Records(j.data, off, min(j.off, off+budget)) {
+	return CopyRecords(n, j.data, off, min(j.off, off+budget))
+}
+
+// CopyRecords is CopyTo of the records of data, a journal's, from off to
+// end (see MapRecords).
+func CopyRecords(n *Next, data []byte, off, end int) (int, error) {
+	for payload, next := range Records(data, off, end) {
 		if err := n.j.Append(payload); err != nil {
 			return off, err
 		}
 		off = next
 	}
 	return off, nil
+}
+
+// MapRecords maps j's file up to end, where its records end as the caller
+// read j.Size under the writer's lock: for CopyRecords to read them
+// without that lock, unaffected by the appends that follow and by the
+// growth of j's own mapping. Unmap it with filemap.Unmap.
+func (j *Journal) MapRecords(end int) ([]byte, error) {
+	return filemap.Map(j.f, end, false)
 }
 
 // Switch puts n, from Prepare, in place of j's file, and appends to it from

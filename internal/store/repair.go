@@ -68,11 +68,17 @@ func Repair(dir *statedir.Dir, name string) (problem string, records int, setAsi
 	// empty journal on it: written and synced before the journal, so that
 	// an interrupted repair leaves a state that Repair can take up again.
 	newSnap := journal.Header{Gen: snap.Gen + 1, Salt: journal.NewSalt()}
-	st, f := s.stateRecords(), s.tab.Freeze()
+	st := s.stateRecords()
+	f, err := s.tab.Freeze()
+	if err != nil {
+		return "", 0, nil, err
+	}
 	var never atomic.Bool
 	_, _, err = journal.WriteSnapshot(dir, s.persist.snapshotName(), newSnap, true, func(w *journal.SnapshotWriter) error {
 		return snapshotRecords(w, &st, f, &never)
 	})
+	s.tab.Thaw()
+	f.Release()
 	if err == nil {
 		var j *journal.Journal
 		if j, err = journal.Create(dir, jname, newSnap.Gen, newSnap.Salt, true); err == nil {

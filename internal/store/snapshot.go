@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"io/fs"
 	"iter"
-	"runtime"
 	"slices"
 	"sync/atomic"
 	"time"
 
+	"github.com/sharedstate/sharedstate/internal/filemap"
 	"github.com/sharedstate/sharedstate/internal/journal"
 	"github.com/sharedstate/sharedstate/internal/table"
 	"github.com/sharedstate/sharedstate/internal/wire"
@@ -45,8 +45,9 @@ type compaction struct {
 // errStopped ends a compaction that Close gave up.
 var errStopped = errors.New("the store closed")
 
-// copyBudget is the bytes of journal records a compaction copies in each
-// hold of the store's lock: well under a millisecond's work.
+// copyBudget is the most bytes of journal records a compaction copies
+// while it holds the store's lock, with the switch of the journal: well
+// under a millisecond's work. It copies the rest without the lock.
 const copyBudget = 64 << 10
 
 // compact starts a compaction of the store as it is now, unless one runs;
@@ -68,7 +69,12 @@ func (s *Store) compact() {
 		start: time.Now(),
 	}
 	if !s.persist.locksOnly {
-		c.frozen = s.tab.Freeze()
+		var err error
+		if c.frozen, err = s.tab.Freeze(); err != nil {
+			s.persist.logger.Error("sharedstate: cannot write a snapshot", "err", err)
+			s.persist.compactAt = s.log.Size() + minCompact
+			return
+		}
 	}
 	s.compacting = c
 	c.paused = time.Since(c.start)
@@ -101,9 +107,12 @@ func (s *Store) runCompaction(c *compaction) {
 		s.afterSnapshot()
 	}
 	var release func()
-	defer func() {
+	defer func() { // without the lock
 		if release != nil {
-			release() // without the lock
+			release()
+		}
+		if c.frozen != nil {
+			c.frozen.Release()
 		}
 	}()
 	s.mu.Lock()
@@ -117,20 +126,22 @@ func (s *Store) runCompaction(c *compaction) {
 			err = errStopped
 			break
 		}
-		if at == c.log.Size() {
-			n := next
-			next = nil // Switch discards it if it fails
-			release, err = c.log.Switch(n)
+		end := c.log.Size()
+		if end-at <= copyBudget {
+			// The last records, and the switch, in one hold.
+			if _, err = c.log.CopyTo(next, at, end-at); err == nil {
+				n := next
+				next = nil // Switch discards it if it fails
+				release, err = c.log.Switch(n)
+			}
 			break
 		}
-		if at, err = c.log.CopyTo(next, at, copyBudget); err == nil && at < c.log.Size() {
-			// Let the operations waiting for the lock have it.
-			c.paused = max(c.paused, time.Since(held))
-			s.mu.Unlock()
-			runtime.Gosched()
-			s.mu.Lock()
-			held = time.Now()
-		}
+		// The records so far are copied without the lock.
+		c.paused = max(c.paused, time.Since(held))
+		s.mu.Unlock()
+		at, err = c.copyRecords(next, at, end)
+		s.mu.Lock()
+		held = time.Now()
 	}
 	if next != nil {
 		c.log.Discard(next)
@@ -144,9 +155,6 @@ func (s *Store) runCompaction(c *compaction) {
 	// state before trying again.
 	p.compactAt = s.log.Size() + max(minCompact, size)
 	c.paused = max(c.paused, time.Since(held))
-	if c.frozen != nil {
-		c.paused = max(c.paused, c.frozen.Held())
-	}
 	switch {
 	case errors.Is(err, errStopped):
 	case err != nil:
@@ -155,6 +163,17 @@ func (s *Store) runCompaction(c *compaction) {
 		// paused: the longest the compaction held up operations.
 		p.logger.Debug("sharedstate: wrote a snapshot", "bytes", size, "took", time.Since(c.start), "paused", c.paused)
 	}
+}
+
+// copyRecords copies the journal's records from at to end into next,
+// through a mapping of its own, without the store's lock.
+func (c *compaction) copyRecords(next *journal.Next, at, end int) (int, error) {
+	data, err := c.log.MapRecords(end)
+	if err != nil {
+		return at, err
+	}
+	defer filemap.Unmap(data)
+	return journal.CopyRecords(next, data, at, end)
 }
 
 // stopCompaction makes a compaction in progress give up, and waits for it

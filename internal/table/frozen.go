@@ -2,8 +2,9 @@ package table
 
 import (
 	"iter"
-	"sync"
-	"time"
+	"sync/atomic"
+
+	"github.com/sharedstate/sharedstate/internal/filemap"
 )
 
 // Frozen is the table as it was when its owner froze it, for a snapshot
@@ -11,45 +12,60 @@ import (
 // copy-on-write, word by word. From Freeze until Thaw, a commit keeps the
 // first value of every word it changes in place (its pre-image), and the
 // blocks it frees stay allocated, so that every word and block reachable
-// at the freeze reads as it was then. Nothing of it is in the file: an
-// owner that dies while the table is frozen leaves the held blocks
-// allocated, space that is lost until the table is next rebuilt.
+// at the freeze reads as it was then.
+//
+// Neither side waits for the other. The commit writes a word's pre-image,
+// then sets the word's bit in changed (atomically), then changes the word;
+// a reader reads the word, then its bit (after a fence), and takes the
+// pre-image if the bit is set: a bit still clear after the read means that
+// the word read had not changed. Pre-images lie at the words' own offsets
+// in an anonymous mapping as large as the arena was, of which only the
+// pages written take memory.
+//
+// Nothing of it is in the file: an owner that dies while the table is
+// frozen leaves the held blocks allocated, space that is lost until the
+// table is next rebuilt.
 type Frozen struct {
 	t *Table
 	// bump is the arena's end at the freeze: every block reachable then
 	// lies below it.
-	bump uint64
-	// mu is held by a commit while it changes words, and by a reader
-	// while it reads words that may have changed.
-	mu  sync.Mutex
-	pre map[uint64]uint64
-	// pages are the pages (offset>>pageShift) that have words in pre: a
-	// block on none of them reads as it is.
-	pages map[uint64]bool
+	bump    uint64
+	changed []byte // a bit per word below bump: set once it has a pre-image
+	pre     []byte // the pre-images, at their words' offsets
 	// held are the blocks freed since the freeze, freed again by Thaw.
 	held []freed
-	// since is when a reader took mu, longest the longest a reader held
-	// it (Held).
-	since   time.Time
-	longest time.Duration
 }
-
-const pageShift = 12
 
 // Freeze returns the table as it is now (it must not be frozen already):
 // the owner's next commits keep it readable until Thaw.
-func (t *Table) Freeze() *Frozen {
-	f := &Frozen{t: t, bump: word(t.m, hBump), pre: map[uint64]uint64{}, pages: map[uint64]bool{}}
-	t.frozen = f
-	return f
+func (t *Table) Freeze() (*Frozen, error) {
+	bump := word(t.m, hBump)
+	changed, err := filemap.MapAnonymous(int(align(bump/64) + 8))
+	if err != nil {
+		return nil, err
+	}
+	pre, err := filemap.MapAnonymous(int(bump))
+	if err != nil {
+		filemap.Unmap(changed)
+		return nil, err
+	}
+	t.frozen = &Frozen{t: t, bump: bump, changed: changed, pre: pre}
+	return t.frozen, nil
 }
 
 // Thaw ends the freeze: the blocks that were held are freed by the commits
-// that follow, a slice at a time (see pushFrees). Nothing reads f after
-// this.
+// that follow, a slice at a time (see pushFrees). The frozen table is not
+// read after this, and is let go of with Release.
 func (t *Table) Thaw() {
 	t.pending = append(t.pending, t.frozen.held...)
 	t.frozen = nil
+}
+
+// Release lets go of the pre-images, after Thaw: outside the owner's locks,
+// since unmapping many pages takes a while.
+func (f *Frozen) Release() {
+	filemap.Unmap(f.changed)
+	filemap.Unmap(f.pre)
 }
 
 // hold splits frees, a transaction's, into the blocks the freeze may reach,
@@ -66,55 +82,40 @@ func (f *Frozen) hold(frees []freed) (held, rest []freed) {
 	return held, rest
 }
 
-// keep records what a transaction that commits changes: the pre-images of
-// the words plan is about to change, and the blocks it holds; f.mu is
-// held.
+// keep records what a transaction that commits changes, before it changes
+// it: the pre-images of the words of plan, and the blocks it holds.
 func (f *Frozen) keep(plan []pair, held []freed) {
 	f.held = append(f.held, held...)
 	for _, p := range plan {
 		if p.off >= f.bump {
 			continue
 		}
-		if _, ok := f.pre[p.off]; !ok {
-			f.pre[p.off] = word(f.t.m, p.off)
-			f.pages[p.off>>pageShift] = true
+		bits, bit := f.bitOf(p.off)
+		if bits.Load()&bit == 0 {
+			setWord(f.pre, p.off, word(f.t.m, p.off))
+			bits.Or(bit) // after the pre-image, before the word changes
 		}
 	}
 }
 
-// lock and unlock are a reader's, which holds up the owner's commits
-// meanwhile, and times it.
-func (f *Frozen) lock() {
-	f.mu.Lock()
-	f.since = time.Now()
+// bitOf returns the word of changed that holds off's bit, and the bit.
+func (f *Frozen) bitOf(off uint64) (bits *atomic.Uint64, bit uint64) {
+	i := off / 8
+	return atomicWord(f.changed, i/64*8), 1 << (i % 64)
 }
 
-func (f *Frozen) unlock() {
-	f.longest = max(f.longest, time.Since(f.since))
-	f.mu.Unlock()
-}
-
-// Held returns the longest a reader of f has held up the owner's commits.
-func (f *Frozen) Held() time.Duration {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.longest
-}
-
-// word returns the word at off as it was at the freeze; f.mu is held.
+// word returns the word at off as it was at the freeze.
 func (f *Frozen) word(off uint64) uint64 {
-	if v, ok := f.pre[off]; ok {
-		return v
+	w := word(f.t.m, off)
+	fence()
+	if bits, bit := f.bitOf(off); bits.Load()&bit != 0 {
+		return word(f.pre, off)
 	}
-	return word(f.t.m, off)
+	return w
 }
 
 // Len returns the entries sp had.
-func (f *Frozen) Len(sp Space) int {
-	f.lock()
-	defer f.unlock()
-	return int(f.word(uint64(sp) + nsUsed))
-}
+func (f *Frozen) Len(sp Space) int { return int(f.word(uint64(sp) + nsUsed)) }
 
 // Entries yields the entries sp had, in the order their blocks lie in the
 // table (which reading a large namespace needs: in its slots' order, it
@@ -122,93 +123,42 @@ func (f *Frozen) Len(sp Space) int {
 // valid until the next entry is yielded.
 func (f *Frozen) Entries(sp Space) iter.Seq2[[]byte, Entry] {
 	return func(yield func([]byte, Entry) bool) {
-		offs := f.offsets(sp)
-		var b frozenBatch
-		for len(offs) > 0 {
-			n := min(len(offs), batchSize)
-			b.read(f, offs[:n])
-			offs = offs[n:]
-			for i, e := range b.entries {
-				if !yield(b.keys[i], e) {
-					return
-				}
+		var buf []byte
+		for _, off := range f.offsets(sp) {
+			var e Entry
+			buf, e = f.entry(buf[:0], off)
+			if !yield(entryKey(buf, 0), e) {
+				return
 			}
 		}
 	}
 }
 
-// batchSize is how many slots, then entries, a reader reads each time it
-// holds f.mu: the owner's commits wait for it meanwhile.
-const batchSize = 512
-
 // offsets returns the blocks of sp's entries, sorted.
 func (f *Frozen) offsets(sp Space) []uint64 {
-	f.lock()
-	slots, index, used := f.word(uint64(sp)+nsSlots), f.word(uint64(sp)+nsIndex), f.word(uint64(sp)+nsUsed)
-	f.unlock()
-	offs := make([]uint64, 0, used)
-	for start := uint64(0); start < slots; start += batchSize {
-		end := min(slots, start+batchSize)
-		f.lock()
-		changed := f.changed(index+start*8, (end-start)*8)
-		for i := start; i < end; i++ {
-			s := word(f.t.m, index+i*8)
-			if changed {
-				s = f.word(index + i*8)
-			}
-			if s != slotEmpty && s != slotTomb {
-				offs = append(offs, slotOff(s))
-			}
+	slots, index := f.word(uint64(sp)+nsSlots), f.word(uint64(sp)+nsIndex)
+	offs := make([]uint64, 0, f.word(uint64(sp)+nsUsed))
+	for i := range slots {
+		if s := f.word(index + i*8); s != slotEmpty && s != slotTomb {
+			offs = append(offs, slotOff(s))
 		}
-		f.unlock()
 	}
 	sortOffsets(offs)
 	return offs
 }
 
-// frozenBatch is a batch of entries read under f.mu: copies of their
-// blocks, one after the other in buf.
-type frozenBatch struct {
-	buf     []byte
-	entries []Entry
-	keys    [][]byte
-	at      []uint64 // where each block's copy is in buf
-}
-
-// read reads the entries at offs into b, as they were at the freeze.
-func (b *frozenBatch) read(f *Frozen, offs []uint64) {
-	b.buf, b.entries, b.keys, b.at = b.buf[:0], b.entries[:0], b.keys[:0], b.at[:0]
-	f.lock()
-	for _, off := range offs {
-		size := align(entrySize(entryLens(f.word(off))))
-		start := uint64(len(b.buf))
-		b.buf = append(b.buf, f.t.m[off:off+size]...)
-		if f.changed(off, size) {
-			for i := uint64(0); i < size; i += 8 {
-				if v, ok := f.pre[off+i]; ok {
-					setWord(b.buf, start+i, v)
-				}
-			}
-		}
-		b.at = append(b.at, start)
-	}
-	f.unlock()
-	for i, off := range offs { // buf has stopped moving
-		at := b.at[i]
-		e, key := readEntry(b.buf, at), entryKey(b.buf, at)
-		e.off, e.val = off, off+(e.val-at)
-		b.entries = append(b.entries, e)
-		b.keys = append(b.keys, key)
-	}
-}
-
-// changed reports whether a word of the size bytes at off may have changed
-// since the freeze; f.mu is held.
-func (f *Frozen) changed(off, size uint64) bool {
-	for p := off >> pageShift; p <= (off+size-1)>>pageShift; p++ {
-		if f.pages[p] {
-			return true
+// entry appends to buf a copy of the block of the entry at off as it was
+// at the freeze, and returns it with the entry read from it.
+func (f *Frozen) entry(buf []byte, off uint64) ([]byte, Entry) {
+	size := align(entrySize(entryLens(f.word(off))))
+	buf = append(buf, f.t.m[off:off+size]...)
+	fence()
+	for i := uint64(0); i < size; i += 8 {
+		if bits, bit := f.bitOf(off + i); bits.Load()&bit != 0 {
+			setWord(buf, i, word(f.pre, off+i))
 		}
 	}
-	return false
+	e := readEntry(buf, 0)
+	e.off, e.val = off, off+e.val
+	return buf, e
 }

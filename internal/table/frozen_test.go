@@ -78,7 +78,10 @@ func TestFrozenAgainstModel(t *testing.T) {
 		tx.SetWord(ctr, 0, uint64(round))
 		commit(t, tx)
 
-		f := tb.Freeze()
+		f, err := tb.Freeze()
+		if err != nil {
+			t.Fatal(err)
+		}
 		var wg sync.WaitGroup
 		var readErr error
 		wg.Add(1)
@@ -110,6 +113,7 @@ func TestFrozenAgainstModel(t *testing.T) {
 			t.Fatalf("round %d, after the writes: %v", round, err)
 		}
 		tb.Thaw()
+		f.Release()
 		for len(tb.pending) > 0 { // freed by the commits that follow
 			tx := tb.Begin()
 			randomTx(r, tb, tx, md, &version)
@@ -135,7 +139,10 @@ func TestThawFreesHeldBlocks(t *testing.T) {
 		}
 	}
 	fill()
-	f := tb.Freeze()
+	f, err := tb.Freeze()
+	if err != nil {
+		t.Fatal(err)
+	}
 	bump := word(tb.m, hBump)
 	fill() // replaces every entry: the old blocks are held
 	if word(tb.m, hBump)-bump < 2000*64 {
@@ -145,6 +152,7 @@ func TestThawFreesHeldBlocks(t *testing.T) {
 		t.Fatalf("frozen Len = %d", n)
 	}
 	tb.Thaw()
+	f.Release()
 	bump = word(tb.m, hBump)
 	fill()
 	// Only the free stacks grow (and the first Put's block, allocated

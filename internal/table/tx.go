@@ -88,8 +88,6 @@ func (tx *Tx) Commit() error {
 		return err
 	}
 	if f := tx.t.frozen; f != nil {
-		f.mu.Lock()
-		defer f.mu.Unlock()
 		f.keep(tx.plan, tx.held)
 	}
 	seq := atomicWord(tx.t.m, hSeq)
