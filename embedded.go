@@ -221,8 +221,9 @@ func (s *embedded) elect(ctx context.Context) (backend, error) {
 			return nil, fmt.Errorf("%w: %w (last attempt: %v)", ErrUnavailable, ctx.Err(), err)
 		}
 		// Capped low: a takeover is over in milliseconds, and every
-		// survivor should notice at once.
-		backoff = min(2*backoff, 5*time.Millisecond)
+		// survivor should notice at once (an attempt costs a few system
+		// calls).
+		backoff = min(2*backoff, time.Millisecond)
 	}
 }
 

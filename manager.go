@@ -151,11 +151,12 @@ func (m *manager) close() {
 	m.wg.Wait()
 	m.store.Disconnect(m.local)
 	m.store.ReleaseLocks(m.local.ID())
-	m.store.Close()
+	release := m.store.Retire()
 	if m.beacon != nil {
 		m.beacon.Release()
 	}
 	m.lock.Release()
+	release() // the next owner need not wait for the files to be unmapped
 }
 
 // waitTimeout waits for wg for at most d, and reports whether it finished.

@@ -323,26 +323,37 @@ func (s *Store) WhenDurable(fn func()) {
 	s.syncer.WhenDurable(fn)
 }
 
-// close stops journaling. Records already written stay.
-func (s *Store) Close() {
+// Close ends the store: see Retire.
+func (s *Store) Close() { s.Retire()() }
+
+// Retire ends the store: it answers nothing more, and retires the table it
+// owned, which the next owner may then adopt at once. It returns what
+// unmaps and closes the store's files, which takes milliseconds for a large
+// journal or table: an owner handing over calls it once it has let the
+// next owner in.
+func (s *Store) Retire() (release func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closing = true
 	s.stopCompaction()
-	owned := s.log != nil
-	if owned {
-		s.log.Close()
-		s.log = nil
-	}
-	if s.tabFile != nil {
-		if owned {
+	log, tab := s.log, s.tabFile
+	s.log, s.tabFile = nil, nil // nothing is written from now on
+	if tab != nil {
+		if log != nil {
 			// A clean end: the next owner adopts the table without
 			// asking whether this process still runs (adopt).
 			s.tab.Retire()
 		}
-		s.tabFile.Close()
-		s.tabFile = nil
-		s.broken = errClosed // the table is gone: answer nothing more
+		s.broken = errClosed // the table is going: answer nothing more
+	}
+	return func() {
+		s.compactions.Wait() // one stopped may still let go of its files
+		if log != nil {
+			log.Close()
+		}
+		if tab != nil {
+			tab.Close()
+		}
 	}
 }
 

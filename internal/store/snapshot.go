@@ -78,11 +78,22 @@ func (s *Store) compact() {
 	}
 	s.compacting = c
 	c.paused = time.Since(c.start)
+	s.compactions.Add(1)
 	go s.runCompaction(c)
 }
 
 // runCompaction writes c's snapshot and switches the journal to one on it.
 func (s *Store) runCompaction(c *compaction) {
+	defer s.compactions.Done()
+	var release func()
+	defer func() { // once done, and without the lock: Retire's release waits
+		if release != nil {
+			release()
+		}
+		if c.frozen != nil {
+			c.frozen.Release()
+		}
+	}()
 	defer close(c.done)
 	p := &s.persist // its files' names and sync do not change
 	size, id, err := journal.WriteSnapshot(p.dir, p.snapshotName(), c.snap, p.sync, func(w *journal.SnapshotWriter) error {
@@ -92,7 +103,7 @@ func (s *Store) runCompaction(c *compaction) {
 	if err == nil {
 		next, err = c.log.Prepare(c.snap.Gen, c.snap.Salt)
 	}
-	if err == nil {
+	if err == nil && !c.stop.Load() {
 		// Room for the records to copy, and as many again: they go on
 		// coming while the first are copied.
 		s.mu.Lock()
@@ -106,15 +117,6 @@ func (s *Store) runCompaction(c *compaction) {
 	if s.afterSnapshot != nil {
 		s.afterSnapshot()
 	}
-	var release func()
-	defer func() { // without the lock
-		if release != nil {
-			release()
-		}
-		if c.frozen != nil {
-			c.frozen.Release()
-		}
-	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	held := time.Now()
@@ -166,18 +168,23 @@ func (s *Store) runCompaction(c *compaction) {
 }
 
 // copyRecords copies the journal's records from at to end into next,
-// through a mapping of its own, without the store's lock.
+// through a mapping of its own, without the store's lock, copyBudget bytes
+// at a time until stopped.
 func (c *compaction) copyRecords(next *journal.Next, at, end int) (int, error) {
 	data, err := c.log.MapRecords(end)
 	if err != nil {
 		return at, err
 	}
 	defer filemap.Unmap(data)
-	return journal.CopyRecords(next, data, at, end)
+	for at < end && err == nil && !c.stop.Load() {
+		at, err = journal.CopyRecords(next, data, at, min(end, at+copyBudget))
+	}
+	return at, err
 }
 
 // stopCompaction makes a compaction in progress give up, and waits for it
-// to end; s.mu is held, and released meanwhile.
+// to end but for letting go of memory and the old journal (see Retire);
+// s.mu is held, and released meanwhile.
 func (s *Store) stopCompaction() {
 	c := s.compacting
 	if c == nil {

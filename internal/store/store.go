@@ -107,8 +107,10 @@ type Store struct {
 	// snapshotUnchecked: adopt read the snapshot's header alone
 	// (CheckSnapshot).
 	snapshotUnchecked bool
-	// compacting is the compaction in progress, if any (snapshot.go).
-	compacting *compaction
+	// compacting is the compaction in progress, if any (snapshot.go);
+	// compactions counts those whose goroutines have not ended.
+	compacting  *compaction
+	compactions sync.WaitGroup
 	// afterSnapshot, set by tests, is called once a compaction's snapshot
 	// is in place, before the journal is replaced.
 	afterSnapshot func()
