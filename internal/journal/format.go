@@ -15,6 +15,9 @@
 //	                generation 0); a snapshot: the salt of the journal it
 //	                replaces
 //	end    u64      a snapshot: where the replaced journal's records end
+//	                when the snapshot's state was taken; records after it
+//	                are appended while the snapshot is written, and are
+//	                copied into the journal that continues the snapshot
 //
 // then records, each at an offset that is a multiple of 8:
 //

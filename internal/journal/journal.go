@@ -119,16 +119,19 @@ func (j *Journal) Prepare(gen, link uint64) (*Next, error) {
 }
 
 // Reserve makes n's file room for size bytes of header and records, and
-// faults its pages in: called before copying records into it, outside the
-// caller's locks, so that the copies wait neither for the file to grow nor
-// for its pages.
-func (n *Next) Reserve(size int) error {
+// faults its pages in, a MiB at a time until stop is set: called before
+// copying records into it, outside the caller's locks, so that the copies
+// wait neither for the file to grow nor for its pages.
+func (n *Next) Reserve(size int, stop *atomic.Bool) error {
 	if size > len(n.j.data) {
 		if err := n.j.grow(size); err != nil {
 			return err
 		}
 	}
-	filemap.Prefault(n.j.data[n.j.off&^(os.Getpagesize()-1):]) // from a page's start
+	const chunk = 1 << 20
+	for at := n.j.off &^ (os.Getpagesize() - 1); at < len(n.j.data) && !stop.Load(); at += chunk {
+		filemap.Prefault(n.j.data[at:min(at+chunk, len(n.j.data))])
+	}
 	return nil
 }
 

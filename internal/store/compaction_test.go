@@ -152,3 +152,38 @@ func TestCompactionWhileWriting(t *testing.T) {
 		t.Errorf("rebuilt after the compaction: %d entries, want %d", len(got), len(after))
 	}
 }
+
+// TestCloseStopsACompaction: a store closed while it writes a snapshot
+// gives the snapshot up, leaving files that hold every write.
+func TestCloseStopsACompaction(t *testing.T) {
+	path := t.TempDir()
+	dir, err := statedir.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	s := recoverIn(t, dir)
+	sess := s.NewSession(42, 1, func(transport.Response) {})
+	const n = 100_000
+	for i := range n {
+		s.Apply(sess, &transport.Request{ID: uint64(i + 1), Op: transport.OpStore, Name: "m", Key: fmt.Sprint(i), Value: []byte("v")})
+	}
+	s.mu.Lock()
+	s.compact()
+	c := s.compacting
+	s.mu.Unlock()
+	s.Close()
+	select {
+	case <-c.done:
+	default:
+		t.Fatal("Close returned before the compaction ended")
+	}
+	if err := os.Remove(filepath.Join(path, TableName("app"))); err != nil {
+		t.Fatal(err)
+	}
+	s = recoverIn(t, dir)
+	defer s.Close()
+	if got := s.mapLen("m"); got != n {
+		t.Fatalf("%d entries after a compaction stopped by Close, want %d", got, n)
+	}
+}

@@ -19,7 +19,9 @@
 //   - process.go: a client's process, told apart from a later one with the
 //     same pid;
 //   - replay.go: the journal's records and their replay;
-//   - snapshot.go: compaction into a snapshot, and loading one;
+//   - snapshot.go: compaction into a snapshot, written in the background
+//     from the table frozen copy-on-write while operations go on, and
+//     loading one;
 //   - recovery.go: opening a store: adopting the last owner's table, or
 //     rebuilding one from the files (Recover, Read), and what it needs to
 //     keep journaling; repair.go: making a damaged state openable again.
@@ -33,4 +35,13 @@
 // the state at that position: a new owner of the same boot adopts it and
 // replays only the records after it. The file formats are
 // internal/journal's.
+//
+// A compaction holds up operations only in moments: the snapshot is the
+// store as it was at one operation's end, read from the table frozen then
+// (table.Frozen) and from the rest of the state recorded then; the records
+// appended meanwhile are copied into the journal that replaces the old one,
+// without the store's lock but for the last 64 KiB and the switch. Until the
+// switch, the new snapshot and the old journal are a pair recovery reads:
+// the old journal's records from the snapshot's End are what the snapshot
+// lacks (follows).
 package store

@@ -109,7 +109,7 @@ func (s *Store) runCompaction(c *compaction) {
 		s.mu.Lock()
 		tail := c.log.Size() - int(c.snap.End)
 		s.mu.Unlock()
-		if err = next.Reserve(journal.HeaderSize + 2*tail + copyBudget); err != nil {
+		if err = next.Reserve(journal.HeaderSize+2*tail+copyBudget, &c.stop); err != nil {
 			c.log.Discard(next)
 			next = nil
 		}
@@ -191,6 +191,9 @@ func (s *Store) stopCompaction() {
 		return
 	}
 	c.stop.Store(true)
+	if c.frozen != nil {
+		c.frozen.Stop()
+	}
 	s.mu.Unlock()
 	<-c.done
 	s.mu.Lock()
@@ -232,35 +235,29 @@ func (s *Store) stateRecords() stateRecords {
 }
 
 // snapshotRecords writes a snapshot's records: st, and between its head and
-// tail the counters and maps of f, unless it is nil. It gives up with
-// errStopped once stop is set.
+// tail the counters and maps of f, unless it is nil. Once stop is set (and
+// f stopped: its entries end early), it gives up with errStopped, and
+// writes no end: a snapshot is complete only with one.
 func snapshotRecords(w *journal.SnapshotWriter, st *stateRecords, f *table.Frozen, stop *atomic.Bool) error {
 	for _, r := range st.head {
 		w.Record(r)
 	}
 	if f != nil {
-		if err := snapshotData(w, f, stop); err != nil {
-			return err
-		}
+		snapshotData(w, f)
 	}
 	for _, r := range st.tail {
 		w.Record(r)
+	}
+	if stop.Load() {
+		return errStopped
 	}
 	w.Record([]byte{snapEnd})
 	return nil
 }
 
-// stopEvery is how many entries a snapshot writes between looks at stop.
-const stopEvery = 4096
-
 // snapshotData writes the counters and the maps of f.
-func snapshotData(w *journal.SnapshotWriter, f *table.Frozen, stop *atomic.Bool) error {
+func snapshotData(w *journal.SnapshotWriter, f *table.Frozen) {
 	var b []byte
-	n := 0
-	stopped := func() bool {
-		n++
-		return n%stopEvery == 0 && stop.Load()
-	}
 	for k, e := range f.Entries(table.Root) {
 		switch name := k[1:]; string(k[:1]) {
 		case counterKeyPrefix:
@@ -271,9 +268,6 @@ func snapshotData(w *journal.SnapshotWriter, f *table.Frozen, stop *atomic.Bool)
 			b = wire.AppendString(append(b[:0], snapMap), mapName)
 			w.Record(binary.AppendUvarint(b, uint64(f.Len(sp))))
 			for key, e := range f.Entries(sp) {
-				if stopped() {
-					return errStopped
-				}
 				b = wire.AppendString(append(b[:0], snapEntry), mapName)
 				b = wire.AppendBytes(b, key)
 				b = wire.AppendBytes(b, e.Value)
@@ -281,11 +275,7 @@ func snapshotData(w *journal.SnapshotWriter, f *table.Frozen, stop *atomic.Bool)
 				w.Record(binary.AppendVarint(b, e.Deadline))
 			}
 		}
-		if stopped() {
-			return errStopped
-		}
 	}
-	return nil
 }
 
 // snapshotAnswers records the saved answers.

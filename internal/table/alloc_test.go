@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -109,7 +110,7 @@ func TestSortOffsets(t *testing.T) {
 		}
 		want := slices.Clone(offs)
 		slices.Sort(want)
-		sortOffsets(offs)
+		sortOffsets(offs, new(atomic.Bool))
 		if !slices.Equal(offs, want) {
 			t.Fatalf("%d offsets: sorted wrong", n)
 		}

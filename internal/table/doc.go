@@ -36,6 +36,16 @@
 // the same boot opens the table as it is, and replays only the journal's
 // records after its position.
 //
+// # Snapshots
+//
+// The owner writes a snapshot of the table while it goes on changing it, by
+// freezing it (Freeze): copy-on-write, word by word. Until Thaw, a commit
+// keeps the first value of each word it changes (its pre-image, at the
+// word's offset in an anonymous mapping) and sets the word's bit, and the
+// blocks it frees stay allocated; the snapshot's reader reads a word, then
+// its bit, and takes the pre-image if the bit is set. Neither waits for
+// the other.
+//
 // # Owners
 //
 // The header names the owner that writes the table (Claim): a view is

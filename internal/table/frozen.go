@@ -34,6 +34,8 @@ type Frozen struct {
 	pre     []byte // the pre-images, at their words' offsets
 	// held are the blocks freed since the freeze, freed again by Thaw.
 	held []freed
+	// stopped makes the readers stop (Stop).
+	stopped atomic.Bool
 }
 
 // Freeze returns the table as it is now (it must not be frozen already):
@@ -67,6 +69,10 @@ func (f *Frozen) Release() {
 	filemap.Unmap(f.changed)
 	filemap.Unmap(f.pre)
 }
+
+// Stop makes the readers of f stop soon: Entries yields no more. Its caller
+// knows that what they read is incomplete.
+func (f *Frozen) Stop() { f.stopped.Store(true) }
 
 // hold splits frees, a transaction's, into the blocks the freeze may reach,
 // which stay allocated until Thaw, and the others, which are freed as
@@ -124,7 +130,10 @@ func (f *Frozen) Len(sp Space) int { return int(f.word(uint64(sp) + nsUsed)) }
 func (f *Frozen) Entries(sp Space) iter.Seq2[[]byte, Entry] {
 	return func(yield func([]byte, Entry) bool) {
 		var buf []byte
-		for _, off := range f.offsets(sp) {
+		for i, off := range f.offsets(sp) {
+			if i%stopEvery == 0 && f.stopped.Load() {
+				return
+			}
 			var e Entry
 			buf, e = f.entry(buf[:0], off)
 			if !yield(entryKey(buf, 0), e) {
@@ -134,16 +143,25 @@ func (f *Frozen) Entries(sp Space) iter.Seq2[[]byte, Entry] {
 	}
 }
 
-// offsets returns the blocks of sp's entries, sorted.
+// stopEvery is how many slots or entries a reader reads between looks at
+// whether it is stopped.
+const stopEvery = 4096
+
+// offsets returns the blocks of sp's entries, sorted, or none if stopped.
 func (f *Frozen) offsets(sp Space) []uint64 {
 	slots, index := f.word(uint64(sp)+nsSlots), f.word(uint64(sp)+nsIndex)
 	offs := make([]uint64, 0, f.word(uint64(sp)+nsUsed))
 	for i := range slots {
+		if i%stopEvery == 0 && f.stopped.Load() {
+			return nil
+		}
 		if s := f.word(index + i*8); s != slotEmpty && s != slotTomb {
 			offs = append(offs, slotOff(s))
 		}
 	}
-	sortOffsets(offs)
+	if !sortOffsets(offs, &f.stopped) {
+		return nil
+	}
 	return offs
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"iter"
+	"sync/atomic"
 )
 
 // Space is a namespace: the offset of its words (see nsIndex), in the header
@@ -283,11 +284,15 @@ func nextPow2(n uint64) uint64 {
 }
 
 // sortOffsets sorts block offsets, least significant 11 bits first (a radix
-// sort: a comparison sort took a third of a snapshot's time).
-func sortOffsets(offs []uint64) {
+// sort: a comparison sort took a third of a snapshot's time), unless stop
+// is set (it looks between its passes) and it reports false.
+func sortOffsets(offs []uint64, stop *atomic.Bool) bool {
 	const bits = 11
 	tmp := make([]uint64, len(offs))
 	for shift := uint(3); shift < offBits+3; shift += bits {
+		if stop.Load() {
+			return false
+		}
 		var count [1<<bits + 1]int
 		for _, o := range offs {
 			count[(o>>shift)&(1<<bits-1)+1]++
@@ -305,6 +310,7 @@ func sortOffsets(offs []uint64) {
 	if (offBits+bits-1)/bits%2 == 1 { // an odd number of passes: the result is in the other array
 		copy(tmp, offs)
 	}
+	return true
 }
 
 // All yields the entries of sp, as the transaction has them, in no order.
