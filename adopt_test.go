@@ -155,6 +155,7 @@ func TestSnapshotDamageUnderAdoptedTable(t *testing.T) {
 	for i := range 20 {
 		m.Store(ctx, strconv.Itoa(i), make([]byte, 32<<10)) // past the first compaction
 	}
+	awaitCompacted(t, dir)
 	st.Close()
 	path := filepath.Join(dir, "app.snapshot")
 	damaged := damage(t, path, func(data []byte) int { return len(data) / 2 })

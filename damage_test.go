@@ -393,6 +393,7 @@ func TestPlantedFilesAreRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	sharedstate.AwaitCompacted(t, dir)
 	st.Close()
 	if b, _ := os.ReadFile(outside); string(b) != "precious" {
 		t.Errorf("the file a planted link pointed to now holds %d bytes", len(b))

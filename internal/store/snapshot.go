@@ -50,6 +50,10 @@ var errStopped = errors.New("the store closed")
 // under a millisecond's work. It copies the rest without the lock.
 const copyBudget = 64 << 10
 
+// maxCopyRounds is how many times a compaction copies records without the
+// store's lock before it copies the rest with it.
+const maxCopyRounds = 8
+
 // compact starts a compaction of the store as it is now, unless one runs;
 // s.mu is held. The new journal's space is reserved before anything
 // changes, and the snapshot is written first: a full disk fails either
@@ -123,13 +127,16 @@ func (s *Store) runCompaction(c *compaction) {
 	if err == nil {
 		p.snapshotID = id // in place, whatever follows
 	}
-	for at := int(c.snap.End); err == nil; {
+	for at, round := int(c.snap.End), 0; err == nil; round++ {
 		if c.stop.Load() || s.broken != nil {
 			err = errStopped
 			break
 		}
 		end := c.log.Size()
-		if end-at <= copyBudget {
+		// Writes faster than the copies would leave it copying for ever:
+		// after a few rounds, the rest is copied in this hold, however
+		// long.
+		if end-at <= copyBudget || round == maxCopyRounds {
 			// The last records, and the switch, in one hold.
 			if _, err = c.log.CopyTo(next, at, end-at); err == nil {
 				n := next
@@ -153,9 +160,16 @@ func (s *Store) runCompaction(c *compaction) {
 	}
 	s.finish()
 	s.compacting = nil
-	// Whatever happened, wait for the journal to grow well past the live
-	// state before trying again.
-	p.compactAt = s.log.Size() + max(minCompact, size)
+	if err == nil {
+		// Once the new journal outgrows the live state: at once if the
+		// records copied into it already do (writes outpaced the
+		// snapshot), so that a burst of writes leaves no long journal.
+		p.compactAt = max(minCompact, size)
+	} else {
+		// Wait for the journal to grow well past the live state before
+		// trying again.
+		p.compactAt = s.log.Size() + max(minCompact, size)
+	}
 	c.paused = max(c.paused, time.Since(held))
 	switch {
 	case errors.Is(err, errStopped):
