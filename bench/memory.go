@@ -178,6 +178,6 @@ func (b *bench) memory(ctx context.Context, s *section) error {
 		}
 		s.note("Durability%s: RssAnon +%.1f MiB, RssFile +%.1f MiB (the mapped journal and table)", title(d), m.anon, m.file)
 	}
-	s.note("Redis used_memory_rss after loading: %.1f MiB in all; the owner's RSS is read after runtime.GC and debug.FreeOSMemory", redisTotal)
+	s.note("Redis used_memory_rss after loading: %.1f MiB in all; the owner's RSS is read once it has no snapshot in progress, after runtime.GC and debug.FreeOSMemory", redisTotal)
 	return nil
 }

@@ -64,9 +64,11 @@ func openState(ctx context.Context, j job) (*stateTarget, error) {
 // records go to its Handler.
 type snapshotLog struct {
 	slog.Handler
-	mu     sync.Mutex
-	paused []int64 // ns
-	took   []int64
+	mu      sync.Mutex
+	paused  []int64 // ns
+	took    []int64
+	started int // snapshots begun
+	ended   int // written, or failed
 }
 
 func (h *snapshotLog) Enabled(ctx context.Context, l slog.Level) bool {
@@ -74,6 +76,14 @@ func (h *snapshotLog) Enabled(ctx context.Context, l slog.Level) bool {
 }
 
 func (h *snapshotLog) Handle(ctx context.Context, r slog.Record) error {
+	h.mu.Lock()
+	switch r.Message {
+	case "sharedstate: writing a snapshot":
+		h.started++
+	case "sharedstate: cannot write a snapshot":
+		h.ended++
+	}
+	h.mu.Unlock()
 	if r.Message != "sharedstate: wrote a snapshot" {
 		if !h.Handler.Enabled(ctx, r.Level) {
 			return nil
@@ -82,6 +92,7 @@ func (h *snapshotLog) Handle(ctx context.Context, r slog.Record) error {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.ended++
 	r.Attrs(func(a slog.Attr) bool {
 		switch a.Key {
 		case "paused":
@@ -92,6 +103,20 @@ func (h *snapshotLog) Handle(ctx context.Context, r slog.Record) error {
 		return true
 	})
 	return nil
+}
+
+// settle waits until no snapshot is being written (or 30 s have passed):
+// a snapshot in progress holds memory (the table's pre-images, a sorted
+// array of a map's entries) that the steady state does not.
+func (h *snapshotLog) settle() {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		h.mu.Lock()
+		busy := h.started > h.ended
+		h.mu.Unlock()
+		if !busy {
+			return
+		}
+	}
 }
 
 // report returns the snapshots logged so far.
@@ -270,6 +295,9 @@ func fill(ctx context.Context, t target, n, size int) report {
 	}
 	if err := storeKeys(ctx, st.kv, n, size); err != nil {
 		return report{Err: err.Error()}
+	}
+	if st.snaps != nil {
+		st.snaps.settle()
 	}
 	runtime.GC()
 	debug.FreeOSMemory()

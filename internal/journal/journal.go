@@ -118,22 +118,29 @@ func (j *Journal) Prepare(gen, link uint64) (*Next, error) {
 	return &Next{Journal{dir: j.dir, name: j.name, f: f, data: data, off: HeaderSize, hdr: h, seed: seedOf(h.Salt), id: id}}, nil
 }
 
-// Reserve makes n's file room for size bytes of header and records, and
-// faults its pages in, a MiB at a time until stop is set: called before
-// copying records into it, outside the caller's locks, so that the copies
-// wait neither for the file to grow nor for its pages.
-func (n *Next) Reserve(size int, stop *atomic.Bool) error {
-	if size > len(n.j.data) {
-		if err := n.j.grow(size); err != nil {
-			return err
-		}
+// Reserve makes n's file room for size bytes of header and records:
+// called before copying records into it, outside the caller's locks, so
+// that the copies do not wait for the file to grow.
+func (n *Next) Reserve(size int) error {
+	if size <= len(n.j.data) {
+		return nil
 	}
-	const chunk = 1 << 20
-	for at := n.j.off &^ (os.Getpagesize() - 1); at < len(n.j.data) && !stop.Load(); at += chunk {
-		filemap.Prefault(n.j.data[at:min(at+chunk, len(n.j.data))])
-	}
-	return nil
+	return n.j.grow(size)
 }
+
+// Prefault faults in the pages of n's next size bytes (as many as
+// reserved), so that copying records there waits for no page fault: called
+// outside the caller's locks before the copy it makes under them. A page's
+// first write can be slow (on ext4, a block reserved by fallocate is
+// converted then), and the pages stay mapped: only what one copy needs.
+func (n *Next) Prefault(size int) {
+	start := n.j.off &^ (os.Getpagesize() - 1)
+	filemap.Prefault(n.j.data[start:min(n.j.off+size, len(n.j.data))])
+}
+
+// Release lets go of the pages of the records copied into n so far, as
+// Journal.Release does.
+func (n *Next) Release() { n.j.Release() }
 
 // Discard gives up a journal from Prepare.
 func (j *Journal) Discard(n *Next) {
@@ -184,7 +191,7 @@ func (j *Journal) Switch(n *Next) (release func(), err error) {
 	j.syncMu.Lock()
 	old, oldData := j.f, j.data
 	j.f, j.data, j.hdr, j.id, j.seed = n.j.f, n.j.data, n.j.hdr, n.j.id, n.j.seed
-	j.off, j.released = n.j.off, 0
+	j.off, j.released = n.j.off, n.j.released
 	j.written, j.synced = j.off, j.off
 	// What they waited for is in the snapshot, or in n, synced before this.
 	ready := j.waiters

@@ -82,6 +82,7 @@ func (s *Store) compact() {
 	}
 	s.compacting = c
 	c.paused = time.Since(c.start)
+	s.persist.logger.Debug("sharedstate: writing a snapshot", "journal bytes", c.snap.End)
 	s.compactions.Add(1)
 	go s.runCompaction(c)
 }
@@ -89,7 +90,10 @@ func (s *Store) compact() {
 // runCompaction writes c's snapshot and switches the journal to one on it.
 func (s *Store) runCompaction(c *compaction) {
 	defer s.compactions.Done()
+	p := &s.persist // its files' names and sync do not change
 	var release func()
+	var size int
+	var err error
 	defer func() { // once done, and without the lock: Retire's release waits
 		if release != nil {
 			release()
@@ -97,9 +101,16 @@ func (s *Store) runCompaction(c *compaction) {
 		if c.frozen != nil {
 			c.frozen.Release()
 		}
+		switch {
+		case errors.Is(err, errStopped):
+		case err != nil:
+			p.logger.Error("sharedstate: cannot write a snapshot", "err", err)
+		default:
+			// paused: the longest the compaction held up operations.
+			p.logger.Debug("sharedstate: wrote a snapshot", "bytes", size, "took", time.Since(c.start), "paused", c.paused)
+		}
 	}()
 	defer close(c.done)
-	p := &s.persist // its files' names and sync do not change
 	size, id, err := journal.WriteSnapshot(p.dir, p.snapshotName(), c.snap, p.sync, func(w *journal.SnapshotWriter) error {
 		return snapshotRecords(w, &c.state, c.frozen, &c.stop)
 	})
@@ -113,9 +124,11 @@ func (s *Store) runCompaction(c *compaction) {
 		s.mu.Lock()
 		tail := c.log.Size() - int(c.snap.End)
 		s.mu.Unlock()
-		if err = next.Reserve(journal.HeaderSize+2*tail+copyBudget, &c.stop); err != nil {
+		if err = next.Reserve(journal.HeaderSize + 2*tail + copyBudget); err != nil {
 			c.log.Discard(next)
 			next = nil
+		} else {
+			next.Prefault(2 * copyBudget)
 		}
 	}
 	if s.afterSnapshot != nil {
@@ -171,14 +184,6 @@ func (s *Store) runCompaction(c *compaction) {
 		p.compactAt = s.log.Size() + max(minCompact, size)
 	}
 	c.paused = max(c.paused, time.Since(held))
-	switch {
-	case errors.Is(err, errStopped):
-	case err != nil:
-		p.logger.Error("sharedstate: cannot write a snapshot", "err", err)
-	default:
-		// paused: the longest the compaction held up operations.
-		p.logger.Debug("sharedstate: wrote a snapshot", "bytes", size, "took", time.Since(c.start), "paused", c.paused)
-	}
 }
 
 // copyRecords copies the journal's records from at to end into next,
@@ -193,6 +198,8 @@ func (c *compaction) copyRecords(next *journal.Next, at, end int) (int, error) {
 	for at < end && err == nil && !c.stop.Load() {
 		at, err = journal.CopyRecords(next, data, at, min(end, at+copyBudget))
 	}
+	next.Release()                // written, and read again only by the next owner
+	next.Prefault(2 * copyBudget) // for the copy under the lock that follows
 	return at, err
 }
 
