@@ -60,12 +60,7 @@ func copyFiles(t *testing.T, from string, names ...string) *statedir.Dir {
 // reopened from the files of either moment (rebuilt from them, or with the
 // table adopted), and after the compaction, is every write's.
 func TestCompactionWhileWriting(t *testing.T) {
-	path := t.TempDir()
-	dir, err := statedir.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dir.Close()
+	path, dir := testDirAt(t)
 	s := recoverIn(t, dir)
 	s.Connect(42, ProcessOf(os.Getpid()))
 	sess := s.NewSession(42, 1, func(transport.Response) {})
@@ -156,12 +151,7 @@ func TestCompactionWhileWriting(t *testing.T) {
 // TestCloseStopsACompaction: a store closed while it writes a snapshot
 // gives the snapshot up, leaving files that hold every write.
 func TestCloseStopsACompaction(t *testing.T) {
-	path := t.TempDir()
-	dir, err := statedir.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dir.Close()
+	path, dir := testDirAt(t)
 	s := recoverIn(t, dir)
 	sess := s.NewSession(42, 1, func(transport.Response) {})
 	const n = 100_000

@@ -13,13 +13,21 @@ import (
 
 // testDir returns a state directory, closed when the test ends.
 func testDir(t *testing.T) *statedir.Dir {
+	_, dir := testDirAt(t)
+	return dir
+}
+
+// testDirAt returns a state directory, closed when the test ends, and its
+// path.
+func testDirAt(t *testing.T) (string, *statedir.Dir) {
 	t.Helper()
-	dir, err := statedir.Open(t.TempDir())
+	path := t.TempDir()
+	dir, err := statedir.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { dir.Close() })
-	return dir
+	return path, dir
 }
 
 // recoverIn opens the store of the state "app" in dir, as a new owner does.

@@ -114,6 +114,7 @@ func (s *Store) runCompaction(c *compaction) {
 	size, id, err := journal.WriteSnapshot(p.dir, p.snapshotName(), c.snap, p.sync, func(w *journal.SnapshotWriter) error {
 		return snapshotRecords(w, &c.state, c.frozen, &c.stop)
 	})
+	written := err == nil // the snapshot is in place, whatever follows
 	var next *journal.Next
 	if err == nil {
 		next, err = c.log.Prepare(c.snap.Gen, c.snap.Salt)
@@ -137,8 +138,8 @@ func (s *Store) runCompaction(c *compaction) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	held := time.Now()
-	if err == nil {
-		p.snapshotID = id // in place, whatever follows
+	if written {
+		p.snapshotID = id
 	}
 	for at, round := int(c.snap.End), 0; err == nil; round++ {
 		if c.stop.Load() || s.broken != nil {
