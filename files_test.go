@@ -198,6 +198,7 @@ func TestJournalDeletedUnderOwner(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			sharedstate.AwaitCompacted(t, dir)
 			for range 100 {
 				st.Counter("c").Add(ctx, 1)
 			}
