@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"maps"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
@@ -57,13 +56,11 @@ func equalModels(a, b model) bool {
 // whole.
 func TestFrozenAgainstModel(t *testing.T) {
 	tb, v, _ := newTestTable(t, 512<<20)
-	r := rand.New(rand.NewPCG(5, 6))
-	md := model{"": {}}
-	var version uint64
+	w := newModelRun(5)
 	for round := range 12 {
 		for range 300 {
 			tx := tb.Begin()
-			randomTx(r, tb, tx, md, &version)
+			w.randomTx(tx)
 			commit(t, tx)
 		}
 		tx := tb.Begin()
@@ -72,7 +69,7 @@ func TestFrozenAgainstModel(t *testing.T) {
 			ctr, _, _ = tx.Put(Root, "c:counter", make([]byte, 8), 0, 0)
 			commit(t, tx)
 		}
-		at := md.clone()
+		at := w.md.clone()
 		at[""]["c:counter"] = modelEntry{string(binary.NativeEndian.AppendUint64(nil, uint64(round))), 0, 0}
 		tx = tb.Begin()
 		tx.SetWord(ctr, 0, uint64(round))
@@ -100,11 +97,11 @@ func TestFrozenAgainstModel(t *testing.T) {
 		}()
 		for i := range 300 {
 			tx := tb.Begin()
-			randomTx(r, tb, tx, md, &version)
+			w.randomTx(tx)
 			tx.SetWord(ctr, 0, uint64(1000+i)) // changes in place, after the freeze
 			commit(t, tx)
 		}
-		md[""]["c:counter"] = modelEntry{string(binary.NativeEndian.AppendUint64(nil, 1299)), 0, 0}
+		w.md[""]["c:counter"] = modelEntry{string(binary.NativeEndian.AppendUint64(nil, 1299)), 0, 0}
 		wg.Wait()
 		if readErr != nil {
 			t.Fatalf("round %d: %v", round, readErr)
@@ -116,10 +113,10 @@ func TestFrozenAgainstModel(t *testing.T) {
 		f.Release()
 		for len(tb.pending) > 0 { // freed by the commits that follow
 			tx := tb.Begin()
-			randomTx(r, tb, tx, md, &version)
+			w.randomTx(tx)
 			commit(t, tx)
 		}
-		checkModel(t, v, md)
+		checkModel(t, v, w.md)
 		checkAllocator(t, tb)
 	}
 }

@@ -170,8 +170,21 @@ func (md model) clone() model {
 	return c
 }
 
-// randomTx applies a few random operations to tx and to md.
-func randomTx(r *rand.Rand, tb *Table, tx *Tx, md model, version *uint64) {
+// modelRun makes random transactions, and keeps in md what they should
+// leave.
+type modelRun struct {
+	r       *rand.Rand
+	md      model
+	version uint64
+}
+
+func newModelRun(seed uint64) *modelRun {
+	return &modelRun{r: rand.New(rand.NewPCG(seed, seed+1)), md: model{"": {}}}
+}
+
+// randomTx applies a few random operations to tx and to the model.
+func (w *modelRun) randomTx(tx *Tx) {
+	r, md, version := w.r, w.md, &w.version
 	spaces := []string{"", "m:a", "m:b", "m:c"}
 	for range 1 + r.IntN(4) {
 		name := spaces[r.IntN(len(spaces))]
@@ -262,14 +275,12 @@ func checkModel(t testing.TB, v *View, md model) {
 // TestAgainstModel: random transactions, checked against a model after each.
 func TestAgainstModel(t *testing.T) {
 	tb, v, m := newTestTable(t, 512<<20)
-	r := rand.New(rand.NewPCG(1, 2))
-	md := model{"": {}}
-	var version uint64
+	w := newModelRun(1)
 	for i := range 3000 {
 		tx := tb.Begin()
-		randomTx(r, tb, tx, md, &version)
+		w.randomTx(tx)
 		commit(t, tx)
-		checkModel(t, v, md)
+		checkModel(t, v, w.md)
 		if i%50 == 0 {
 			checkAllocator(t, tb)
 		}
@@ -284,19 +295,18 @@ func TestAgainstModel(t *testing.T) {
 // wholly applied (its sequence number had gone odd) or not at all.
 func TestCrashInTransaction(t *testing.T) {
 	tb, v, m := newTestTable(t, 512<<20)
-	r := rand.New(rand.NewPCG(3, 4))
-	md := model{"": {}}
-	var version uint64
+	w := newModelRun(3)
+	r := w.r
 	for range 2000 {
-		before := md.clone()
+		before := w.md.clone()
 		tx := tb.Begin()
-		randomTx(r, tb, tx, md, &version)
+		w.randomTx(tx)
 		switch r.IntN(3) {
 		case 0: // killed before the sequence number went odd, its free blocks stacked
 			if err := tx.prepare(); err != nil {
 				t.Fatal(err)
 			}
-			md = before
+			w.md = before
 		case 1: // killed while applying the plan
 			if err := tx.prepare(); err != nil {
 				t.Fatal(err)
@@ -310,7 +320,7 @@ func TestCrashInTransaction(t *testing.T) {
 		if word(m, hSeq)%2 == 1 {
 			t.Fatal("after reopening: the sequence number is odd")
 		}
-		checkModel(t, v, md)
+		checkModel(t, v, w.md)
 		checkAllocator(t, tb)
 	}
 }
