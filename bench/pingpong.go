@@ -6,7 +6,8 @@ package main
 // decoding). One synchronous client goroutine, one echoing server, in two
 // flavours: through Go's net package, whose poller the library also uses,
 // and with blocking read(2) and write(2) on raw descriptors, the kernel's
-// floor.
+// floor; and through Go's net package with a reader goroutine handing each
+// response to the caller, the shape of a proxy.
 
 import (
 	"context"
@@ -86,10 +87,13 @@ func (s *echoServer) op(int) func(context.Context) error {
 	return func(context.Context) error { return errors.New("the echo server runs no ops") }
 }
 
-// echoClient sends one request frame and reads the response, per op.
+// echoClient sends one request frame and reads the response, per op;
+// with j.Handoff, a reader goroutine reads the responses and hands each to
+// the caller on a channel, as a proxy's does.
 type echoClient struct {
-	j  job
-	nc io.ReadWriteCloser
+	j     job
+	nc    io.ReadWriteCloser
+	resps chan error // with j.Handoff: each response read, or why not
 }
 
 func dialEcho(j job) (*echoClient, error) {
@@ -108,7 +112,35 @@ func dialEcho(j job) (*echoClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &echoClient{j: j, nc: nc}, nil
+	c := &echoClient{j: j, nc: nc}
+	if j.Handoff {
+		c.resps = make(chan error, 1)
+		go c.readLoop()
+	}
+	return c, nil
+}
+
+// readLoop reads response frames and hands each to the caller.
+func (c *echoClient) readLoop() {
+	resp := make([]byte, c.j.RespSize)
+	for {
+		err := c.readResponse(resp)
+		c.resps <- err
+		if err != nil {
+			return
+		}
+	}
+}
+
+// readResponse reads one response frame into resp and checks its size.
+func (c *echoClient) readResponse(resp []byte) error {
+	if _, err := io.ReadFull(c.nc, resp); err != nil {
+		return err
+	}
+	if got := int(binary.BigEndian.Uint32(resp)) + 4; got != len(resp) {
+		return fmt.Errorf("echo: frame of %d bytes, want %d", got, len(resp))
+	}
+	return nil
 }
 
 func (c *echoClient) owner() bool { return false }
@@ -123,13 +155,10 @@ func (c *echoClient) op(int) func(context.Context) error {
 		if _, err := c.nc.Write(req); err != nil {
 			return err
 		}
-		if _, err := io.ReadFull(c.nc, resp); err != nil {
-			return err
+		if c.resps != nil {
+			return <-c.resps
 		}
-		if got := int(binary.BigEndian.Uint32(resp)) + 4; got != len(resp) {
-			return fmt.Errorf("echo: frame of %d bytes, want %d", got, len(resp))
-		}
-		return nil
+		return c.readResponse(resp)
 	}
 }
 

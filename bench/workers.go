@@ -69,6 +69,7 @@ type job struct {
 	ReqSize    int      `json:"reqSize,omitempty"`    // echo: request frame, header included
 	RespSize   int      `json:"respSize,omitempty"`   // echo: response frame, header included
 	Raw        bool     `json:"raw,omitempty"`        // echo: blocking system calls, no poller
+	Handoff    bool     `json:"handoff,omitempty"`    // echo: a reader goroutine hands each response to the caller
 	ProfileDir string   `json:"profileDir,omitempty"` // write a CPU profile here
 	HTTP       string   `json:"http,omitempty"`       // serve each GET /increment as one op, on this address
 }

@@ -301,12 +301,15 @@ func (b *bench) proxyLatency(ctx context.Context, s *section) error {
 	raw.Raw, raw.Socket = true, echoSocket(echoDir, true)
 	rawServer := raw
 	rawServer.Target = targetEchoServer
+	handoff := echo
+	handoff.Handoff = true
 	add := job{Target: targetState, Op: opAdd, Dir: stateDir, Keys: 1, ValueSize: 64, Preload: 1}
 	load := job{Target: targetState, Op: opLoad, Dir: stateDir}
 	mapLoad := job{Target: targetState, Op: opMapLoad, Dir: stateDir, Keys: 1}
 	cells := []cellSpec{
 		{"ping-pong, Go net.Conn", echo, &echoServer},
 		{"ping-pong, blocking syscalls", raw, &rawServer},
+		{"ping-pong, Go net.Conn, a reader goroutine's hand-off", handoff, &echoServer},
 		{"sharedstate Counter.Add (proxy)", add, &add},
 		{"sharedstate Counter.Load (proxy)", load, &add},
 		{"sharedstate Map.Load, 64-byte value (proxy)", mapLoad, &add},
