@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"sync/atomic"
 	"time"
 
 	"github.com/sharedstate/sharedstate/internal/journal"
@@ -73,9 +72,8 @@ func Repair(dir *statedir.Dir, name string) (problem string, records int, setAsi
 	if err != nil {
 		return "", 0, nil, err
 	}
-	var never atomic.Bool
 	_, _, err = journal.WriteSnapshot(dir, s.persist.snapshotName(), newSnap, true, func(w *journal.SnapshotWriter) error {
-		return snapshotRecords(w, &st, f, &never)
+		return snapshotRecords(w, &st, f)
 	})
 	s.tab.Thaw()
 	f.Release()

@@ -76,7 +76,7 @@ func (s *Store) compact() {
 		var err error
 		if c.frozen, err = s.tab.Freeze(); err != nil {
 			s.persist.logger.Error("sharedstate: cannot write a snapshot", "err", err)
-			s.persist.compactAt = s.log.Size() + minCompact
+			s.compactLater(0)
 			return
 		}
 	}
@@ -112,7 +112,7 @@ func (s *Store) runCompaction(c *compaction) {
 	}()
 	defer close(c.done)
 	size, id, err := journal.WriteSnapshot(p.dir, p.snapshotName(), c.snap, p.sync, func(w *journal.SnapshotWriter) error {
-		return snapshotRecords(w, &c.state, c.frozen, &c.stop)
+		return snapshotRecords(w, &c.state, c.frozen)
 	})
 	written := err == nil // the snapshot is in place, whatever follows
 	var next *journal.Next
@@ -180,11 +180,16 @@ func (s *Store) runCompaction(c *compaction) {
 		// snapshot), so that a burst of writes leaves no long journal.
 		p.compactAt = max(minCompact, size)
 	} else {
-		// Wait for the journal to grow well past the live state before
-		// trying again.
-		p.compactAt = s.log.Size() + max(minCompact, size)
+		s.compactLater(size)
 	}
 	c.paused = max(c.paused, time.Since(held))
+}
+
+// compactLater makes a compaction that failed wait for the journal to grow
+// well past the live state, of size bytes as a snapshot, before it is
+// tried again; s.mu is held.
+func (s *Store) compactLater(size int) {
+	s.persist.compactAt = s.log.Size() + max(minCompact, size)
 }
 
 // copyRecords copies the journal's records from at to end into next,
@@ -257,10 +262,10 @@ func (s *Store) stateRecords() stateRecords {
 }
 
 // snapshotRecords writes a snapshot's records: st, and between its head and
-// tail the counters and maps of f, unless it is nil. Once stop is set (and
-// f stopped: its entries end early), it gives up with errStopped, and
-// writes no end: a snapshot is complete only with one.
-func snapshotRecords(w *journal.SnapshotWriter, st *stateRecords, f *table.Frozen, stop *atomic.Bool) error {
+// tail the counters and maps of f, unless it is nil. If f was stopped (its
+// entries end early), it gives up with errStopped, and writes no end: a
+// snapshot is complete only with one.
+func snapshotRecords(w *journal.SnapshotWriter, st *stateRecords, f *table.Frozen) error {
 	for _, r := range st.head {
 		w.Record(r)
 	}
@@ -270,7 +275,7 @@ func snapshotRecords(w *journal.SnapshotWriter, st *stateRecords, f *table.Froze
 	for _, r := range st.tail {
 		w.Record(r)
 	}
-	if stop.Load() {
+	if f != nil && f.Stopped() {
 		return errStopped
 	}
 	w.Record([]byte{snapEnd})

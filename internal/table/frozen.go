@@ -74,6 +74,10 @@ func (f *Frozen) Release() {
 // knows that what they read is incomplete.
 func (f *Frozen) Stop() { f.stopped.Store(true) }
 
+// Stopped reports whether Stop was called: what was read since may lack
+// entries.
+func (f *Frozen) Stopped() bool { return f.stopped.Load() }
+
 // hold splits frees, a transaction's, into the blocks the freeze may reach,
 // which stay allocated until Thaw, and the others, which are freed as
 // usual.
