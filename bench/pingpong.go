@@ -41,11 +41,8 @@ type echoServer struct {
 func listenEcho(j job) (target, error) {
 	resp := make([]byte, j.RespSize)
 	binary.BigEndian.PutUint32(resp, uint32(j.RespSize-4))
-	switch {
-	case j.Raw:
+	if j.Raw {
 		return listenRawEcho(j.Socket, resp)
-	case j.Mailbox:
-		return listenMailboxEcho(j, resp)
 	}
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: j.Socket, Net: "unix"})
 	if err != nil {

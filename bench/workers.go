@@ -54,26 +54,24 @@ const (
 
 // job tells a worker process what to run; it is fixed for the process's life.
 type job struct {
-	Target     string        `json:"target"`
-	Op         string        `json:"op,omitempty"`
-	G          int           `json:"g,omitempty"`          // goroutines per process
-	Dir        string        `json:"dir,omitempty"`        // the state's directory
-	Durability string        `json:"durability,omitempty"` // memory, process or disk
-	Socket     string        `json:"socket,omitempty"`     // redis-server's or the echo server's
-	Addrs      []string      `json:"addrs,omitempty"`      // Redis on loopback TCP: a server, or a Cluster's nodes
-	Cluster    bool          `json:"cluster,omitempty"`    // Addrs are a Redis Cluster's
-	Replicas   int           `json:"replicas,omitempty"`   // redisstate: WithReplicas(Replicas, time.Second)
-	Keys       int           `json:"keys,omitempty"`       // opMap: keys chosen from
-	ValueSize  int           `json:"valueSize,omitempty"`  // opMap and fills
-	Preload    int           `json:"preload,omitempty"`    // keys the owner stores before it is ready
-	ReqSize    int           `json:"reqSize,omitempty"`    // echo: request frame, header included
-	RespSize   int           `json:"respSize,omitempty"`   // echo: response frame, header included
-	Raw        bool          `json:"raw,omitempty"`        // echo: blocking system calls, no poller
-	Handoff    bool          `json:"handoff,omitempty"`    // echo: a reader goroutine hands each response to the caller
-	Mailbox    bool          `json:"mailbox,omitempty"`    // echo: through shared memory and futexes
-	Spin       time.Duration `json:"spin,omitempty"`       // echo with Mailbox: how long a side spins before it sleeps
-	ProfileDir string        `json:"profileDir,omitempty"` // write a CPU profile here
-	HTTP       string        `json:"http,omitempty"`       // serve each GET /increment as one op, on this address
+	Target     string   `json:"target"`
+	Op         string   `json:"op,omitempty"`
+	G          int      `json:"g,omitempty"`          // goroutines per process
+	Dir        string   `json:"dir,omitempty"`        // the state's directory
+	Durability string   `json:"durability,omitempty"` // memory, process or disk
+	Socket     string   `json:"socket,omitempty"`     // redis-server's or the echo server's
+	Addrs      []string `json:"addrs,omitempty"`      // Redis on loopback TCP: a server, or a Cluster's nodes
+	Cluster    bool     `json:"cluster,omitempty"`    // Addrs are a Redis Cluster's
+	Replicas   int      `json:"replicas,omitempty"`   // redisstate: WithReplicas(Replicas, time.Second)
+	Keys       int      `json:"keys,omitempty"`       // opMap: keys chosen from
+	ValueSize  int      `json:"valueSize,omitempty"`  // opMap and fills
+	Preload    int      `json:"preload,omitempty"`    // keys the owner stores before it is ready
+	ReqSize    int      `json:"reqSize,omitempty"`    // echo: request frame, header included
+	RespSize   int      `json:"respSize,omitempty"`   // echo: response frame, header included
+	Raw        bool     `json:"raw,omitempty"`        // echo: blocking system calls, no poller
+	Handoff    bool     `json:"handoff,omitempty"`    // echo: a reader goroutine hands each response to the caller
+	ProfileDir string   `json:"profileDir,omitempty"` // write a CPU profile here
+	HTTP       string   `json:"http,omitempty"`       // serve each GET /increment as one op, on this address
 }
 
 // command is one line from the coordinator to a worker. Each gets one
@@ -137,9 +135,6 @@ func openTarget(ctx context.Context, j job) (target, error) {
 	case targetEchoServer:
 		return listenEcho(j)
 	case targetEcho:
-		if j.Mailbox {
-			return dialMailboxEcho(j)
-		}
 		return dialEcho(j)
 	case targetNone:
 		return &localCounter{}, nil

@@ -303,14 +303,6 @@ func (b *bench) proxyLatency(ctx context.Context, s *section) error {
 	rawServer.Target = targetEchoServer
 	handoff := echo
 	handoff.Handoff = true
-	mailboxCells := []cellSpec{}
-	for _, spin := range []time.Duration{0, 5 * time.Microsecond, 20 * time.Microsecond, 100 * time.Microsecond} {
-		mb := echo
-		mb.Mailbox, mb.Spin, mb.Socket = true, spin, filepath.Join(echoDir, fmt.Sprintf("echo-mailbox-%d.sock", spin/time.Microsecond))
-		mbServer := mb
-		mbServer.Target = targetEchoServer
-		mailboxCells = append(mailboxCells, cellSpec{fmt.Sprintf("ping-pong, shared memory + futex, spin %v", spin), mb, &mbServer})
-	}
 	add := job{Target: targetState, Op: opAdd, Dir: stateDir, Keys: 1, ValueSize: 64, Preload: 1}
 	load := job{Target: targetState, Op: opLoad, Dir: stateDir}
 	mapLoad := job{Target: targetState, Op: opMapLoad, Dir: stateDir, Keys: 1}
@@ -318,15 +310,12 @@ func (b *bench) proxyLatency(ctx context.Context, s *section) error {
 		{"ping-pong, Go net.Conn", echo, &echoServer},
 		{"ping-pong, blocking syscalls", raw, &rawServer},
 		{"ping-pong, Go net.Conn, a reader goroutine's hand-off", handoff, &echoServer},
-	}
-	cells = append(cells, mailboxCells...)
-	cells = append(cells, []cellSpec{
 		{"sharedstate Counter.Add (proxy)", add, &add},
 		{"sharedstate Counter.Load (proxy)", load, &add},
 		{"sharedstate Map.Load, 64-byte value (proxy)", mapLoad, &add},
 		{"Redis GET, go-redis", job{Target: targetGoRedis, Op: opLoad, Socket: b.redis.Addr()}, nil},
 		{"Redis INCR, go-redis", job{Target: targetGoRedis, Op: opAdd, Socket: b.redis.Addr()}, nil},
-	}...)
+	}
 	// Ratios are to the ping-pong through Go's net package: the same I/O
 	// path the library takes, with nothing of the library's own.
 	var floor50, floor99, raw50, raw99 float64

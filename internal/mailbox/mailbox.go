@@ -1,58 +1,71 @@
-// Package mailbox lets two processes exchange one request and its answer at
-// a time through memory they share, each waking the other with a futex: a
-// round trip with no socket, no poller and no hand-off between goroutines,
-// and, while both sides are busy, no system call at all.
+// Package mailbox lets a client process and the owner of a state exchange
+// one request and its answer at a time through memory they share: while
+// both sides are busy, a round trip takes no system call, no poller wake-up
+// and no hand-off between goroutines.
 //
-// The owner of a state creates a mailbox for each client connection
-// (Create) and hands its file to the client over the connection's socket
-// (SCM_RIGHTS); the client maps it (Attach). The socket stays: it carries the
-// handshake, whatever does not fit in a slot, and liveness (a socket that
-// closes is how either side learns the other is gone, and what makes the
-// client stop waiting in the mailbox).
+// The owner creates a mailbox for each client connection (Create) and
+// hands its file to the client with the handshake's last frame
+// (SCM_RIGHTS); the client checks and maps it (Attach). The socket stays,
+// and is never bypassed for anything that must wait: a side that would
+// otherwise wait long for the other stops watching the mailbox and falls
+// back on the socket, where Go's poller parks it at no cost. So an idle
+// state spins nowhere, a client never waits on an owner that stopped
+// (kill -STOP) for longer than its spin, and the socket's closing still
+// tells either side that the other is gone.
 //
 // # Layout
 //
 // One header page, then the request slot, then the answer slot, each of
-// SlotSize bytes. The header holds, each word on a cache line of its own:
-//
-//	request   the sequence number of the last request posted
-//	answer    the sequence number of the last request answered
-//	owner's bell, client's bell   futex words, bumped to wake a sleeper
-//	owner's sleeping, client's sleeping   whether a side may be asleep
+// SlotSize bytes holding one frame as the socket would carry it (a 4-byte
+// length, then the body). The header's first cache line names the format;
+// the second holds the state word, the only word both sides write.
 //
 // # Protocol
 //
-// The client writes a request frame into the request slot and its length,
-// then stores request = n, then rings the owner's bell. The owner, waiting
-// for request to move, reads the frame, writes the answer frame into the
-// answer slot and its length, stores answer = n, and rings the client's
-// bell. A side that waits spins for a bounded time, then sleeps on its bell
-// (FUTEX_WAIT), having said so in its sleeping word; ringing bumps the bell
-// and calls FUTEX_WAKE only if the other side said it may sleep. A waiter
-// reads its bell before its last look at the condition it waits for, and
-// sleeps only if the bell has not moved since: a ring between the look and
-// the sleep is never lost. The waiter's own process rings its bell too, to
-// stop a wait early (a context ended, the connection closed).
+// The state word moves between six values:
+//
+//	asleep          the owner is not watching: requests go on the socket
+//	idle            the owner is watching and the slots are free
+//	posted          the client wrote a request and waits for its answer
+//	answered        the owner wrote the answer
+//	abandoned       the client stopped waiting: the answer goes on the socket
+//	answeredAsleep  answered, and the owner went asleep since
+//
+// The client posts with idle→posted and, once it has read the answer,
+// frees the box with answered→idle. The owner answers with posted→answered,
+// or frees the box with posted→idle when the answer is not ready at once (a
+// Lock that waits, a write that waits for the disk) or does not fit: then it
+// goes on the socket, as does the answer to an abandoned request. A client
+// that spins for its budget without an answer gives up with
+// posted→abandoned. An owner that sees no request for its budget goes
+// asleep: idle→asleep, or answered→answeredAsleep, which keeps an answer
+// not yet read apart from a box released to the socket; the next request
+// to arrive on the socket wakes it. Every transition is a compare-and-swap, so of two sides acting
+// at once exactly one wins, and the other takes the socket: no answer is
+// both in the slot and on the socket, and none is in neither.
 //
 // # Trust
 //
 // The owner never trusts the client's bytes: a request's length is bounded
-// by the slot, the frame is decoded by a decoder that bounds every read
+// by its slot, and the frame is decoded by a decoder that bounds every read
 // (bytes the client changes meanwhile can only make it a malformed request,
-// which ends the connection as on the socket), and the file is sealed
-// against shrinking, so the client cannot truncate it under the owner's
-// mapping.
+// which ends the connection as it would on the socket). A client that
+// writes nonsense into the state word only sends its own answers to the
+// socket. The file is sealed against shrinking, so the client cannot
+// truncate it under the owner's mapping; the client, in turn, maps only a
+// sealed memory file of the right size and format.
 package mailbox
 
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"time"
 	"unsafe"
 )
 
-// SlotSize is the size of each slot: a frame larger than that goes over the
+// SlotSize is the size of each slot: a frame larger than that goes on the
 // socket instead.
 const SlotSize = 64 << 10
 
@@ -60,51 +73,42 @@ const (
 	pageSize = 4096
 	size     = pageSize + 2*SlotSize
 	magic    = 0x73736d62 // "ssmb"
-	version  = 1
+	version  = 2
 )
 
-// ErrUnsupported is returned where the system has no futexes or sealed
-// memory files: every exchange then goes over the socket.
+// The values of the state word.
+const (
+	asleep uint32 = iota
+	idle
+	posted
+	answered
+	abandoned
+	answeredAsleep // answered, and the owner went asleep before the client read it
+)
+
+// ErrUnsupported is returned where the system has no sealed memory files:
+// every exchange then goes on the socket.
 var ErrUnsupported = fmt.Errorf("mailbox: %w", errors.ErrUnsupported)
 
 // ErrInvalid reports a mailbox file that is not one this package made.
 var ErrInvalid = errors.New("mailbox: not a valid mailbox")
 
-// line keeps a word away from the others' cache lines: the two sides write
-// different words, and sharing a line would make each write slow the other.
-type line struct {
-	v uint32
-	_ [60]byte
-}
-
-func (l *line) load() uint32   { return atomic.LoadUint32(&l.v) }
-func (l *line) store(v uint32) { atomic.StoreUint32(&l.v, v) }
-func (l *line) add(d uint32)   { atomic.AddUint32(&l.v, d) }
-
 type header struct {
 	magic, version, slot uint32
 	_                    [52]byte
-	request, requestLen  line
-	answer, answerLen    line
-	ownerBell, ownerWait line
-	clientBell, clientWt line
+	// state has a cache line of its own, so that the two sides' writes
+	// to it contend with nothing else.
+	state atomic.Uint32
+	_     [60]byte
 }
 
-// answerOnSocket, as an answer's length, says the answer went over the
-// socket: it did not fit in the slot.
-const answerOnSocket = ^uint32(0)
-
-// Box is one side's view of a mailbox.
+// Box is one side's view of a mailbox. A Box is used by one goroutine at a
+// time on each side.
 type Box struct {
 	mem  []byte
 	hdr  *header
 	reqs []byte // the request slot
 	ans  []byte // the answer slot
-
-	// Spin is how long a wait spins before it sleeps.
-	Spin time.Duration
-
-	last uint32 // owner: the last request taken; client: the last posted
 }
 
 func newBox(mem []byte) *Box {
@@ -118,138 +122,142 @@ func newBox(mem []byte) *Box {
 
 func (b *Box) init() {
 	b.hdr.magic, b.hdr.version, b.hdr.slot = magic, version, SlotSize
+	b.hdr.state.Store(idle)
 }
 
 func (b *Box) valid() bool {
 	return b.hdr.magic == magic && b.hdr.version == version && b.hdr.slot == SlotSize
 }
 
-// ring wakes the side that sleeps on bell, if it may be asleep.
-func ring(bell, sleeping *line) {
-	bell.add(1)
-	if sleeping.load() != 0 {
-		futexWake(&bell.v)
-	}
-}
-
-// wait returns once done reports true, spinning for spin first; deadline,
-// if not zero, bounds it, and wait reports whether done did.
-func wait(bell, sleeping *line, spin time.Duration, deadline time.Time, done func() bool) bool {
-	if done() {
-		return true
-	}
-	if spin > 0 {
-		start := time.Now()
-		for i := 1; ; i++ {
-			if done() {
-				return true
-			}
-			if i%64 == 0 && time.Since(start) > spin {
-				break
-			}
-		}
-	}
-	for {
-		seen := bell.load()
-		sleeping.store(1)
+// spin calls done until it reports true or budget has passed, and reports
+// whether it did. It yields the processor now and then: on a machine with
+// few cores the side it waits for may need it.
+func spin(budget time.Duration, done func() bool) bool {
+	start := time.Now()
+	for i := 1; ; i++ {
 		if done() {
-			sleeping.store(0)
 			return true
 		}
-		var timeout time.Duration
-		if !deadline.IsZero() {
-			if timeout = time.Until(deadline); timeout <= 0 {
-				sleeping.store(0)
+		if i%64 == 0 {
+			if time.Since(start) > budget {
 				return false
 			}
-		}
-		futexWait(&bell.v, seen, timeout)
-		sleeping.store(0)
-		if done() {
-			return true
+			runtime.Gosched()
 		}
 	}
 }
-
-// Client side.
-
-// RequestSlot returns the slot a request frame is appended to: append
-// within its capacity, and Post the result.
-func (b *Box) RequestSlot() []byte { return b.reqs[:0] }
-
-// Post sends the request frame in frame, which must be RequestSlot's
-// memory, and returns its sequence number for Await.
-func (b *Box) Post(frame []byte) uint32 {
-	b.hdr.requestLen.store(uint32(len(frame)))
-	b.last++
-	b.hdr.request.store(b.last)
-	ring(&b.hdr.ownerBell, &b.hdr.ownerWait)
-	return b.last
-}
-
-// Answered reports whether the request seq was answered.
-func (b *Box) Answered(seq uint32) bool { return b.hdr.answer.load() == seq }
-
-// Idle reports whether the last request posted was answered: the box may
-// take another.
-func (b *Box) Idle() bool { return b.Answered(b.last) }
-
-// Await waits until the request seq is answered, stop reports true, or the
-// deadline (if not zero) passes. It returns the answer frame (valid until
-// the next Post) and true, or nil and true if the answer went over the
-// socket; or false if it stopped waiting first. Interrupt wakes it to look
-// at stop again.
-func (b *Box) Await(seq uint32, deadline time.Time, stop func() bool) ([]byte, bool) {
-	answered := func() bool { return b.Answered(seq) || stop() }
-	if !wait(&b.hdr.clientBell, &b.hdr.clientWt, b.Spin, deadline, answered) || !b.Answered(seq) {
-		return nil, false
-	}
-	n := b.hdr.answerLen.load()
-	if n == answerOnSocket {
-		return nil, true
-	}
-	return b.ans[:min(int(n), len(b.ans))], true
-}
-
-// Interrupt wakes a client's Await, to look at its stop function again.
-func (b *Box) Interrupt() { ring(&b.hdr.clientBell, &b.hdr.clientWt) }
-
-// Owner side.
-
-// Next waits for a request until stop reports true, and returns its frame,
-// valid until the next Answer, or false if stopped. Bytes may still change
-// under the caller: the client can write to them.
-func (b *Box) Next(stop func() bool) ([]byte, bool) {
-	posted := func() bool { return b.hdr.request.load() != b.last || stop() }
-	wait(&b.hdr.ownerBell, &b.hdr.ownerWait, b.Spin, time.Time{}, posted)
-	if stop() {
-		return nil, false
-	}
-	b.last = b.hdr.request.load()
-	n := b.hdr.requestLen.load()
-	return b.reqs[:min(int(n), len(b.reqs))], true
-}
-
-// AnswerSlot returns the slot an answer frame is appended to.
-func (b *Box) AnswerSlot() []byte { return b.ans[:0] }
-
-// Answer sends frame, which must be AnswerSlot's memory, as the answer to
-// the last request Next returned; nil says the answer went over the socket.
-func (b *Box) Answer(frame []byte) {
-	n := uint32(len(frame))
-	if frame == nil {
-		n = answerOnSocket
-	}
-	b.hdr.answerLen.store(n)
-	b.hdr.answer.store(b.last)
-	ring(&b.hdr.clientBell, &b.hdr.clientWt)
-}
-
-// Wake wakes the owner's Next, to look at its stop function again.
-func (b *Box) Wake() { ring(&b.hdr.ownerBell, &b.hdr.ownerWait) }
 
 // InSlot reports whether frame was appended within slot's capacity, so it
 // is the slot's memory: append copies whatever outgrows it elsewhere.
 func InSlot(frame, slot []byte) bool {
 	return len(frame) > 0 && cap(slot) > 0 && unsafe.SliceData(frame) == unsafe.SliceData(slot[:1])
+}
+
+// Client side.
+
+// RequestSlot returns the slot a request frame is appended to, for Post.
+// Append within its capacity (InSlot tells).
+func (b *Box) RequestSlot() []byte { return b.reqs[:0] }
+
+// Post sends the request written into RequestSlot. It reports false if the
+// owner is not watching the mailbox (or its last answer was not yet
+// collected): send the request on the socket instead.
+func (b *Box) Post() bool { return b.hdr.state.CompareAndSwap(idle, posted) }
+
+// Await waits for the answer to the request posted, for at most budget. It
+// returns the answer slot, holding the answer's frame, and true; call Done
+// once the frame is read. It returns false if the answer is to come on the
+// socket: the owner said so, or Await gave up waiting.
+func (b *Box) Await(budget time.Duration) ([]byte, bool) {
+	// What is decided is decided by one look at the state: an owner may
+	// go asleep from answered at any time, leaving the answer in the slot.
+	var v uint32
+	moved := func() bool { v = b.hdr.state.Load(); return v != posted }
+	if !spin(budget, moved) {
+		for v == posted {
+			if b.hdr.state.CompareAndSwap(posted, abandoned) {
+				return nil, false
+			}
+			v = b.hdr.state.Load()
+		}
+	}
+	if v != answered && v != answeredAsleep {
+		return nil, false
+	}
+	return b.ans, true
+}
+
+// Done frees the box once the answer Await returned is read.
+func (b *Box) Done() {
+	if !b.hdr.state.CompareAndSwap(answered, idle) {
+		b.hdr.state.CompareAndSwap(answeredAsleep, asleep)
+	}
+}
+
+// Owner side.
+
+// Next waits for the next request: it watches the box for up to budget,
+// then goes asleep until wake receives, and watches again. It returns the
+// request slot, holding the request's frame, or false once stop is closed.
+// Answer or Release the request before the next call.
+func (b *Box) Next(budget time.Duration, wake, stop <-chan struct{}) ([]byte, bool) {
+	isPosted := func() bool { return waiting(b.hdr.state.Load()) }
+	for {
+		select {
+		case <-stop:
+			return nil, false
+		default:
+		}
+		if spin(budget, isPosted) || !b.sleep() {
+			return b.reqs, true
+		}
+		select {
+		case <-wake:
+			if !b.hdr.state.CompareAndSwap(asleep, idle) {
+				b.hdr.state.CompareAndSwap(answeredAsleep, answered)
+			}
+		case <-stop:
+			return nil, false
+		}
+	}
+}
+
+// waiting reports whether the state holds a request for the owner: one
+// posted, or one the client gave up waiting for before the owner took it,
+// whose answer goes on the socket.
+func waiting(state uint32) bool { return state == posted || state == abandoned }
+
+// sleep marks the box asleep, from whatever state it is in but waiting
+// (idle, answered, or whatever a client wrote), and reports whether it
+// did: a request may be posted first.
+func (b *Box) sleep() bool {
+	for {
+		v := b.hdr.state.Load()
+		if waiting(v) {
+			return false
+		}
+		to := asleep
+		if v == answered || v == answeredAsleep {
+			to = answeredAsleep
+		}
+		if b.hdr.state.CompareAndSwap(v, to) {
+			return true
+		}
+	}
+}
+
+// AnswerSlot returns the slot an answer frame is appended to, for Answer.
+func (b *Box) AnswerSlot() []byte { return b.ans[:0] }
+
+// Answer hands the client the answer written into AnswerSlot. It reports
+// false if the client stopped waiting: send the answer on the socket, and
+// Release the box.
+func (b *Box) Answer() bool { return b.hdr.state.CompareAndSwap(posted, answered) }
+
+// Release frees the box without an answer in it: the answer to the request
+// Next returned goes on the socket.
+func (b *Box) Release() {
+	if !b.hdr.state.CompareAndSwap(posted, idle) {
+		b.hdr.state.CompareAndSwap(abandoned, idle)
+	}
 }

@@ -3,16 +3,8 @@ package mailbox
 import (
 	"fmt"
 	"os"
-	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
-)
-
-// The futex operations, shared between processes (not FUTEX_PRIVATE_FLAG).
-const (
-	futexWaitOp = 0 // FUTEX_WAIT
-	futexWakeOp = 1 // FUTEX_WAKE
 )
 
 // seals keep the file at its size for as long as it exists: neither side
@@ -70,7 +62,6 @@ func Attach(f *os.File) (*Box, error) {
 		unix.Munmap(mem)
 		return nil, fmt.Errorf("%w: unknown header", ErrInvalid)
 	}
-	b.last = b.hdr.request.load()
 	return b, nil
 }
 
@@ -78,20 +69,4 @@ func Attach(f *os.File) (*Box, error) {
 func (b *Box) Close() {
 	unix.Munmap(b.mem)
 	b.mem, b.hdr, b.reqs, b.ans = nil, nil, nil, nil
-}
-
-// futexWait sleeps while *addr holds val, for at most timeout if it is
-// positive. Wake-ups may be spurious: the caller looks again.
-func futexWait(addr *uint32, val uint32, timeout time.Duration) {
-	var ts *unix.Timespec
-	if timeout > 0 {
-		t := unix.NsecToTimespec(int64(timeout))
-		ts = &t
-	}
-	unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), futexWaitOp, uintptr(val), uintptr(unsafe.Pointer(ts)), 0, 0)
-}
-
-// futexWake wakes one sleeper on addr.
-func futexWake(addr *uint32) {
-	unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), futexWakeOp, 1, 0, 0, 0)
 }
