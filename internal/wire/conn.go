@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 )
@@ -35,6 +36,8 @@ type Conn struct {
 
 	wake       chan struct{} // capacity 1: frames are waiting
 	writerDone chan struct{}
+
+	attached *os.File // Config.Attach, received in the handshake
 }
 
 // NewConn wraps nc, whose handshake is complete, and starts its writer.
@@ -98,6 +101,18 @@ func (c *Conn) Flush() {
 		c.writeLocked()
 	}
 	c.mu.Unlock()
+}
+
+// SendCap is the largest frame body Send accepts: no more than the peer
+// reads.
+func (c *Conn) SendCap() int { return c.maxFrame }
+
+// Attached returns the file the owner attached to the handshake
+// (Config.Attach), or nil; the caller owns it from then on.
+func (c *Conn) Attached() *os.File {
+	f := c.attached
+	c.attached = nil
+	return f
 }
 
 // RecvBuffered reports whether Recv has a frame's bytes at hand already.
@@ -191,6 +206,9 @@ func (c *Conn) Buffered() int {
 
 // Close stops the connection. Frames still queued are dropped.
 func (c *Conn) Close() error {
+	if c.attached != nil {
+		c.attached.Close()
+	}
 	c.stop(ErrConnClosed)
 	err := c.nc.Close()
 	<-c.writerDone

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"time"
 
 	"github.com/sharedstate/sharedstate/transport"
@@ -36,6 +37,10 @@ type Config struct {
 	// Timeout bounds a handshake that ctx does not bound; 0 means
 	// DefaultHandshakeTimeout.
 	Timeout time.Duration
+	// Attach, for an owner, is a file handed to the client with the
+	// Welcome (SCM_RIGHTS): its mailbox. The client finds it with
+	// Conn.Attached; one that does not look for it never has it.
+	Attach *os.File
 }
 
 // DefaultHandshakeTimeout bounds a handshake when Config.Timeout is 0.
@@ -112,7 +117,13 @@ func accept(nc *net.UnixConn, cfg Config) (*Conn, *Join, error) {
 			Msg: fmt.Sprintf("pid %d reads frames of at most %d bytes; %d is the least allowed", cred.PID, join.MaxFrame, handshakeMaxFrame)}
 	}
 	join.PID = int64(cred.PID) // the kernel's word, not the peer's
-	if _, err := nc.Write((&Welcome{}).AppendFrame(nil)); err != nil {
+	welcome := (&Welcome{}).AppendFrame(nil)
+	if cfg.Attach != nil {
+		err = writeWithFile(nc, welcome, cfg.Attach)
+	} else {
+		_, err = nc.Write(welcome)
+	}
+	if err != nil {
 		return nil, nil, err
 	}
 	nc.SetDeadline(time.Time{})
@@ -138,7 +149,7 @@ func Connect(ctx context.Context, nc *net.UnixConn, cfg Config) (*Conn, *Hello, 
 	return conn, hello, nil
 }
 
-func connect(ctx context.Context, nc *net.UnixConn, cfg Config) (*Conn, *Hello, error) {
+func connect(ctx context.Context, nc *net.UnixConn, cfg Config) (_ *Conn, _ *Hello, err error) {
 	cred, err := PeerCred(nc)
 	if err != nil {
 		return nil, nil, err
@@ -155,7 +166,13 @@ func connect(ctx context.Context, nc *net.UnixConn, cfg Config) (*Conn, *Hello, 
 	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Now()) })
 	defer stop()
 
-	fr := NewFrameReader(nc, handshakeMaxFrame)
+	hr := newHandshakeReader(nc)
+	defer func() {
+		if f := hr.done(); f != nil && err != nil {
+			f.Close()
+		}
+	}()
+	fr := NewFrameReader(hr, handshakeMaxFrame)
 	body, err := fr.Next()
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading hello: %w", err)
@@ -203,7 +220,9 @@ func connect(ctx context.Context, nc *net.UnixConn, cfg Config) (*Conn, *Hello, 
 	hello.PID = int64(cred.PID)
 	nc.SetDeadline(time.Time{})
 	fr.max = cfg.MaxFrame
-	return newConn(nc, fr, sendCap(cfg.MaxFrame, hello.MaxFrame)), &hello, nil
+	conn := newConn(nc, fr, sendCap(cfg.MaxFrame, hello.MaxFrame))
+	conn.attached = hr.done()
+	return conn, &hello, nil
 }
 
 func decodeRefuse(body []byte) error {

@@ -392,3 +392,53 @@ func TestConnectCanceled(t *testing.T) {
 		t.Error("Connect succeeded with no owner speaking")
 	}
 }
+
+// An owner's Attach reaches the client with the Welcome, as a file of its
+// own on the same contents; without one the client gets none.
+func TestHandshakeAttachesAFile(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "attached")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	f.WriteString("the mailbox")
+	srvCfg := testConfig("")
+	srvCfg.Attach = f
+	srv, conn, _, err := handshake(t, srvCfg, testConfig(""), 7)
+	if err != nil || srv.err != nil {
+		t.Fatalf("handshake: %v, %v", err, srv.err)
+	}
+	got := conn.Attached()
+	if got == nil {
+		t.Fatal("no file came with the Welcome")
+	}
+	defer got.Close()
+	if got.Fd() == f.Fd() {
+		t.Fatal("the received file is the sender's descriptor")
+	}
+	b := make([]byte, 32)
+	n, _ := got.ReadAt(b, 0)
+	if string(b[:n]) != "the mailbox" {
+		t.Fatalf("the received file holds %q", b[:n])
+	}
+	if conn.Attached() != nil {
+		t.Fatal("Attached gave the file twice")
+	}
+	// The connection still carries frames once the handshake is over.
+	if err := srv.conn.Send(&Response{ID: 1, Int: 42}); err != nil {
+		t.Fatal(err)
+	}
+	body, err := conn.Recv()
+	var resp Response
+	if err != nil || resp.Decode(body) != nil || resp.Int != 42 {
+		t.Fatalf("after the handshake: %v, %+v", err, resp)
+	}
+
+	_, plain, _, err := handshake(t, testConfig(""), testConfig(""), 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain.Attached() != nil {
+		t.Fatal("a file came from an owner that attached none")
+	}
+}
