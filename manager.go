@@ -12,9 +12,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sharedstate/sharedstate/internal/store"
-
+	"github.com/sharedstate/sharedstate/internal/mailbox"
 	"github.com/sharedstate/sharedstate/internal/statedir"
+	"github.com/sharedstate/sharedstate/internal/store"
 	"github.com/sharedstate/sharedstate/internal/wire"
 	"github.com/sharedstate/sharedstate/transport"
 )
@@ -366,8 +366,22 @@ func (m *manager) serve(nc *net.UnixConn) {
 	}()
 
 	log := m.st.cfg.logger
-	conn, join, err := wire.Accept(nc, m.st.transportConfig())
+	cfg := m.st.transportConfig()
+	box, boxFile, err := mailbox.Create()
+	if err != nil && !errors.Is(err, mailbox.ErrUnsupported) {
+		log.Debug("sharedstate: no mailbox for a connection; it uses the socket alone", "state", m.st.name, "err", err)
+	}
+	if boxFile != nil {
+		cfg.Attach = boxFile
+	}
+	conn, join, err := wire.Accept(nc, cfg)
+	if boxFile != nil {
+		boxFile.Close() // the client has its own descriptor now
+	}
 	if err != nil {
+		if box != nil {
+			box.Close()
+		}
 		log.Warn("sharedstate: refused a connection", "state", m.st.name, "reason", err)
 		return
 	}
@@ -385,7 +399,22 @@ func (m *manager) serve(nc *net.UnixConn) {
 		m.store.WhenDurable(func() { conn.Queue((*wire.Response)(&resp)) })
 	})
 	m.store.Connect(join.ClientID, proc)
-	err = m.serveRequests(conn, sess)
+	var wake chan struct{}
+	if box != nil {
+		wake = make(chan struct{}, 1)
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			m.serveMailbox(box, conn, sess, wake, stop)
+		}()
+		defer func() {
+			close(stop)
+			<-done
+			box.Close()
+		}()
+	}
+	err = m.serveRequests(conn, sess, wake)
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, syscall.ECONNRESET) {
 		log.Warn("sharedstate: closed a connection", "state", m.st.name, "pid", join.PID, "reason", err)
 	}
@@ -427,21 +456,25 @@ func (m *manager) releaseOnExit(proc store.Process, client uint64) {
 // serveRequests answers a client's requests until its connection ends.
 // Answers are appended as requests are handled and written when no more
 // requests are at hand: a client with many calls in flight gets many answers
-// in one write, and a lone call gets its answer at once.
-func (m *manager) serveRequests(conn *wire.Conn, sess *store.Session) error {
+// in one write, and a lone call gets its answer at once. Each request wakes
+// the connection's mailbox, if it has one that went asleep.
+func (m *manager) serveRequests(conn *wire.Conn, sess *store.Session, wakeMailbox chan<- struct{}) error {
 	var req transport.Request
 	for {
 		body, err := conn.Recv()
 		if err != nil {
 			return err
 		}
-		if k := wire.KindOf(body); k != wire.KindRequest {
-			return fmt.Errorf("%w: unexpected message kind %d", wire.ErrMalformed, k)
-		}
-		if err := (*wire.Request)(&req).Decode(body); err != nil {
+		if err := decodeRequest(body, &req); err != nil {
 			return err
 		}
-		m.serveRequest(conn, sess, &req)
+		if wakeMailbox != nil {
+			select {
+			case wakeMailbox <- struct{}{}:
+			default:
+			}
+		}
+		m.serveRequest(conn.Append, conn, sess, &req)
 		if !conn.RecvBuffered() || conn.Buffered() >= flushAt {
 			conn.Flush()
 		}
@@ -449,17 +482,20 @@ func (m *manager) serveRequests(conn *wire.Conn, sess *store.Session) error {
 	}
 }
 
-func (m *manager) serveRequest(conn *wire.Conn, sess *store.Session, req *transport.Request) {
+// serveRequest answers req, with send if the answer is ready at once, and
+// on the socket later if it is not (a Lock that waits, a write that waits
+// for the disk).
+func (m *manager) serveRequest(send func(wire.Message) error, conn *wire.Conn, sess *store.Session, req *transport.Request) {
 	switch {
 	case m.closing.Load():
-		m.reply(conn.Append, &transport.Response{ID: req.ID, Status: transport.StatusShuttingDown, Msg: "the owner is closing"})
+		m.reply(send, &transport.Response{ID: req.ID, Status: transport.StatusShuttingDown, Msg: "the owner is closing"})
 	case store.IsMessageOp(req.Op):
 		resp := m.channels.Serve(sess, req, func(ev *wire.Event) {
 			if conn.Buffered() < maxBacklog { // else the client is not reading: drop
 				conn.Queue(ev)
 			}
 		})
-		m.reply(conn.Append, &resp)
+		m.reply(send, &resp)
 	default:
 		if req.Op == transport.OpLeave {
 			// A closed State subscribes to nothing from its answer on,
@@ -473,9 +509,17 @@ func (m *manager) serveRequest(conn *wire.Conn, sess *store.Session, req *transp
 		case m.store.Syncs() && req.Op.Mutates():
 			m.store.WhenDurable(func() { m.reply(conn.Queue, &resp) })
 		default:
-			m.reply(conn.Append, &resp)
+			m.reply(send, &resp)
 		}
 	}
+}
+
+// decodeRequest decodes a request frame's body.
+func decodeRequest(body []byte, req *transport.Request) error {
+	if k := wire.KindOf(body); k != wire.KindRequest {
+		return fmt.Errorf("%w: unexpected message kind %d", wire.ErrMalformed, k)
+	}
+	return (*wire.Request)(req).Decode(body)
 }
 
 // reply sends resp. An answer too large for a frame (a Range page or value

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/sharedstate/sharedstate/internal/mailbox"
 	"github.com/sharedstate/sharedstate/internal/store"
 	"github.com/sharedstate/sharedstate/internal/table"
 	"github.com/sharedstate/sharedstate/internal/wire"
@@ -31,6 +32,11 @@ type proxy struct {
 	table     *table.View
 	tableFile *table.File
 	retired   atomic.Bool
+
+	// box is the connection's mailbox, nil without one; boxMu is held by
+	// the one call using it, and by close to unmap it.
+	boxMu sync.Mutex
+	box   *mailbox.Box
 
 	mu      sync.Mutex
 	pending map[uint64]chan transport.Response
@@ -61,6 +67,12 @@ func dialProxy(ctx context.Context, st *embedded) (*proxy, error) {
 	// Without the table (a file system that cannot map it, another
 	// owner's file in its place), every call goes to the owner.
 	p.tableFile, p.table, _ = table.OpenView(st.dir, store.TableName(st.name), hello.Owner)
+	if f := conn.Attached(); f != nil {
+		if p.box, err = mailbox.Attach(f); err != nil {
+			st.cfg.logger.Warn("sharedstate: the owner's mailbox is unusable; calls use the socket alone", "state", st.name, "owner", hello.PID, "err", err)
+		}
+		f.Close()
+	}
 	go p.readLoop(st)
 	return p, nil
 }
@@ -70,6 +82,12 @@ func (p *proxy) lost() <-chan struct{} { return p.lostC }
 func (p *proxy) close() {
 	p.conn.Close()
 	<-p.done
+	p.boxMu.Lock()
+	if p.box != nil {
+		p.box.Close()
+		p.box = nil
+	}
+	p.boxMu.Unlock()
 	p.tableMu.Lock()
 	defer p.tableMu.Unlock()
 	if p.tableFile != nil {
@@ -126,19 +144,11 @@ func (p *proxy) readLoop(st *embedded) {
 			p.conn.Close()
 			return
 		}
-		p.mu.Lock()
-		if resp.ID == 0 && resp.Status == transport.StatusShuttingDown {
-			p.leaving = true
-		}
-		ch := p.pending[resp.ID]
-		delete(p.pending, resp.ID)
-		done := p.leaving && len(p.pending) == 0
-		p.mu.Unlock()
+		ch, done := p.settle(resp.ID, resp.ID == 0 && resp.Status == transport.StatusShuttingDown)
 		if ch != nil {
 			ch <- resp // buffered: never blocks
 		}
-		if done { // every request answered: the owner may go
-			p.conn.Close()
+		if done {
 			return
 		}
 	}
@@ -157,6 +167,14 @@ func (p *proxy) do(ctx context.Context, req *transport.Request) (transport.Respo
 	p.pending[req.ID] = ch
 	p.mu.Unlock()
 	req.Ack = p.st.acks.low()
+	resp, sent, answered := p.mailboxed(req)
+	if answered {
+		p.settle(req.ID, false)
+		return resp, nil
+	}
+	if sent {
+		return p.await(ctx, req.ID, ch)
+	}
 	if err := p.conn.Send((*wire.Request)(req)); err != nil {
 		p.forget(req.ID)
 		if errors.Is(err, wire.ErrFrameTooLarge) {
@@ -164,16 +182,38 @@ func (p *proxy) do(ctx context.Context, req *transport.Request) (transport.Respo
 		}
 		return transport.Response{}, errNotSent
 	}
+	return p.await(ctx, req.ID, ch)
+}
+
+// await waits for the answer to request id on the socket.
+func (p *proxy) await(ctx context.Context, id uint64, ch <-chan transport.Response) (transport.Response, error) {
 	select {
 	case resp := <-ch:
 		return resp, nil
 	case <-p.lostC:
-		p.forget(req.ID)
+		p.forget(id)
 		return transport.Response{}, errOwnerLost
 	case <-ctx.Done():
-		p.forget(req.ID)
+		p.forget(id)
 		return transport.Response{}, ctx.Err()
 	}
+}
+
+// settle removes request id from those pending, and returns the channel
+// its caller waits on; leaving says the owner announced it is closing. It
+// reports whether the connection is done with: the owner is leaving and
+// every request was answered, so this side closes it and the owner may go.
+func (p *proxy) settle(id uint64, leaving bool) (chan transport.Response, bool) {
+	p.mu.Lock()
+	p.leaving = p.leaving || leaving
+	ch := p.pending[id]
+	delete(p.pending, id)
+	done := p.leaving && len(p.pending) == 0
+	p.mu.Unlock()
+	if done {
+		p.conn.Close()
+	}
+	return ch, done
 }
 
 // leave tells the owner that this State is closing, so that it releases

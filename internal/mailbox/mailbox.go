@@ -155,13 +155,15 @@ func InSlot(frame, slot []byte) bool {
 
 // Client side.
 
-// RequestSlot returns the slot a request frame is appended to, for Post.
-// Append within its capacity (InSlot tells).
-func (b *Box) RequestSlot() []byte { return b.reqs[:0] }
+// RequestSlot returns the slot a request frame is appended to, for Post,
+// or false if the mailbox is not free: the owner may still be reading the
+// last request, which must not change under it. Append within the slot's
+// capacity (InSlot tells).
+func (b *Box) RequestSlot() ([]byte, bool) { return b.reqs[:0], b.hdr.state.Load() == idle }
 
 // Post sends the request written into RequestSlot. It reports false if the
-// owner is not watching the mailbox (or its last answer was not yet
-// collected): send the request on the socket instead.
+// owner stopped watching the mailbox since: send the request on the socket
+// instead.
 func (b *Box) Post() bool { return b.hdr.state.CompareAndSwap(idle, posted) }
 
 // Await waits for the answer to the request posted, for at most budget. It

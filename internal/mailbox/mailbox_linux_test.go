@@ -3,9 +3,11 @@ package mailbox
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,14 +32,20 @@ func pair(t *testing.T) (owner, client *Box) {
 }
 
 // exchange is a client and an owner that talk through a mailbox and, when
-// it says so, through channels standing for the socket: a test of the
-// protocol's one promise, that every request gets exactly one answer, in
-// the slot or on the socket.
+// it says so, through a stand-in for the socket: a test of the protocol's
+// one promise, that every request gets exactly one answer, in the slot or
+// on the socket. Like a proxy, the client may have several calls in
+// flight, one of them in the mailbox.
 type exchange struct {
 	owner, client *Box
+	clientMu      sync.Mutex // held by the call using the mailbox
 	wake, stop    chan struct{}
 	socketReqs    chan uint64 // requests the client sent on the socket
-	socketAnswers chan uint64 // answers the owner sent on the socket
+
+	mu      sync.Mutex
+	pending map[uint64]chan struct{} // calls waiting for an answer on the socket
+	wrong   []string                 // answers to nobody, or given twice
+
 	// release says whether the owner frees the box and answers on the
 	// socket instead, as it does for a Lock that waits.
 	release func(uint64) bool
@@ -53,7 +61,8 @@ func newExchange(t *testing.T) *exchange {
 	x := &exchange{
 		owner: owner, client: client,
 		wake: make(chan struct{}, 1), stop: make(chan struct{}),
-		socketReqs: make(chan uint64), socketAnswers: make(chan uint64, 1),
+		socketReqs:   make(chan uint64),
+		pending:      make(map[uint64]chan struct{}),
 		release:      func(uint64) bool { return false },
 		ownerDelay:   func() time.Duration { return 0 },
 		ownerBudget:  time.Millisecond,
@@ -63,6 +72,19 @@ func newExchange(t *testing.T) *exchange {
 	return x
 }
 
+// answerOnSocket delivers the answer to request n on the socket.
+func (x *exchange) answerOnSocket(n uint64) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	ch, ok := x.pending[n]
+	if !ok {
+		x.wrong = append(x.wrong, fmt.Sprintf("the socket brought an answer to %d, which waits for none", n))
+		return
+	}
+	delete(x.pending, n)
+	close(ch)
+}
+
 func (x *exchange) start() {
 	x.wg.Add(2)
 	go func() { // the owner's socket reader
@@ -70,7 +92,7 @@ func (x *exchange) start() {
 		for {
 			select {
 			case n := <-x.socketReqs:
-				x.socketAnswers <- n
+				x.answerOnSocket(n)
 				select {
 				case x.wake <- struct{}{}:
 				default:
@@ -87,18 +109,18 @@ func (x *exchange) start() {
 			if !ok {
 				return
 			}
-			n := binary.BigEndian.Uint64(req)
 			if d := x.ownerDelay(); d > 0 {
-				time.Sleep(d)
+				time.Sleep(d) // before the request is read: it must not change meanwhile
 			}
+			n := binary.BigEndian.Uint64(req)
 			if x.release(n) {
 				x.owner.Release()
-				x.socketAnswers <- n
+				x.answerOnSocket(n)
 				continue
 			}
 			binary.BigEndian.AppendUint64(x.owner.AnswerSlot(), n)
 			if !x.owner.Answer() {
-				x.socketAnswers <- n
+				x.answerOnSocket(n)
 				x.owner.Release()
 			}
 		}
@@ -117,49 +139,92 @@ func (x *exchange) close() {
 // call sends request n and reports how its answer came: "slot", "socket
 // after post" or "socket".
 func (x *exchange) call(t *testing.T, n uint64) string {
-	t.Helper()
-	binary.BigEndian.AppendUint64(x.client.RequestSlot(), n)
+	ch := make(chan struct{})
+	x.mu.Lock()
+	x.pending[n] = ch
+	x.mu.Unlock()
 	how := "socket"
-	if x.client.Post() {
-		if ans, ok := x.client.Await(x.clientBudget()); ok {
-			got := binary.BigEndian.Uint64(ans)
-			x.client.Done()
-			if got != n {
-				t.Fatalf("request %d: the slot holds the answer to %d", n, got)
+	if x.clientMu.TryLock() {
+		if slot, free := x.client.RequestSlot(); free && post(x.client, slot, n) {
+			how = "socket after post"
+			if ans, ok := x.client.Await(x.clientBudget()); ok {
+				how = "slot"
+				got := binary.BigEndian.Uint64(ans)
+				x.client.Done()
+				if got != n {
+					x.clientMu.Unlock()
+					t.Errorf("request %d: the slot holds the answer to %d", n, got)
+					return how
+				}
 			}
-			return "slot"
 		}
-		how = "socket after post"
-	} else {
+		x.clientMu.Unlock()
+	}
+	switch how {
+	case "slot":
+		x.mu.Lock()
+		delete(x.pending, n) // an answer on the socket too is an error
+		x.mu.Unlock()
+		return how
+	case "socket":
 		x.socketReqs <- n
 	}
 	select {
-	case got := <-x.socketAnswers:
-		if got != n {
-			t.Fatalf("request %d (%s): the socket brought the answer to %d", n, how, got)
-		}
+	case <-ch:
 	case <-time.After(10 * time.Second):
-		t.Fatalf("request %d (%s): no answer anywhere; the state is %d", n, how, x.client.hdr.state.Load())
+		t.Errorf("request %d (%s): no answer anywhere; the state is %d", n, how, x.client.hdr.state.Load())
 	}
 	return how
+}
+
+// run makes calls numbered from 0 to n-1 from g goroutines, and returns
+// how many answers came each way.
+func (x *exchange) run(t *testing.T, g int, n uint64, pause func(uint64)) map[string]int {
+	var next atomic.Uint64
+	var mu sync.Mutex
+	ways := map[string]int{}
+	var wg sync.WaitGroup
+	for range g {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := next.Add(1) - 1; i < n && !t.Failed(); i = next.Add(1) - 1 {
+				how := x.call(t, i)
+				mu.Lock()
+				ways[how]++
+				mu.Unlock()
+				pause(i)
+			}
+		}()
+	}
+	wg.Wait()
+	x.close()
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, w := range x.wrong {
+		t.Error(w)
+	}
+	return ways
+}
+
+func post(b *Box, slot []byte, n uint64) bool {
+	binary.BigEndian.AppendUint64(slot, n)
+	return b.Post()
 }
 
 func TestEveryRequestGetsOneAnswer(t *testing.T) {
 	x := newExchange(t)
 	x.release = func(n uint64) bool { return n%7 == 0 }
 	x.start()
-	ways := map[string]int{}
-	for n := range uint64(2000) {
-		ways[x.call(t, n)]++
-	}
+	ways := x.run(t, 1, 2000, func(uint64) {})
 	if ways["slot"] == 0 || ways["socket after post"] == 0 {
 		t.Fatalf("answers came %v; want some in the slot and some released to the socket", ways)
 	}
 }
 
-// With budgets near zero and an owner that sometimes takes longer than the
-// client waits, both sides give up at every point of the protocol: still
-// exactly one answer each.
+// With budgets near zero, an owner that sometimes takes longer than the
+// client waits, and several calls in flight, both sides give up at every
+// point of the protocol: still exactly one answer each.
 func TestEveryRequestGetsOneAnswerWhenBothSidesGiveUp(t *testing.T) {
 	x := newExchange(t)
 	x.ownerBudget = time.Microsecond
@@ -172,13 +237,11 @@ func TestEveryRequestGetsOneAnswerWhenBothSidesGiveUp(t *testing.T) {
 	}
 	x.release = func(uint64) bool { return rand.IntN(16) == 0 }
 	x.start()
-	ways := map[string]int{}
-	for n := range uint64(20000) {
-		ways[x.call(t, n)]++
-		if n%512 == 0 {
+	ways := x.run(t, 4, 20000, func(i uint64) {
+		if i%512 == 0 {
 			time.Sleep(5 * time.Microsecond) // now and then, long enough for the owner to sleep
 		}
-	}
+	})
 	t.Logf("answers came %v", ways)
 	for _, how := range []string{"slot", "socket after post", "socket"} {
 		if ways[how] == 0 {
