@@ -199,16 +199,20 @@ func (b *bench) counterAdd(ctx context.Context, s *section) error {
 	if err := preloadRedis(ctx, socketClient(b.redis), 0, 0); err != nil {
 		return err
 	}
-	return b.versusRedis(ctx, s, job{Target: targetState, Op: opAdd}, "Counter.Add", "Add", func(g int, peer string, r *row) {
+	err := b.versusRedis(ctx, s, job{Target: targetState, Op: opAdd}, "Counter.Add", "Add", func(g int, peer string, r *row) {
 		switch {
 		case peer == targetGoRedis && g == 1:
 			r.ratioAtLeast(1.5)
 		case peer == targetGoRedis && g >= 32:
 			r.ratioAtLeast(2)
 		case peer == targetRueidis && g >= 32:
-			r.ratioAtLeast(1)
+			r.ratioAtLeast(1.5)
 		}
 	})
+	if err != nil {
+		return err
+	}
+	return b.idleCPU(ctx, s)
 }
 
 // hotGoroutines are workload 9's goroutines per process: a hot key is

@@ -1,0 +1,112 @@
+package sharedstate_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/sharedstate/sharedstate/internal/mailbox"
+	"github.com/sharedstate/sharedstate/internal/wire"
+	"github.com/sharedstate/sharedstate/transport"
+)
+
+// joinWithMailbox joins the owner at sock as a real client does, and maps
+// the mailbox the owner hands over.
+func joinWithMailbox(t *testing.T, sock string, client uint64) (*wire.Conn, *mailbox.Box) {
+	t.Helper()
+	nc, err := wire.Dial(testContext(t), sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, _, err := wire.Connect(testContext(t), nc, wire.Config{UID: os.Getuid(), PID: os.Getpid(), ID: client, MaxFrame: wire.DefaultMaxFrame})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	f := conn.Attached()
+	if f == nil {
+		t.Fatal("the owner handed over no mailbox")
+	}
+	defer f.Close()
+	box, err := mailbox.Attach(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(box.Close)
+	return conn, box
+}
+
+// post writes frame into the mailbox. An owner that went asleep watches
+// it again once a request comes on the socket, as a proxy's would.
+func post(t *testing.T, conn *wire.Conn, box *mailbox.Box, frame []byte) {
+	t.Helper()
+	deadline := time.Now().Add(hangGuard)
+	for id := uint64(1 << 40); ; id++ {
+		if slot, free := box.RequestSlot(); free {
+			copy(slot[:len(frame)], frame)
+			if box.Post() {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the owner never watched the mailbox")
+		}
+		if err := conn.Send(&wire.Request{ID: id, Op: transport.OpGet, Name: "wake"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Recv(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// A client's requests go through the mailbox, answered there; one that
+// writes nonsense into it loses its connection, and nobody else notices.
+func TestMailboxGarbage(t *testing.T) {
+	dir := t.TempDir()
+	ctx := testContext(t)
+	var ownerLog, proxyLog syncBuffer
+	owner := open(t, dir, "app", quietLogger(&ownerLog))
+	proxy := open(t, dir, "app", quietLogger(&proxyLog))
+	h := &health{owner: owner, proxy: proxy}
+	h.check(t, ctx, "start")
+	sock := filepath.Join(dir, "app.sock")
+
+	conn, box := joinWithMailbox(t, sock, 0x5eed)
+	req := &wire.Request{ID: 1, Op: transport.OpAdd, Name: "by-mailbox", Int: 5}
+	post(t, conn, box, req.AppendFrame(nil))
+	answer, ok := box.Await(hangGuard)
+	if !ok {
+		t.Fatal("the owner answered a mailbox request elsewhere")
+	}
+	var resp wire.Response
+	if err := resp.Decode(wire.NewDecoder(answer).Frame()); err != nil || resp.ID != 1 || resp.Int != 5 {
+		t.Fatalf("the mailbox's answer: %+v, %v", resp, err)
+	}
+	box.Done()
+	if n, err := owner.Counter("by-mailbox").Load(ctx); err != nil || n != 5 {
+		t.Fatalf("after an Add by mailbox, the owner reads %d, %v", n, err)
+	}
+
+	okRequest := req.AppendFrame(nil)
+	tooLong := bytes.Clone(okRequest)
+	binary.BigEndian.PutUint32(tooLong, mailbox.SlotSize)
+	notARequest := (&wire.Response{ID: 1}).AppendFrame(nil)
+	for i, garbage := range [][]byte{
+		append([]byte{0, 0, 0, 40}, randomBytes(3, 40)...),
+		tooLong,
+		notARequest,
+		{0, 0, 0, 0},
+	} {
+		conn, box := joinWithMailbox(t, sock, uint64(0x6000+i))
+		post(t, conn, box, garbage)
+		if _, err := conn.Recv(); err == nil {
+			t.Fatalf("garbage %d: the owner answered on the socket", i)
+		}
+		waitLog(t, &ownerLog, i+1, "closed a connection", "mailbox:")
+		h.check(t, ctx, "mailbox garbage")
+	}
+}
