@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -66,14 +65,8 @@ func post(t *testing.T, conn *wire.Conn, box *mailbox.Box, frame []byte) {
 // A client's requests go through the mailbox, answered there; one that
 // writes nonsense into it loses its connection, and nobody else notices.
 func TestMailboxGarbage(t *testing.T) {
-	dir := t.TempDir()
 	ctx := testContext(t)
-	var ownerLog, proxyLog syncBuffer
-	owner := open(t, dir, "app", quietLogger(&ownerLog))
-	proxy := open(t, dir, "app", quietLogger(&proxyLog))
-	h := &health{owner: owner, proxy: proxy}
-	h.check(t, ctx, "start")
-	sock := filepath.Join(dir, "app.sock")
+	h, ownerLog, _, sock := underAttack(t)
 
 	conn, box := joinWithMailbox(t, sock, 0x5eed)
 	req := &wire.Request{ID: 1, Op: transport.OpAdd, Name: "by-mailbox", Int: 5}
@@ -87,7 +80,7 @@ func TestMailboxGarbage(t *testing.T) {
 		t.Fatalf("the mailbox's answer: %+v, %v", resp, err)
 	}
 	box.Done()
-	if n, err := owner.Counter("by-mailbox").Load(ctx); err != nil || n != 5 {
+	if n, err := h.owner.Counter("by-mailbox").Load(ctx); err != nil || n != 5 {
 		t.Fatalf("after an Add by mailbox, the owner reads %d, %v", n, err)
 	}
 
@@ -106,7 +99,7 @@ func TestMailboxGarbage(t *testing.T) {
 		if _, err := conn.Recv(); err == nil {
 			t.Fatalf("garbage %d: the owner answered on the socket", i)
 		}
-		waitLog(t, &ownerLog, i+1, "closed a connection", "mailbox:")
+		waitLog(t, ownerLog, i+1, "closed a connection", "mailbox:")
 		h.check(t, ctx, "mailbox garbage")
 	}
 }

@@ -256,15 +256,21 @@ func (h *health) check(t *testing.T, ctx context.Context, after string) {
 	}
 }
 
-func TestBadInput(t *testing.T) {
+// underAttack opens an owner and a healthy proxy of a fresh state, each
+// logging to its own buffer, for a test that lets bad peers at the owner's
+// socket (sock).
+func underAttack(t *testing.T) (h *health, ownerLog, proxyLog *syncBuffer, sock string) {
 	dir := t.TempDir()
+	ownerLog, proxyLog = new(syncBuffer), new(syncBuffer)
+	h = &health{owner: open(t, dir, "app", quietLogger(ownerLog)), proxy: open(t, dir, "app", quietLogger(proxyLog))}
+	h.check(t, testContext(t), "start")
+	return h, ownerLog, proxyLog, filepath.Join(dir, "app.sock")
+}
+
+func TestBadInput(t *testing.T) {
 	ctx := testContext(t)
-	var ownerLog, proxyLog syncBuffer
-	owner := open(t, dir, "app", quietLogger(&ownerLog))
-	proxy := open(t, dir, "app", quietLogger(&proxyLog))
-	h := &health{owner: owner, proxy: proxy}
-	h.check(t, ctx, "start")
-	sock := filepath.Join(dir, "app.sock")
+	h, ownerLog, proxyLog, sock := underAttack(t)
+	owner, proxy := h.owner, h.proxy
 	pid := strconv.Itoa(os.Getpid())
 
 	// Slow peers, kept open for the whole test. One stalls in the handshake,
@@ -348,7 +354,7 @@ func TestBadInput(t *testing.T) {
 		if err := c.sendAndDrain(tc.data); err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
-		waitLog(t, &ownerLog, before+1, tc.logged...)
+		waitLog(t, ownerLog, before+1, tc.logged...)
 		h.check(t, ctx, tc.name)
 	}
 
@@ -458,12 +464,12 @@ func TestBadInput(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	waitLog(t, &ownerLog, beforeRefused+flood/2, "refused a connection")
-	waitLog(t, &ownerLog, beforeClosed+flood/2, "closed a connection")
+	waitLog(t, ownerLog, beforeRefused+flood/2, "refused a connection")
+	waitLog(t, ownerLog, beforeClosed+flood/2, "closed a connection")
 	h.check(t, ctx, "flood")
 
 	// The peer stalled in its handshake is dropped when the handshake times out.
-	waitLog(t, &ownerLog, 1, "refused a connection", "reading join from pid "+pid, "i/o timeout")
+	waitLog(t, ownerLog, 1, "refused a connection", "reading join from pid "+pid, "i/o timeout")
 	slowHandshake.nc.SetDeadline(time.Now().Add(hangGuard))
 	if _, err := io.Copy(io.Discard, slowHandshake.nc); err != nil && !errors.Is(err, syscall.ECONNRESET) {
 		t.Errorf("the peer stalled in its handshake was not dropped: %v", err)
