@@ -67,16 +67,13 @@ func (r *slotReply) send(msg wire.Message) error {
 	r.sent = true
 	slot := r.box.AnswerSlot()
 	frame := msg.AppendFrame(slot)
-	if mailbox.InSlot(frame, slot) && frameBody(frame) <= r.conn.SendCap() && r.box.Answer() {
+	if mailbox.InSlot(frame, slot) && r.conn.Fits(frame) && r.box.Answer() {
 		return nil
 	}
 	err := r.conn.Queue(msg)
 	r.box.Release()
 	return err
 }
-
-// frameBody returns the size of a frame's body, its header left out.
-func frameBody(frame []byte) int { return len(frame) - 4 }
 
 // mailboxed sends req through the mailbox if it is free, req fits in it
 // and is not a pub/sub call (whose answers must stay in order with the
@@ -95,7 +92,7 @@ func (p *proxy) mailboxed(req *transport.Request) (resp transport.Response, sent
 		return resp, false, false
 	}
 	frame := (*wire.Request)(req).AppendFrame(slot)
-	if !mailbox.InSlot(frame, slot) || frameBody(frame) > p.conn.SendCap() || !p.box.Post() {
+	if !mailbox.InSlot(frame, slot) || !p.conn.Fits(frame) || !p.box.Post() {
 		return resp, false, false
 	}
 	answer, ok := p.box.Await(proxyWait)

@@ -103,9 +103,9 @@ func (c *Conn) Flush() {
 	c.mu.Unlock()
 }
 
-// SendCap is the largest frame body Send accepts: no more than the peer
-// reads.
-func (c *Conn) SendCap() int { return c.maxFrame }
+// Fits reports whether frame, a whole frame, is one Send would accept:
+// its body no larger than the peer reads.
+func (c *Conn) Fits(frame []byte) bool { return len(frame)-headerSize <= c.maxFrame }
 
 // Attached returns the file the owner attached to the handshake
 // (Config.Attach), or nil; the caller owns it from then on.
@@ -136,9 +136,9 @@ func (c *Conn) appendLocked(m Message) error {
 	}
 	start := len(c.out)
 	c.out = m.AppendFrame(c.out)
-	if size := len(c.out) - start - headerSize; size > c.maxFrame {
+	if frame := c.out[start:]; !c.Fits(frame) {
 		c.out = c.out[:start]
-		return fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, size, c.maxFrame)
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, len(frame)-headerSize, c.maxFrame)
 	}
 	return nil
 }
