@@ -1,6 +1,7 @@
 package sharedstate
 
 import (
+	"sync"
 	"time"
 
 	"github.com/sharedstate/sharedstate/internal/mailbox"
@@ -9,12 +10,17 @@ import (
 	"github.com/sharedstate/sharedstate/transport"
 )
 
-// A proxy's call goes through its connection's mailbox (internal/mailbox)
-// when the mailbox is free, and on the socket otherwise: one call at a time
-// per process takes a round trip of shared memory, with no system call,
-// while the others, and any call whose answer must wait, share the socket
-// as before. Both sides spin on the mailbox for a bounded time, then fall
-// back on the socket, so a state with no traffic uses no CPU.
+// A proxy's calls go through its connection's mailbox (internal/mailbox):
+// a round trip of shared memory, with no system call. A call that finds
+// the mailbox free carries its own request; calls that come while an
+// exchange is in flight wait in the proxy's outbox, and the next exchange
+// carries all of them (as many frames as the slot holds), as a socket's
+// writer sends many frames in one write. The owner answers each in the
+// answer slot, or on the socket if its answer must wait (a Lock, a write
+// that waits for the disk) or does not fit; the proxy matches answers to
+// callers by request id, wherever they come from. Both sides spin on the
+// mailbox for a bounded time, then fall back on the socket, so a state with
+// no traffic uses no CPU.
 const (
 	// ownerWatch is how long the owner watches an idle mailbox for the
 	// next request before it goes asleep: long enough to span a caller's
@@ -31,82 +37,183 @@ const (
 // the socket.
 func (m *manager) serveMailbox(box *mailbox.Box, conn *wire.Conn, sess *store.Session, wake, stop <-chan struct{}) {
 	var req transport.Request
-	slot := slotReply{box: box, conn: conn}
-	send := slot.send
+	answers := slotAnswers{box: box, conn: conn}
+	send := answers.add
 	for {
-		frame, ok := box.Next(ownerWatch, wake, stop)
+		reqs, ok := box.Next(ownerWatch, wake, stop)
 		if !ok {
 			return
 		}
-		if err := decodeRequest(wire.NewDecoder(frame).Frame(), &req); err != nil {
-			m.st.cfg.logger.Warn("sharedstate: closed a connection", "state", m.st.name, "reason", "mailbox: "+err.Error())
-			box.Release()
-			conn.Close()
-			return
+		answers.slot = box.AnswerSlot()
+		for len(reqs) > 0 {
+			body, rest, err := wire.NextFrame(reqs)
+			if err == nil {
+				err = decodeRequest(body, &req)
+			}
+			if err != nil {
+				m.st.cfg.logger.Warn("sharedstate: closed a connection", "state", m.st.name, "reason", "mailbox: "+err.Error())
+				box.Release()
+				conn.Close()
+				return
+			}
+			reqs = rest
+			m.serveRequest(send, conn, sess, &req)
 		}
-		slot.sent = false
-		m.serveRequest(send, conn, sess, &req)
-		if !slot.sent { // the answer comes later, on the socket
-			box.Release()
-		}
+		answers.hand()
 	}
 }
 
-// slotReply sends the answer to a mailbox's request: in the answer slot,
-// or on the socket if it does not fit or the client stopped waiting.
-type slotReply struct {
+// slotAnswers gathers the answers to one exchange's requests in the answer
+// slot, and sends on the socket those that do not fit.
+type slotAnswers struct {
 	box  *mailbox.Box
 	conn *wire.Conn
-	sent bool
+	slot []byte
 }
 
-func (r *slotReply) send(msg wire.Message) error {
-	if r.sent { // a second answer (TooLarge in place of the first): the box is freed already
-		return r.conn.Queue(msg)
-	}
-	r.sent = true
-	slot := r.box.AnswerSlot()
-	frame := msg.AppendFrame(slot)
-	if mailbox.InSlot(frame, slot) && r.conn.Fits(frame) && r.box.Answer() {
+func (a *slotAnswers) add(msg wire.Message) error {
+	if frame := msg.AppendFrame(a.slot); mailbox.InSlot(frame, a.slot) && a.conn.Fits(frame[len(a.slot):]) {
+		a.slot = frame
 		return nil
 	}
-	err := r.conn.Queue(msg)
-	r.box.Release()
-	return err
+	return a.conn.Append(msg)
 }
 
-// mailboxed sends req through the mailbox if it is free, req fits in it
-// and is not a pub/sub call (whose answers must stay in order with the
-// socket's events). It reports whether req was sent, and whether resp is
-// its answer; if sent but not answered, the answer comes on the socket.
+// hand gives the client the answers in the slot, or sends them on the
+// socket if it stopped waiting, and writes those appended to the socket.
+func (a *slotAnswers) hand() {
+	if len(a.slot) == 0 || !a.box.Answer(a.slot) {
+		a.conn.AppendFrames(a.slot)
+		a.box.Release()
+	}
+	a.conn.Flush()
+}
+
+// outbox holds the request frames of calls that wait for the mailbox while
+// an exchange is in flight; whoever carries the exchange carries them next.
+type outbox struct {
+	mu     sync.Mutex
+	frames []byte
+	busy   bool          // a carrier is at work: it takes frames until none are left
+	more   chan struct{} // wakes the carrier goroutine (carryLoop)
+	done   chan struct{} // closed when carryLoop has returned
+}
+
+// mailboxed sends req through the mailbox unless it does not fit in a slot
+// or is a pub/sub call (whose answers must stay in order with the socket's
+// events). It reports whether req was sent that way, and whether resp is
+// its answer; if sent but not answered, the answer comes on the socket or
+// through the carrier goroutine.
 func (p *proxy) mailboxed(req *transport.Request) (resp transport.Response, sent, answered bool) {
-	if store.IsMessageOp(req.Op) || !p.boxMu.TryLock() {
+	if p.out.more == nil || store.IsMessageOp(req.Op) {
 		return resp, false, false
 	}
+	o := &p.out
+	o.mu.Lock()
+	start := len(o.frames)
+	o.frames = (*wire.Request)(req).AppendFrame(o.frames)
+	if frame := o.frames[start:]; len(frame) > mailbox.SlotSize || !p.conn.Fits(frame) {
+		o.frames = o.frames[:start]
+		o.mu.Unlock()
+		return resp, false, false
+	}
+	carry := !o.busy
+	o.busy = true
+	o.mu.Unlock()
+	if carry {
+		resp, answered = p.carry(req.ID)
+		if p.waiting() {
+			select {
+			case o.more <- struct{}{}:
+			default:
+			}
+		}
+	}
+	return resp, true, answered
+}
+
+// waiting reports whether calls wait in the outbox; if none do, the next
+// call carries its own request.
+func (p *proxy) waiting() bool {
+	p.out.mu.Lock()
+	defer p.out.mu.Unlock()
+	p.out.busy = len(p.out.frames) > 0
+	return p.out.busy
+}
+
+// carryLoop carries the calls left waiting when a caller's own exchange
+// ended, until the connection is lost.
+func (p *proxy) carryLoop() {
+	defer close(p.out.done)
+	for {
+		select {
+		case <-p.out.more:
+		case <-p.lostC:
+			return
+		}
+		for p.waiting() {
+			p.carry(0)
+		}
+	}
+}
+
+// carry makes one exchange of the frames waiting in the outbox, or sends
+// them on the socket if the mailbox is not free. It delivers their answers
+// to their callers, except the answer to request own, which it returns.
+func (p *proxy) carry(own uint64) (resp transport.Response, answered bool) {
+	p.boxMu.Lock()
 	defer p.boxMu.Unlock()
-	if p.box == nil {
-		return resp, false, false
+	var slot []byte
+	free := p.box != nil
+	if free {
+		if slot, free = p.box.RequestSlot(); !free {
+			slot = nil // the owner may be reading it still
+		}
 	}
-	slot, free := p.box.RequestSlot()
-	if !free {
-		return resp, false, false
+	p.out.mu.Lock()
+	n := wire.FramesWithin(p.out.frames, mailbox.SlotSize)
+	reqs := append(slot, p.out.frames[:n]...)
+	p.out.frames = p.out.frames[:copy(p.out.frames, p.out.frames[n:])]
+	p.out.mu.Unlock()
+	if !free || !p.box.Post(reqs) {
+		if p.conn.AppendFrames(reqs) == nil {
+			p.conn.Flush()
+		}
+		return resp, false
 	}
-	frame := (*wire.Request)(req).AppendFrame(slot)
-	if !mailbox.InSlot(frame, slot) || !p.conn.Fits(frame) || !p.box.Post() {
-		return resp, false, false
-	}
-	answer, ok := p.box.Await(proxyWait)
+	answers, ok := p.box.Await(proxyWait)
 	if !ok {
-		return resp, true, false
+		return resp, false
 	}
-	err := (*wire.Response)(&resp).Decode(wire.NewDecoder(answer).Frame())
+	resp, answered = p.deliver(answers, own)
 	p.box.Done()
-	if err != nil || resp.ID != req.ID {
-		// The owner wrote nonsense: drop it, as a malformed frame on
-		// the socket would be; the caller sees the owner lost.
-		p.st.cfg.logger.Warn("sharedstate: connection to owner ended", "state", p.st.name, "owner", p.ownerPID, "err", "mailbox: malformed answer")
-		p.conn.Close()
-		return resp, true, false
+	return resp, answered
+}
+
+// deliver hands the answers in the slot to their callers, and returns the
+// one to request own.
+func (p *proxy) deliver(answers []byte, own uint64) (resp transport.Response, answered bool) {
+	var r transport.Response
+	for len(answers) > 0 {
+		body, rest, err := wire.NextFrame(answers)
+		if err == nil {
+			err = (*wire.Response)(&r).Decode(body)
+		}
+		if err != nil {
+			// The owner wrote nonsense: drop it, as a malformed frame on
+			// the socket would be; the callers see the owner lost.
+			p.st.cfg.logger.Warn("sharedstate: connection to owner ended", "state", p.st.name, "owner", p.ownerPID, "err", "mailbox: "+err.Error())
+			p.conn.Close()
+			return resp, false
+		}
+		answers = rest
+		if r.ID == own {
+			resp, answered = r, true
+			continue
+		}
+		if ch, _ := p.settle(r.ID, false); ch != nil {
+			ch <- r // buffered: never blocks
+		}
 	}
-	return resp, true, true
+	return resp, answered
 }

@@ -3,10 +3,12 @@ package sharedstate_test
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"testing"
 	"time"
 
+	"github.com/sharedstate/sharedstate"
 	"github.com/sharedstate/sharedstate/internal/mailbox"
 	"github.com/sharedstate/sharedstate/internal/wire"
 	"github.com/sharedstate/sharedstate/transport"
@@ -45,8 +47,7 @@ func post(t *testing.T, conn *wire.Conn, box *mailbox.Box, frame []byte) {
 	deadline := time.Now().Add(hangGuard)
 	for id := uint64(1 << 40); ; id++ {
 		if slot, free := box.RequestSlot(); free {
-			copy(slot[:len(frame)], frame)
-			if box.Post() {
+			if box.Post(append(slot, frame...)) {
 				return
 			}
 		}
@@ -92,6 +93,7 @@ func TestMailboxGarbage(t *testing.T) {
 		append([]byte{0, 0, 0, 40}, randomBytes(3, 40)...),
 		tooLong,
 		notARequest,
+		append(okRequest, 0, 0, 0),
 		{0, 0, 0, 0},
 	} {
 		conn, box := joinWithMailbox(t, sock, uint64(0x6000+i))
@@ -101,5 +103,74 @@ func TestMailboxGarbage(t *testing.T) {
 		}
 		waitLog(t, ownerLog, i+1, "closed a connection", "mailbox:")
 		h.check(t, ctx, "mailbox garbage")
+	}
+}
+
+// Many calls in flight through one proxy share its mailbox, several to an
+// exchange: each gets its own answer, whether it came in the slot, on the
+// socket because it did not fit (answers of 20 KiB, three to a slot), or
+// later because it waited (a Lock the owner holds).
+func TestMailboxCarriesManyCalls(t *testing.T) {
+	dir := t.TempDir()
+	ctx := testContext(t)
+	owner, proxy := open(t, dir, "app"), open(t, dir, "app")
+	held := owner.Mutex("m")
+	if err := held.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	locked := make(chan error, 1)
+	go func() { locked <- proxy.Mutex("m").Lock(ctx) }()
+
+	const adders, adds, swappers, swaps = 32, 100, 8, 20
+	values := sharedstate.NewMap[[]byte](proxy, "values")
+	errs := make(chan error, adders+swappers)
+	for range adders {
+		go func() {
+			for range adds {
+				if _, err := proxy.Counter("c").Add(ctx, 1); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for g := range swappers {
+		go func() {
+			key := fmt.Sprint("k", g)
+			var last []byte
+			for i := range swaps {
+				v := bytes.Repeat([]byte{byte(g), byte(i)}, 10<<10)
+				prev, _, err := values.Swap(ctx, key, v)
+				if err == nil && !bytes.Equal(prev, last) {
+					err = fmt.Errorf("swap %d of %s returned %d bytes, not the value stored before", i, key, len(prev))
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				last = v
+			}
+			errs <- nil
+		}()
+	}
+	for range adders + swappers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := owner.Counter("c").Load(ctx); err != nil || n != adders*adds {
+		t.Fatalf("the counter reads %d, %v; want %d", n, err, adders*adds)
+	}
+	select {
+	case err := <-locked:
+		t.Fatalf("the proxy's Lock returned while the owner held it: %v", err)
+	default:
+	}
+	if err := held.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-locked; err != nil {
+		t.Fatalf("the proxy's Lock, once the owner let go: %v", err)
 	}
 }

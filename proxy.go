@@ -34,9 +34,11 @@ type proxy struct {
 	retired   atomic.Bool
 
 	// box is the connection's mailbox, nil without one; boxMu is held by
-	// the one call using it, and by close to unmap it.
+	// the one exchange using it, and by close to unmap it. out holds the
+	// calls waiting for it.
 	boxMu sync.Mutex
 	box   *mailbox.Box
+	out   outbox
 
 	mu      sync.Mutex
 	pending map[uint64]chan transport.Response
@@ -74,6 +76,10 @@ func dialProxy(ctx context.Context, st *embedded) (*proxy, error) {
 		f.Close()
 	}
 	go p.readLoop(st)
+	if p.box != nil {
+		p.out.more, p.out.done = make(chan struct{}, 1), make(chan struct{})
+		go p.carryLoop()
+	}
 	return p, nil
 }
 
@@ -82,6 +88,9 @@ func (p *proxy) lost() <-chan struct{} { return p.lostC }
 func (p *proxy) close() {
 	p.conn.Close()
 	<-p.done
+	if p.out.done != nil {
+		<-p.out.done
+	}
 	p.boxMu.Lock()
 	if p.box != nil {
 		p.box.Close()

@@ -16,9 +16,11 @@
 // # Layout
 //
 // One header page, then the request slot, then the answer slot, each of
-// SlotSize bytes holding one frame as the socket would carry it (a 4-byte
-// length, then the body). The header's first cache line names the format;
-// the second holds the state word, the only word both sides write.
+// SlotSize bytes. What a slot holds is the caller's business (the library
+// puts frames there as the socket would carry them, several at a time);
+// the mailbox carries its length. The header's first cache line names the
+// format; the second holds the state word, the only word both sides write,
+// and the two lengths, each written by one side before it moves the state.
 //
 // # Protocol
 //
@@ -73,7 +75,7 @@ const (
 	pageSize = 4096
 	size     = pageSize + 2*SlotSize
 	magic    = 0x73736d62 // "ssmb"
-	version  = 2
+	version  = 3
 )
 
 // The values of the state word.
@@ -99,7 +101,10 @@ type header struct {
 	// state has a cache line of its own, so that the two sides' writes
 	// to it contend with nothing else.
 	state atomic.Uint32
-	_     [60]byte
+	// reqLen is written by the client before it posts, ansLen by the
+	// owner before it answers; the reader bounds either by the slot.
+	reqLen, ansLen atomic.Uint32
+	_              [52]byte
 }
 
 // Box is one side's view of a mailbox. A Box is used by one goroutine at a
@@ -155,20 +160,23 @@ func InSlot(frame, slot []byte) bool {
 
 // Client side.
 
-// RequestSlot returns the slot a request frame is appended to, for Post,
-// or false if the mailbox is not free: the owner may still be reading the
+// RequestSlot returns the slot a request is appended to, for Post, or
+// false if the mailbox is not free: the owner may still be reading the
 // last request, which must not change under it. Append within the slot's
 // capacity (InSlot tells).
 func (b *Box) RequestSlot() ([]byte, bool) { return b.reqs[:0], b.hdr.state.Load() == idle }
 
-// Post sends the request written into RequestSlot. It reports false if the
-// owner stopped watching the mailbox since: send the request on the socket
-// instead.
-func (b *Box) Post() bool { return b.hdr.state.CompareAndSwap(idle, posted) }
+// Post sends req, appended to RequestSlot within its capacity. It reports
+// false if the owner stopped watching the mailbox since: send the request
+// on the socket instead.
+func (b *Box) Post(req []byte) bool {
+	b.hdr.reqLen.Store(uint32(len(req)))
+	return b.hdr.state.CompareAndSwap(idle, posted)
+}
 
 // Await waits for the answer to the request posted, for at most budget. It
-// returns the answer slot, holding the answer's frame, and true; call Done
-// once the frame is read. It returns false if the answer is to come on the
+// returns the answer, in the answer slot, and true; call Done once it is
+// read. It returns false if the answer is to come on the
 // socket: the owner said so, or Await gave up waiting.
 func (b *Box) Await(budget time.Duration) ([]byte, bool) {
 	// What is decided is decided by one look at the state: an owner may
@@ -186,7 +194,7 @@ func (b *Box) Await(budget time.Duration) ([]byte, bool) {
 	if v != answered && v != answeredAsleep {
 		return nil, false
 	}
-	return b.ans, true
+	return b.ans[:min(b.hdr.ansLen.Load(), SlotSize)], true
 }
 
 // Done frees the box once the answer Await returned is read.
@@ -200,8 +208,8 @@ func (b *Box) Done() {
 
 // Next waits for the next request: it watches the box for up to budget,
 // then goes asleep until wake receives, and watches again. It returns the
-// request slot, holding the request's frame, or false once stop is closed.
-// Answer or Release the request before the next call.
+// request, in the request slot, or false once stop is closed. Answer or
+// Release the request before the next call.
 func (b *Box) Next(budget time.Duration, wake, stop <-chan struct{}) ([]byte, bool) {
 	isPosted := func() bool { return waiting(b.hdr.state.Load()) }
 	for {
@@ -211,7 +219,7 @@ func (b *Box) Next(budget time.Duration, wake, stop <-chan struct{}) ([]byte, bo
 		default:
 		}
 		if spin(budget, isPosted) || !b.sleep() {
-			return b.reqs, true
+			return b.reqs[:min(b.hdr.reqLen.Load(), SlotSize)], true
 		}
 		select {
 		case <-wake:
@@ -248,13 +256,16 @@ func (b *Box) sleep() bool {
 	}
 }
 
-// AnswerSlot returns the slot an answer frame is appended to, for Answer.
+// AnswerSlot returns the slot an answer is appended to, for Answer.
 func (b *Box) AnswerSlot() []byte { return b.ans[:0] }
 
-// Answer hands the client the answer written into AnswerSlot. It reports
-// false if the client stopped waiting: send the answer on the socket, and
-// Release the box.
-func (b *Box) Answer() bool { return b.hdr.state.CompareAndSwap(posted, answered) }
+// Answer hands the client ans, appended to AnswerSlot within its capacity.
+// It reports false if the client stopped waiting: send the answer on the
+// socket, and Release the box.
+func (b *Box) Answer(ans []byte) bool {
+	b.hdr.ansLen.Store(uint32(len(ans)))
+	return b.hdr.state.CompareAndSwap(posted, answered)
+}
 
 // Release frees the box without an answer in it: the answer to the request
 // Next returned goes on the socket.

@@ -112,14 +112,18 @@ func (x *exchange) start() {
 			if d := x.ownerDelay(); d > 0 {
 				time.Sleep(d) // before the request is read: it must not change meanwhile
 			}
-			n := binary.BigEndian.Uint64(req)
+			n, ok := copies(req)
+			if !ok {
+				x.mu.Lock()
+				x.wrong = append(x.wrong, fmt.Sprintf("the owner read a request of %d bytes: % x", len(req), req))
+				x.mu.Unlock()
+			}
 			if x.release(n) {
 				x.owner.Release()
 				x.answerOnSocket(n)
 				continue
 			}
-			binary.BigEndian.AppendUint64(x.owner.AnswerSlot(), n)
-			if !x.owner.Answer() {
+			if !x.owner.Answer(appendCopies(x.owner.AnswerSlot(), n)) {
 				x.answerOnSocket(n)
 				x.owner.Release()
 			}
@@ -149,11 +153,11 @@ func (x *exchange) call(t *testing.T, n uint64) string {
 			how = "socket after post"
 			if ans, ok := x.client.Await(x.clientBudget()); ok {
 				how = "slot"
-				got := binary.BigEndian.Uint64(ans)
+				got, ok := copies(ans)
 				x.client.Done()
-				if got != n {
+				if got != n || !ok {
 					x.clientMu.Unlock()
-					t.Errorf("request %d: the slot holds the answer to %d", n, got)
+					t.Errorf("request %d: the slot holds %d bytes, the answer to %d", n, len(ans), got)
 					return how
 				}
 			}
@@ -208,8 +212,25 @@ func (x *exchange) run(t *testing.T, g int, n uint64, pause func(uint64)) map[st
 }
 
 func post(b *Box, slot []byte, n uint64) bool {
-	binary.BigEndian.AppendUint64(slot, n)
-	return b.Post()
+	return b.Post(appendCopies(slot, n))
+}
+
+// appendCopies appends n%4+1 copies of n: requests and answers of several
+// lengths, as batches of calls make them.
+func appendCopies(b []byte, n uint64) []byte {
+	for range n%4 + 1 {
+		b = binary.BigEndian.AppendUint64(b, n)
+	}
+	return b
+}
+
+// copies reads what appendCopies wrote, and reports whether it is that.
+func copies(b []byte) (uint64, bool) {
+	if len(b) < 8 {
+		return 0, false
+	}
+	n := binary.BigEndian.Uint64(b)
+	return n, string(b) == string(appendCopies(nil, n))
 }
 
 func TestEveryRequestGetsOneAnswer(t *testing.T) {
@@ -261,7 +282,7 @@ func TestAnOwnerWithNothingToDoSleeps(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if x.client.Post() {
+	if x.client.Post(nil) {
 		t.Fatal("a request was posted to an owner asleep")
 	}
 	if how := x.call(t, 2); how != "socket" {

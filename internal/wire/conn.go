@@ -94,6 +94,19 @@ func (c *Conn) Append(m Message) error {
 	return c.appendLocked(m)
 }
 
+// AppendFrames adds frames to the output without writing it, as Append
+// does for one message: whole frames, each of which Fits, as a mailbox's
+// slot holds them.
+func (c *Conn) AppendFrames(frames []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return ErrConnClosed
+	}
+	c.out = append(c.out, frames...)
+	return nil
+}
+
 // Flush writes what Append added, unless a write in progress will.
 func (c *Conn) Flush() {
 	c.mu.Lock()

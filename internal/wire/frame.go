@@ -95,3 +95,37 @@ func endFrame(b []byte, start int) []byte {
 	binary.BigEndian.PutUint32(b[start:], uint32(len(b)-start-headerSize))
 	return b
 }
+
+// NextFrame splits the frame at b's start from the frames that follow it,
+// for a buffer that holds several (a mailbox's slot): it returns the frame's
+// body and the rest of b, or an error if b does not start with a whole
+// frame of at least one byte.
+func NextFrame(b []byte) (body, rest []byte, err error) {
+	if len(b) < headerSize {
+		return nil, nil, fmt.Errorf("%w: truncated frame header", ErrMalformed)
+	}
+	n := binary.BigEndian.Uint32(b)
+	switch {
+	case n == 0:
+		return nil, nil, fmt.Errorf("%w: empty frame", ErrMalformed)
+	case uint64(n) > uint64(len(b)-headerSize):
+		return nil, nil, fmt.Errorf("%w: frame of %d bytes, %d left", ErrMalformed, n, len(b)-headerSize)
+	}
+	end := headerSize + int(n)
+	return b[headerSize:end], b[end:], nil
+}
+
+// FramesWithin returns the length of the longest run of whole frames at
+// the start of b that takes at most max bytes. b holds frames this process
+// appended, so their headers are trusted.
+func FramesWithin(b []byte, max int) int {
+	n := 0
+	for n+headerSize <= len(b) {
+		end := n + headerSize + int(binary.BigEndian.Uint32(b[n:]))
+		if end > max || end > len(b) {
+			break
+		}
+		n = end
+	}
+	return n
+}
