@@ -194,3 +194,37 @@ func (r *repeatReader) Read(p []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// A buffer of several frames, as a mailbox's slot holds them: NextFrame
+// splits them one by one and refuses any that is not whole; FramesWithin
+// cuts the buffer at a frame's end.
+func TestFramesInABuffer(t *testing.T) {
+	buf := append(append(frameOf(3), frameOf(10)...), frameOf(1)...)
+	var bodies []int
+	for rest := buf; len(rest) > 0; {
+		body, next, err := NextFrame(rest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bodies = append(bodies, len(body))
+		rest = next
+	}
+	if len(bodies) != 3 || bodies[0] != 3 || bodies[1] != 10 || bodies[2] != 1 {
+		t.Fatalf("NextFrame split the buffer into bodies of %v bytes, want [3 10 1]", bodies)
+	}
+	for name, b := range map[string][]byte{
+		"a truncated header":    {0, 0},
+		"an empty frame":        {0, 0, 0, 0},
+		"a truncated body":      frameOf(10)[:9],
+		"a length past the end": binary.BigEndian.AppendUint32(nil, math.MaxUint32),
+	} {
+		if _, _, err := NextFrame(b); !errors.Is(err, ErrMalformed) {
+			t.Errorf("NextFrame(%s) = %v, want ErrMalformed", name, err)
+		}
+	}
+	for max, want := range map[int]int{0: 0, 6: 0, 7: 7, 20: 7, 21: 21, 26: 26, 100: 26} {
+		if got := FramesWithin(buf, max); got != want {
+			t.Errorf("FramesWithin(buf, %d) = %d, want %d", max, got, want)
+		}
+	}
+}
