@@ -95,7 +95,7 @@ type outbox struct {
 	mu     sync.Mutex
 	frames []byte
 	busy   bool          // a carrier is at work: it takes frames until none are left
-	more   chan struct{} // wakes the carrier goroutine (carryLoop)
+	more   chan struct{} // wakes the carrier goroutine (carryLoop); nil without a mailbox
 	done   chan struct{} // closed when carryLoop has returned
 }
 
@@ -152,7 +152,7 @@ func (p *proxy) carryLoop() {
 			return
 		}
 		for p.waiting() {
-			p.carry(0)
+			p.carry(0) // no request of its own: ids start at 1
 		}
 	}
 }
