@@ -1,7 +1,9 @@
 package sharedstate
 
 import (
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sharedstate/sharedstate/internal/mailbox"
@@ -20,11 +22,12 @@ import (
 // that waits for the disk) or does not fit; the proxy matches answers to
 // callers by request id, wherever they come from. Both sides spin on the
 // mailbox for a bounded time, then fall back on the socket, so a state with
-// no traffic uses no CPU.
+// no traffic uses no CPU. The owner has one goroutine for all the
+// mailboxes, so however many clients it has, one of its threads spins.
 const (
-	// ownerWatch is how long the owner watches an idle mailbox for the
-	// next request before it goes asleep: long enough to span a caller's
-	// work between two calls.
+	// ownerWatch is how long the owner's watcher polls the mailboxes with
+	// no request in any before it marks them asleep: long enough to span
+	// a caller's work between two calls.
 	ownerWatch = 50 * time.Microsecond
 	// proxyWait is how long a proxy spins for an answer before it waits
 	// on the socket instead: far above an answer's usual 1–2 µs, well
@@ -32,35 +35,149 @@ const (
 	proxyWait = 50 * time.Microsecond
 )
 
-// serveMailbox answers the requests a client posts to its mailbox until
-// stop is closed. A request it cannot decode ends the connection, as on
-// the socket.
-func (m *manager) serveMailbox(box *mailbox.Box, conn *wire.Conn, sess *store.Session, wake, stop <-chan struct{}) {
-	var req transport.Request
-	answers := slotAnswers{box: box, conn: conn}
-	send := answers.add
-	for {
-		reqs, ok := box.Next(ownerWatch, wake, stop)
-		if !ok {
-			return
+// watcher is the owner's one goroutine that watches the mailboxes of
+// every connection: one spinner however many clients, asleep only once all
+// of them are quiet.
+type watcher struct {
+	mu    sync.Mutex
+	boxes atomic.Pointer[[]*watched] // replaced whole when one comes or goes
+	wake  chan struct{}              // a request came on a socket
+}
+
+// watched is one connection's mailbox; mu is held while the watcher serves
+// it, and by the connection's end to take it away.
+type watched struct {
+	mu      sync.Mutex
+	gone    bool
+	box     *mailbox.Box
+	conn    *wire.Conn
+	sess    *store.Session
+	answers slotAnswers
+}
+
+func (w *watcher) add(e *watched) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	old := w.list()
+	boxes := append(append(make([]*watched, 0, len(old)+1), old...), e)
+	w.boxes.Store(&boxes)
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// remove takes e away; once it returns, the watcher no longer touches it.
+func (w *watcher) remove(e *watched) {
+	e.mu.Lock()
+	e.gone = true
+	e.mu.Unlock()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	old := w.list()
+	boxes := make([]*watched, 0, len(old))
+	for _, o := range old {
+		if o != e {
+			boxes = append(boxes, o)
 		}
-		answers.slot = box.AnswerSlot()
-		for len(reqs) > 0 {
-			body, rest, err := wire.NextFrame(reqs)
-			if err == nil {
-				err = decodeRequest(body, &req)
-			}
-			if err != nil {
-				m.st.cfg.logger.Warn("sharedstate: closed a connection", "state", m.st.name, "reason", "mailbox: "+err.Error())
-				box.Release()
-				conn.Close()
+	}
+	w.boxes.Store(&boxes)
+}
+
+func (w *watcher) list() []*watched {
+	if p := w.boxes.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// watchMailboxes serves every connection's mailbox until the owner quits.
+func (m *manager) watchMailboxes() {
+	defer m.wg.Done()
+	w := &m.watcher
+	var req transport.Request
+	last := time.Now()
+	worked := false
+	for i := 1; ; i++ {
+		for _, e := range w.list() {
+			worked = m.serveMailbox(e, &req) || worked
+		}
+		if i%64 != 0 {
+			continue
+		}
+		if worked {
+			last, worked = time.Now(), false
+		}
+		select {
+		case <-m.quit:
+			return
+		case <-w.wake:
+			w.each((*mailbox.Box).Wake)
+		default:
+		}
+		if time.Since(last) > ownerWatch && w.sleep() {
+			select {
+			case <-w.wake:
+			case <-m.quit:
 				return
 			}
-			reqs = rest
-			m.serveRequest(send, conn, sess, &req)
+			w.each((*mailbox.Box).Wake)
+			last = time.Now()
 		}
-		answers.hand()
+		runtime.Gosched()
 	}
+}
+
+// sleep marks every mailbox asleep, and reports whether all are: one with
+// a request waiting is not.
+func (w *watcher) sleep() bool {
+	all := true
+	w.each(func(b *mailbox.Box) { all = b.Sleep() && all })
+	return all
+}
+
+// each calls fn with every mailbox still there.
+func (w *watcher) each(fn func(*mailbox.Box)) {
+	for _, e := range w.list() {
+		e.mu.Lock()
+		if !e.gone {
+			fn(e.box)
+		}
+		e.mu.Unlock()
+	}
+}
+
+// serveMailbox answers the requests waiting in e's mailbox, and reports
+// whether there were any. A request it cannot decode ends the connection,
+// as on the socket.
+func (m *manager) serveMailbox(e *watched, req *transport.Request) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.gone {
+		return false
+	}
+	reqs, ok := e.box.Poll()
+	if !ok {
+		return false
+	}
+	e.answers.slot = e.box.AnswerSlot()
+	for len(reqs) > 0 {
+		body, rest, err := wire.NextFrame(reqs)
+		if err == nil {
+			err = decodeRequest(body, req)
+		}
+		if err != nil {
+			m.st.cfg.logger.Warn("sharedstate: closed a connection", "state", m.st.name, "reason", "mailbox: "+err.Error())
+			e.box.Release()
+			e.conn.Close()
+			e.gone = true
+			return true
+		}
+		reqs = rest
+		m.serveRequest(e.answers.add, e.conn, e.sess, req)
+	}
+	e.answers.hand()
+	return true
 }
 
 // slotAnswers gathers the answers to one exchange's requests in the answer

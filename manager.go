@@ -65,6 +65,7 @@ type manager struct {
 	sockID  statedir.FileID              // the socket file ln is bound to
 
 	channels store.Channels // pub/sub subscriptions
+	watcher  watcher        // the connections' mailboxes
 
 	quit     chan struct{}
 	lostC    chan struct{} // closed if the listener or the journal fails
@@ -105,7 +106,9 @@ func startManager(st *embedded, lf *statedir.Lock, b *statedir.Beacon) (*manager
 	s.BeginTerm(st.clientID, store.ProcessOf(os.Getpid()), st.cfg.lockGrace)
 	s.Changed = m.channels.PublishChange // after replay: replayed writes are old news
 	m.local = s.NewOwnSession(st.clientID, os.Getpid(), m.deliverLocal)
-	m.wg.Add(3)
+	m.watcher.wake = make(chan struct{}, 1)
+	m.wg.Add(4)
+	go m.watchMailboxes()
 	go m.acceptLoop(m.ln)
 	go m.sweepLoop()
 	go m.guardLoop()
@@ -401,16 +404,11 @@ func (m *manager) serve(nc *net.UnixConn) {
 	m.store.Connect(join.ClientID, proc)
 	var wake chan struct{}
 	if box != nil {
-		wake = make(chan struct{}, 1)
-		stop := make(chan struct{})
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			m.serveMailbox(box, conn, sess, wake, stop)
-		}()
+		wake = m.watcher.wake
+		e := &watched{box: box, conn: conn, sess: sess, answers: slotAnswers{box: box, conn: conn}}
+		m.watcher.add(e)
 		defer func() {
-			close(stop)
-			<-done
+			m.watcher.remove(e)
 			box.Close()
 		}()
 	}

@@ -39,12 +39,13 @@
 // Lock that waits, a write that waits for the disk) or does not fit: then it
 // goes on the socket, as does the answer to an abandoned request. A client
 // that spins for its budget without an answer gives up with
-// posted→abandoned. An owner that sees no request for its budget goes
-// asleep: idle→asleep, or answered→answeredAsleep, which keeps an answer
-// not yet read apart from a box released to the socket; the next request
-// to arrive on the socket wakes it. Every transition is a compare-and-swap, so of two sides acting
-// at once exactly one wins, and the other takes the socket: no answer is
-// both in the slot and on the socket, and none is in neither.
+// posted→abandoned. An owner that stops watching marks the box asleep
+// (Sleep): idle→asleep, or answered→answeredAsleep, which keeps an answer
+// not yet read apart from a box released to the socket; when the next
+// request arrives on the socket it watches again (Wake). Every transition
+// is a compare-and-swap, so of two sides acting at once exactly one wins,
+// and the other takes the socket: no answer is both in the slot and on the
+// socket, and none is in neither.
 //
 // # Trust
 //
@@ -206,29 +207,19 @@ func (b *Box) Done() {
 
 // Owner side.
 
-// Next waits for the next request: it watches the box for up to budget,
-// then goes asleep until wake receives, and watches again. It returns the
-// request, in the request slot, or false once stop is closed. Answer or
-// Release the request before the next call.
-func (b *Box) Next(budget time.Duration, wake, stop <-chan struct{}) ([]byte, bool) {
-	isPosted := func() bool { return waiting(b.hdr.state.Load()) }
-	for {
-		select {
-		case <-stop:
-			return nil, false
-		default:
-		}
-		if spin(budget, isPosted) || !b.sleep() {
-			return b.reqs[:min(b.hdr.reqLen.Load(), SlotSize)], true
-		}
-		select {
-		case <-wake:
-			if !b.hdr.state.CompareAndSwap(asleep, idle) {
-				b.hdr.state.CompareAndSwap(answeredAsleep, answered)
-			}
-		case <-stop:
-			return nil, false
-		}
+// Poll returns the request waiting in the box, if there is one: Answer or
+// Release it before the next call.
+func (b *Box) Poll() ([]byte, bool) {
+	if !waiting(b.hdr.state.Load()) {
+		return nil, false
+	}
+	return b.reqs[:min(b.hdr.reqLen.Load(), SlotSize)], true
+}
+
+// Wake marks a box asleep as watched again.
+func (b *Box) Wake() {
+	if !b.hdr.state.CompareAndSwap(asleep, idle) {
+		b.hdr.state.CompareAndSwap(answeredAsleep, answered)
 	}
 }
 
@@ -237,10 +228,11 @@ func (b *Box) Next(budget time.Duration, wake, stop <-chan struct{}) ([]byte, bo
 // whose answer goes on the socket.
 func waiting(state uint32) bool { return state == posted || state == abandoned }
 
-// sleep marks the box asleep, from whatever state it is in but waiting
-// (idle, answered, or whatever a client wrote), and reports whether it
-// did: a request may be posted first.
-func (b *Box) sleep() bool {
+// Sleep marks the box asleep, so that its client sends on the socket,
+// from whatever state it is in but waiting (idle, answered, or whatever a
+// client wrote), and reports whether it did: it does not if a request is
+// waiting.
+func (b *Box) Sleep() bool {
 	for {
 		v := b.hdr.state.Load()
 		if waiting(v) {
