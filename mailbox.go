@@ -47,15 +47,15 @@ type watcher struct {
 // watched is one connection's mailbox; mu is held while the watcher serves
 // it, and by the connection's end to take it away.
 type watched struct {
-	mu      sync.Mutex
-	gone    bool
-	box     *mailbox.Box
-	conn    *wire.Conn
-	sess    *store.Session
-	answers slotAnswers
+	mu   sync.Mutex
+	gone bool
+	sess *store.Session
+	slotAnswers
+	send func(wire.Message) error // add, made once rather than per request
 }
 
 func (w *watcher) add(e *watched) {
+	e.send = e.add
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	old := w.list()
@@ -160,7 +160,7 @@ func (m *manager) serveMailbox(e *watched, req *transport.Request) bool {
 	if !ok {
 		return false
 	}
-	e.answers.slot = e.box.AnswerSlot()
+	e.slot = e.box.AnswerSlot()
 	for len(reqs) > 0 {
 		body, rest, err := wire.NextFrame(reqs)
 		if err == nil {
@@ -174,9 +174,9 @@ func (m *manager) serveMailbox(e *watched, req *transport.Request) bool {
 			return true
 		}
 		reqs = rest
-		m.serveRequest(e.answers.add, e.conn, e.sess, req)
+		m.serveRequest(e.send, e.conn, e.sess, req)
 	}
-	e.answers.hand()
+	e.hand()
 	return true
 }
 

@@ -405,7 +405,7 @@ func (m *manager) serve(nc *net.UnixConn) {
 	var wake chan struct{}
 	if box != nil {
 		wake = m.watcher.wake
-		e := &watched{box: box, conn: conn, sess: sess, answers: slotAnswers{box: box, conn: conn}}
+		e := &watched{sess: sess, slotAnswers: slotAnswers{box: box, conn: conn}}
 		m.watcher.add(e)
 		defer func() {
 			m.watcher.remove(e)
