@@ -2,6 +2,7 @@ package sharedstate
 
 import (
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,8 +59,7 @@ func (w *watcher) add(e *watched) {
 	e.send = e.add
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	old := w.list()
-	boxes := append(append(make([]*watched, 0, len(old)+1), old...), e)
+	boxes := append(slices.Clip(w.list()), e) // a new array: the watcher may be reading the old
 	w.boxes.Store(&boxes)
 	select {
 	case w.wake <- struct{}{}:
@@ -74,13 +74,7 @@ func (w *watcher) remove(e *watched) {
 	e.mu.Unlock()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	old := w.list()
-	boxes := make([]*watched, 0, len(old))
-	for _, o := range old {
-		if o != e {
-			boxes = append(boxes, o)
-		}
-	}
+	boxes := slices.DeleteFunc(slices.Clone(w.list()), func(o *watched) bool { return o == e })
 	w.boxes.Store(&boxes)
 }
 
