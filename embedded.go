@@ -30,6 +30,7 @@ type embedded struct {
 	acks     ackTracker
 	subs     subscriptions
 	subMu    sync.Mutex // orders changes to subs with what the owner is told
+	touches  touches    // reads of bounded maps from the table, for the owner
 
 	role    atomic.Pointer[role] // nil while no owner is reachable
 	mu      sync.Mutex
@@ -115,6 +116,7 @@ func (s *embedded) Close() error {
 	}
 	s.mu.Unlock()
 	s.cancel()
+	s.closeTouches()
 	<-s.done
 	return s.dir.Close()
 }
@@ -299,7 +301,7 @@ func (s *embedded) Do(ctx context.Context, req *transport.Request) (_ transport.
 	var dropped *proxy
 	sent := false // to another process: only an answer says what became of it
 	defer func() {
-		if err != nil && sent && (req.Op == transport.OpLock || req.Op == transport.OpTryLock) {
+		if err != nil && sent && (mayWait(req.Op) || req.Op == transport.OpTryLock) {
 			go s.abandon(abandonRequest(req)) // built now: req goes back to its pool
 		}
 	}()
@@ -312,9 +314,10 @@ func (s *embedded) Do(ctx context.Context, req *transport.Request) (_ transport.
 			}
 		}
 		if req.ID == 0 {
-			// Only a proxy's answers and the owner's parked Locks are
-			// matched by id: the owner's other calls need none.
-			if _, local := r.backend.(*manager); !local || req.Op == transport.OpLock {
+			// Only a proxy's answers and the owner's parked Locks and
+			// Computes are matched by id: the owner's other calls need
+			// none.
+			if _, local := r.backend.(*manager); !local || mayWait(req.Op) {
 				req.ID = s.acks.next()
 			}
 		}

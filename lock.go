@@ -116,11 +116,20 @@ func (s *embedded) abandon(req *transport.Request) {
 	}
 }
 
-// abandonRequest withdraws req, a Lock or TryLock, or gives back the lock it
-// got.
+// abandonRequest withdraws req, a Lock, TryLock or Compute, or gives back
+// the lock or claim it got.
 func abandonRequest(req *transport.Request) *transport.Request {
-	return &transport.Request{Op: transport.OpAbandon, Name: req.Name, Version: req.ID}
+	name := req.Name
+	if req.Op == transport.OpCompute {
+		name = transport.ClaimName(req.Name, req.Key)
+	}
+	return &transport.Request{Op: transport.OpAbandon, Name: name, Version: req.ID}
 }
+
+// mayWait reports whether the owner may answer a request of op only later,
+// once a lock or a claim is free: its answer is matched by id even in the
+// owner's own process, and a caller that gives up withdraws it.
+func mayWait(op transport.Op) bool { return op == transport.OpLock || op == transport.OpCompute }
 
 // unlockTimeout bounds the Unlock that Wrap sends after the handler returns,
 // when the request's own context may already be done.

@@ -181,7 +181,7 @@ func (m *manager) do(ctx context.Context, req *transport.Request) (transport.Res
 	if store.IsMessageOp(req.Op) {
 		return m.channels.Serve(m.local, req, m.pushLocal), nil
 	}
-	if req.Op != transport.OpLock {
+	if !mayWait(req.Op) {
 		resp, _ := m.store.Apply(m.local, req)
 		m.addStats(req, &resp)
 		return resp, m.durable(ctx, req)

@@ -21,15 +21,24 @@ type Map[V any] struct {
 	st    *State
 	name  string
 	codec valueCodec
+	mapOptions
 }
 
 // NewMap returns the map called name, holding values of type V.
-func NewMap[V any](st *State, name string) *Map[V] {
-	return &Map[V]{st: st, name: name, codec: codecFor[V]()}
+func NewMap[V any](st *State, name string, opts ...MapOption) *Map[V] {
+	m := &Map[V]{st: st, name: name, codec: codecFor[V]()}
+	for _, o := range opts {
+		o(&m.mapOptions)
+	}
+	return m
 }
 
 func (m *Map[V]) do(ctx context.Context, req transport.Request) (transport.Response, error) {
 	req.Name = m.name
+	req.MaxEntries, req.MaxBytes = m.maxEntries, m.maxBytes
+	if m.err != nil {
+		return transport.Response{}, fmt.Errorf("sharedstate: map %q: %v %q: %w", m.name, req.Op, req.Key, m.err)
+	}
 	if size := len(req.Key) + len(req.Value) + len(req.Old) + len(req.Name); size > m.st.cfg.maxFrame-1024 {
 		return transport.Response{}, fmt.Errorf("sharedstate: map %q: %v %q: %w: %d bytes of key and values; the frame limit is %d",
 			m.name, req.Op, req.Key, ErrTooLarge, size, m.st.cfg.maxFrame)
@@ -221,7 +230,8 @@ func (m *Map[V]) Clear(ctx context.Context) error {
 // Change is an entry of a Map written or removed, as Watch reports it.
 type Change struct {
 	Key     string
-	Deleted bool // removed (deleted, expired or cleared); else written
+	Deleted bool // removed (deleted, expired, cleared or evicted); else written
+	Evicted bool // removed by a bounded map to make room (WithMaxEntries, WithMaxBytes)
 }
 
 // Watch returns the changes to the map's entries from now on, until ctx ends
@@ -246,7 +256,7 @@ func (m *Map[V]) Watch(ctx context.Context) (<-chan Change, error) {
 				continue
 			}
 			select {
-			case changes <- Change{Key: string(msg[1:]), Deleted: msg[0] == 1}:
+			case changes <- Change{Key: string(msg[1:]), Deleted: store.Change(msg[0]) != store.Written, Evicted: store.Change(msg[0]) == store.Evicted}:
 			default: // the reader is behind: drop, as documented
 			}
 		}

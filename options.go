@@ -148,6 +148,51 @@ func applyWriteOptions(opts []WriteOption) (writeOptions, error) {
 	return w, nil
 }
 
+// A MapOption configures a Map (NewMap).
+type MapOption func(*mapOptions)
+
+type mapOptions struct {
+	maxEntries, maxBytes uint64
+	err                  error // an option's argument was invalid: every call reports it
+}
+
+// WithMaxEntries bounds a map to n entries, as a cache is: a write that
+// leaves the map with more evicts the entries least recently used (read or
+// written) until n remain. Writes never fail because of the bound, and the
+// entry a write stores is never the one it evicts. Least recently used is
+// approximate, as Redis's allkeys-lru is: each victim is the oldest of 16
+// entries drawn at random, and the reads of other processes reach the owner
+// in batches, a few milliseconds late. Evictions are counted in
+// Stats.Evictions and reported by Watch (Change.Evicted).
+//
+// The bound belongs to the Map, not to the state: the writes of a Map made
+// without it do not evict, so give every process's NewMap of a name the
+// same options. n must be positive, or every call on the map fails with
+// ErrInvalidArgument.
+func WithMaxEntries(n int) MapOption {
+	return func(o *mapOptions) {
+		if n <= 0 {
+			o.err = fmt.Errorf("%w: WithMaxEntries(%d): a bound must be positive", ErrInvalidArgument, n)
+			return
+		}
+		o.maxEntries = uint64(n)
+	}
+}
+
+// WithMaxBytes bounds the bytes of a map's keys and encoded values to n,
+// evicting as WithMaxEntries does; with both, a write evicts until the map
+// is within each. An entry larger than n on its own stays, alone. n must be
+// positive, or every call on the map fails with ErrInvalidArgument.
+func WithMaxBytes(n int64) MapOption {
+	return func(o *mapOptions) {
+		if n <= 0 {
+			o.err = fmt.Errorf("%w: WithMaxBytes(%d): a bound must be positive", ErrInvalidArgument, n)
+			return
+		}
+		o.maxBytes = uint64(n)
+	}
+}
+
 // storeOptions says how the owner's store keeps itself, from c.
 func (c config) storeOptions() store.Options {
 	return store.Options{Clock: c.clock, Sync: c.durability == DurabilityDisk,

@@ -124,6 +124,9 @@ func (p *proxy) readTable(req *transport.Request) (transport.Response, bool) {
 	if errors.Is(err, table.ErrRetired) {
 		p.retired.Store(true)
 	}
+	if ok && resp.Found && (req.MaxEntries != 0 || req.MaxBytes != 0) {
+		p.st.touched(req.Name, req.Key) // a read the owner's evictions must know of
+	}
 	return resp, ok
 }
 

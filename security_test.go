@@ -308,6 +308,9 @@ func TestBadInput(t *testing.T) {
 	okJoin := (&wire.Join{Version: wire.Version, ClientID: 7, PID: 1}).AppendFrame(nil)
 	withTrailer := append(bytes.Clone(okRequest), 0)
 	binary.BigEndian.PutUint32(withTrailer, uint32(len(withTrailer)-4))
+	// A bound (trailer 1, 5 entries, no bytes) and one byte more.
+	pastBound := append(bytes.Clone(okRequest), 1, 5, 0, 0)
+	binary.BigEndian.PutUint32(pastBound, uint32(len(pastBound)-4))
 	// A Store whose value field declares 1000 bytes and the frame ends 10 in.
 	overrun := (&wire.Request{ID: 1, Op: transport.OpStore, Name: "m", Key: "k", Value: make([]byte, 1000)}).AppendFrame(nil)
 	overrun = overrun[:len(overrun)-990]
@@ -336,7 +339,8 @@ func TestBadInput(t *testing.T) {
 		{"unknown kind", true, frame(0x42), append(closed, "unexpected message kind 66")},
 		{"hello from a client", true, (&wire.Hello{Version: wire.Version}).AppendFrame(nil), append(closed, "unexpected message kind 1")},
 		{"field overruns frame", true, overrun, append(closed, "field of 1000 bytes")},
-		{"trailing bytes", true, withTrailer, append(closed, "1 trailing bytes")},
+		{"unknown trailer", true, withTrailer, append(closed, "unknown trailer of a request")},
+		{"trailing bytes", true, pastBound, append(closed, "1 trailing bytes")},
 		{"cancel of version 1", true, frame(7, 1), append(closed, "unexpected message kind 7")},
 		{"empty request", true, frame(byte(wire.KindRequest)), append(closed, "malformed message")},
 	}

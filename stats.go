@@ -28,6 +28,9 @@ type Stats struct {
 	SavedAnswers int
 	Terms        uint64 // owners the state has had: 1 + takeovers and restarts
 	JournalBytes int64  // the journal's length, before the next compaction
+	// Evictions counts the entries bounded maps evicted (WithMaxEntries,
+	// WithMaxBytes) since the owner became the owner.
+	Evictions uint64
 }
 
 // Stats returns statistics from the state's owner. An engine that keeps
@@ -45,7 +48,7 @@ func (s *State) Stats(ctx context.Context) (Stats, error) {
 		OwnerPID: int(st.OwnerPID), OwnerSince: time.Unix(0, st.OwnerSince), Clients: int(st.Clients),
 		Durability: Durability(st.Durability), Counters: int(st.Counters), Maps: int(st.Maps),
 		Entries: int(st.Entries), Bytes: st.Bytes, Locks: int(st.Locks), Ops: st.Ops,
-		SavedAnswers: int(st.SavedAnswers), Terms: st.Terms, JournalBytes: st.JournalBytes,
+		SavedAnswers: int(st.SavedAnswers), Terms: st.Terms, JournalBytes: st.JournalBytes, Evictions: st.Evictions,
 	}, nil
 }
 

@@ -30,8 +30,11 @@ const (
 // lock performs a Lock (wait) or TryLock. Each attempt is a write, so that
 // an attempt that got the lock is not lost with its answer; a waiting Lock
 // attempts again when a release is published, or every pollInterval. Its
-// owner id names this call in the queue and in the lock.
-func (e *engine) lock(ctx context.Context, name string, wait bool) (transport.Response, error) {
+// owner id names this call in the queue and in the lock. If done is not
+// nil, it is asked before each attempt and once the lock is got whether the
+// call is answered without the lock (a Compute whose entry is there): the
+// call then leaves the queue, or gives the lock back.
+func (e *engine) lock(ctx context.Context, name string, wait bool, done func(context.Context) (transport.Response, bool, error)) (transport.Response, error) {
 	owner := e.client + ":" + strconv.FormatUint(e.seq.Add(1), 10)
 	k := e.keys
 	keys := []string{k.lock(name), k.tokens(name), k.queue(name), k.waiting(name)}
@@ -40,9 +43,17 @@ func (e *engine) lock(ctx context.Context, name string, wait bool) (transport.Re
 	if wait {
 		waitMillis = waitTTL.Milliseconds()
 	}
-	for {
+	for attempts := 0; ; attempts++ {
 		if wait {
 			released = e.wakeups.channel(name)
+		}
+		if done != nil {
+			if resp, ok, err := done(ctx); err != nil || ok {
+				if attempts > 0 {
+					e.withdraw(name, owner)
+				}
+				return resp, err
+			}
 		}
 		r, err := e.write(ctx, scriptAcquire, keys, owner, e.client, e.lease.Milliseconds(), waitMillis)
 		if err != nil {
@@ -51,6 +62,14 @@ func (e *engine) lock(ctx context.Context, name string, wait bool) (transport.Re
 		}
 		if r.found {
 			e.held.add(name, r.version)
+			if done != nil {
+				// Given up by a holder that had stored the entry since
+				// it was last looked for.
+				if resp, ok, err := done(ctx); err != nil || ok {
+					e.unlock(context.WithoutCancel(ctx), name, r.version)
+					return resp, err
+				}
+			}
 			return transport.Response{Found: true, Version: r.version}, nil
 		}
 		if !wait {
@@ -67,6 +86,22 @@ func (e *engine) lock(ctx context.Context, name string, wait bool) (transport.Re
 		}
 		t.Stop()
 	}
+}
+
+// compute performs a Compute: the entry if it is there, else the claim of
+// its computation, a lock waited for as Lock waits; a waiter looks for the
+// entry each time a holder gives the claim back.
+func (e *engine) compute(ctx context.Context, req *transport.Request) (transport.Response, error) {
+	found := false
+	resp, err := e.lock(ctx, transport.ClaimName(req.Name, req.Key), true, func(ctx context.Context) (transport.Response, bool, error) {
+		r, err := e.load(ctx, req)
+		found = r.found
+		return transport.Response{Found: r.found, Value: r.value, Version: r.version, TTL: r.ttl}, r.found, err
+	})
+	if err == nil && !found {
+		resp.Found = false // the claim, not an entry found
+	}
+	return resp, err
 }
 
 // withdraw takes a Lock call that gave up out of the queue, and gives back

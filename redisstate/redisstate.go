@@ -379,7 +379,7 @@ func (e *engine) do(ctx context.Context, req *transport.Request) (transport.Resp
 	case transport.OpCAS:
 		r, err = e.write(ctx, scriptCAS, []string{k.counter(name)}, req.OldInt, req.Int)
 	case transport.OpLoad:
-		r, err = e.load(ctx, k.entry(name, req.Key))
+		r, err = e.load(ctx, req)
 	case transport.OpStore:
 		r, err = e.writeEntry(ctx, scriptStore, req, req.Value, ttl)
 	case transport.OpLoadOrStore:
@@ -413,9 +413,17 @@ func (e *engine) do(ctx context.Context, req *transport.Request) (transport.Resp
 	case transport.OpRange:
 		return e.page(ctx, name, req.Key, req.Int == transport.RangeInclusive, req.Limit)
 	case transport.OpLock:
-		return e.lock(ctx, name, true)
+		return e.lock(ctx, name, true, nil)
 	case transport.OpTryLock:
-		return e.lock(ctx, name, false)
+		return e.lock(ctx, name, false, nil)
+	case transport.OpCompute:
+		return e.compute(ctx, req)
+	case transport.OpTouch:
+		keys, terr := touchedKeys(req.Value)
+		if terr != nil {
+			return refuse(transport.StatusBadRequest, terr.Error())
+		}
+		err = e.touch(ctx, name, keys)
 	case transport.OpUnlock:
 		return e.unlock(ctx, name, req.Version)
 	case transport.OpLockHeld:
@@ -438,6 +446,9 @@ func (e *engine) do(ctx context.Context, req *transport.Request) (transport.Resp
 	if err != nil {
 		return transport.Response{}, err
 	}
+	// The write is done whatever becomes of its eviction: the next bounded
+	// write evicts what this one could not.
+	e.bound(ctx, req)
 	return transport.Response{Found: r.found, Value: r.value, Version: r.version, Int: r.n, TTL: r.ttl}, nil
 }
 
@@ -667,11 +678,16 @@ func (e *engine) get(ctx context.Context, key string) (result, error) {
 	return r, err
 }
 
-// load reads a map entry, and the time it has left.
-func (e *engine) load(ctx context.Context, key string) (result, error) {
+// load reads a map entry, and the time it has left; a read of a bounded
+// map records the key's use.
+func (e *engine) load(ctx context.Context, req *transport.Request) (result, error) {
+	keys := []string{e.keys.entry(req.Name, req.Key)}
+	if req.MaxEntries != 0 || req.MaxBytes != 0 {
+		keys = append(keys, e.keys.recency(req.Name))
+	}
 	var v []any
 	err := e.retry(ctx, false, func(ctx context.Context) (err error) {
-		v, err = scriptLoad.Run(ctx, e.rdb, []string{key}).Slice()
+		v, err = scriptLoad.Run(ctx, e.rdb, keys, req.Key).Slice()
 		return err
 	})
 	if errors.Is(err, redis.Nil) {
@@ -753,6 +769,9 @@ func (k keys) result(client string, id uint64) string {
 func (k keys) channel(name string) string { return k.prefix + "channel:" + name }
 func (k keys) unlocked() string           { return k.prefix + "unlocked" }
 func (k keys) scratch() string            { return k.prefix + "scratch" }
+func (k keys) recency(m string) string    { return k.prefix + "recency:" + m }
+func (k keys) sizes(m string) string      { return k.prefix + "sizes:" + m }
+func (k keys) bytes(m string) string      { return k.prefix + "bytes:" + m }
 
 // acks holds the result keys of the requests whose answers arrived (or
 // that were given up), for the next write to delete. Those that do not fit

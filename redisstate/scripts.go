@@ -415,6 +415,10 @@ local v = redis.call('HMGET', KEYS[1], 'v', 'n')
 if not v[1] then
   return nil
 end
+if KEYS[2] then -- a bounded map's recency (bounds.go): the key was used
+  local t = redis.call('TIME')
+  redis.call('ZADD', KEYS[2], 'XX', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), ARGV[1])
+end
 return {v[1], v[2], math.max(redis.call('PTTL', KEYS[1]), 0)}`)
 )
 

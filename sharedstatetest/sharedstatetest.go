@@ -41,6 +41,8 @@ func Run(t *testing.T, newState func(t *testing.T) *sharedstate.State) {
 		{"MapHotKey", testMapHotKey},
 		{"Buckets", testBuckets},
 		{"MapValues", testMapValues},
+		{"MapBound", testMapBound},
+		{"LoadOrCompute", testLoadOrCompute},
 		{"Mutex", testMutex},
 		{"MutexWait", testMutexWait},
 		{"MutexWrap", testMutexWrap},

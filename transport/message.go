@@ -1,6 +1,10 @@
 package transport
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -92,6 +96,8 @@ const (
 	OpMapAdd                         // Name, Key, Int=delta, TTL (of a new entry) → Int=new value, Version, TTL=left; the entry holds an msgpack integer
 	OpTake                           // Name, Key, Int=interval, OldInt=burst, Limit=n (GCRA; see the store) → Found=allowed, Int=wait, TTL=until full
 	OpDeleteCounter                  // Name → Found=existed
+	OpTouch                          // Name, Value=keys read (each a uvarint length, then the key): tells a bounded map's eviction they were used
+	OpCompute                        // Name, Key → Found, Value, Version, TTL=left if the entry is there; else Version=fencing token of its claim (the lock ClaimName), answered once the claim is granted, or with the entry once the claim's holder releases it with the entry there
 	opEnd
 )
 
@@ -105,7 +111,7 @@ var opNames = [...]string{
 	OpLockHeld: "LockHeld", OpPublish: "Publish", OpSubscribe: "Subscribe",
 	OpUnsubscribe: "Unsubscribe", OpList: "List", OpStats: "Stats", OpLeave: "Leave",
 	OpAbandon: "Abandon", OpMapAdd: "MapAdd", OpTake: "Take",
-	OpDeleteCounter: "DeleteCounter",
+	OpDeleteCounter: "DeleteCounter", OpTouch: "Touch", OpCompute: "Compute",
 }
 
 // Known reports whether o is an operation of this protocol version.
@@ -122,7 +128,7 @@ func (o Op) String() string {
 // (publish and subscribe) are not state.
 func (o Op) Mutates() bool {
 	switch o {
-	case OpGet, OpLoad, OpLen, OpRange, OpLockHeld, OpPublish, OpSubscribe, OpUnsubscribe, OpList, OpStats:
+	case OpGet, OpLoad, OpLen, OpRange, OpLockHeld, OpPublish, OpSubscribe, OpUnsubscribe, OpList, OpStats, OpTouch:
 		return false
 	}
 	return true
@@ -167,6 +173,12 @@ type Request struct {
 	TTL     time.Duration
 	KeepTTL bool // a write keeps an existing entry's expiry (TTL applies to a new one)
 	Limit   uint64
+	// MaxEntries and MaxBytes bound the map a write adds to (0: no bound):
+	// once the write is done, the engine evicts the entries least recently
+	// used until the map holds at most MaxEntries entries and MaxBytes
+	// bytes of keys and values, never the entry just written.
+	MaxEntries uint64
+	MaxBytes   uint64
 }
 
 // Response answers the Request with the same ID.
@@ -199,6 +211,7 @@ type Stats struct {
 	SavedAnswers int64  // answers kept for writes that may be retried
 	Terms        uint64 // owners the state has had
 	JournalBytes int64
+	Evictions    uint64 // entries bounded maps evicted since OwnerSince
 }
 
 // Entry is one key of a map in a Range response.
@@ -207,4 +220,40 @@ type Entry struct {
 	Value   []byte
 	Version uint64
 	TTL     time.Duration // left; 0 if it never expires
+}
+
+// ClaimName is the name of the lock that an OpCompute of key in the map
+// mapName claims: its holder computes the entry, and releases the claim
+// with OpUnlock of this name (or OpAbandon of its request) once it has
+// stored it, or given up. A name of fixed length, whatever the key's, in
+// a space of its own: lock names that start with a NUL byte are refused.
+func ClaimName(mapName, key string) string {
+	h := sha256.New()
+	h.Write([]byte(mapName))
+	h.Write([]byte{0})
+	h.Write([]byte(key))
+	return ClaimPrefix + hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// ClaimPrefix starts every ClaimName.
+const ClaimPrefix = "\x00claim:"
+
+// AppendTouched appends key to the Value of an OpTouch: its length as a
+// uvarint, then its bytes.
+func AppendTouched(value []byte, key string) []byte {
+	return append(binary.AppendUvarint(value, uint64(len(key))), key...)
+}
+
+// EachTouched calls fn with each key of an OpTouch's Value, which it must
+// not keep, and returns an error if the Value is malformed.
+func EachTouched(value []byte, fn func(key []byte)) error {
+	for len(value) > 0 {
+		n, w := binary.Uvarint(value)
+		if w <= 0 || n > uint64(len(value)-w) {
+			return errors.New("malformed keys of a Touch")
+		}
+		fn(value[w : w+int(n)])
+		value = value[w+int(n):]
+	}
+	return nil
 }

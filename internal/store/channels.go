@@ -25,16 +25,22 @@ type Channels struct {
 	watched atomic.Int64
 }
 
-// publishChange tells the watchers of a map that an entry changed: one byte
-// (1: deleted) then the key.
-func (c *Channels) PublishChange(mapName, key string, deleted bool) {
+// Change is what became of an entry, the first byte of a watch message.
+type Change byte
+
+const (
+	Written Change = iota
+	Deleted        // deleted, expired or cleared
+	Evicted        // taken out of a bounded map to make room
+)
+
+// publishChange tells the watchers of a map that an entry changed: the
+// Change, then the key.
+func (c *Channels) PublishChange(mapName, key string, change Change) {
 	if c.watched.Load() == 0 {
 		return
 	}
-	data := make([]byte, 1, 1+len(key))
-	if deleted {
-		data[0] = 1
-	}
+	data := append(make([]byte, 0, 1+len(key)), byte(change))
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.publish(WatchPrefix+mapName, append(data, key...))

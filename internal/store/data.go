@@ -205,6 +205,7 @@ func (s *Store) dropMap(name string) {
 	s.txn().DeleteSpace(mapKeyPrefix + name)
 	s.nameDropped(&s.mapNames, name)
 	delete(s.mapAt, name)
+	delete(s.bounds, name)
 }
 
 // expiringWord is the word of a map's value, after its namespace, that
@@ -256,9 +257,11 @@ func (s *Store) put(mapName, key string, e entry) {
 	_, old, existed := tx.Put(me.Space(), key, e.value, e.version, e.expiry)
 	if existed {
 		s.bytes += int64(len(e.value) - len(old.Value))
+		s.countBytes(mapName, len(e.value)-len(old.Value))
 	} else {
 		s.entries++
 		s.bytes += int64(len(mapName) + len(key) + len(e.value))
+		s.countBytes(mapName, len(key)+len(e.value))
 	}
 	switch was, is := existed && old.Deadline != 0, e.expiry != 0; {
 	case is && !was:
@@ -286,6 +289,7 @@ func (s *Store) drop(mapName, key string) (entry, bool) {
 	tx.Delete(sp, key)
 	s.entries--
 	s.bytes -= int64(len(mapName) + len(key) + len(e.Value))
+	s.countBytes(mapName, -len(key)-len(e.Value))
 	if tx.Len(sp) == 0 {
 		s.dropMap(mapName)
 	}

@@ -1,9 +1,11 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/sharedstate/sharedstate/transport"
 )
@@ -22,8 +24,9 @@ type lockState struct {
 }
 
 type waiter struct {
-	sess *Session
-	id   uint64 // the parked Lock request
+	sess    *Session
+	id      uint64 // the parked Lock or Compute request
+	compute bool   // a Compute: its grant is not an entry found
 }
 
 // lockEntry describes a lock for OpList: Version is its latest token, and
@@ -39,22 +42,38 @@ func (s *Store) lockEntry(name string) transport.Entry {
 	return e
 }
 
-// applyLock performs the lock operations of apply; s.mu is held.
-func (s *Store) applyLock(sess *Session, req *transport.Request, resp transport.Response) (transport.Response, bool) {
-	l := s.lockNamed(req.Name)
+// applyLock performs the lock operations of apply, and Compute, whose
+// lock is the claim of a missing entry; s.mu is held.
+func (s *Store) applyLock(sess *Session, req *transport.Request, resp transport.Response, now int64) (transport.Response, bool) {
+	name := req.Name
+	if req.Op == transport.OpCompute {
+		if e, ok := s.entry(req.Name, req.Key); ok {
+			resp.Found, resp.Value, resp.Version, resp.TTL = true, bytes.Clone(e.value), e.version, e.left(now)
+			return resp, false
+		}
+		name = transport.ClaimName(req.Name, req.Key)
+		s.claims[name] = entryKey{req.Name, req.Key}
+	}
+	l := s.lockNamed(name)
+	if req.Op == transport.OpCompute && l.token == 0 {
+		l.token = uint64(s.clock) // see dropClaim
+	}
 	switch req.Op {
-	case transport.OpLock, transport.OpTryLock:
+	case transport.OpLock, transport.OpTryLock, transport.OpCompute:
+		// A Compute's grant is not an entry found: it claims the entry's
+		// computation.
+		granted := req.Op != transport.OpCompute
 		if l.holder == sess.id && l.holderReq == req.ID && req.ID != 0 {
 			// A retry, across a takeover, of the request that got the lock.
-			resp.Found, resp.Version = true, l.token
+			resp.Found, resp.Version = granted, l.token
 			return resp, false
 		}
 		if l.holder == 0 {
-			resp.Found = true
-			resp.Version = s.grant(req.Name, l, sess.id, req.ID)
-		} else if req.Op == transport.OpLock {
-			l.queue = append(l.queue, waiter{sess, req.ID})
-			sess.parked[req.ID] = req.Name
+			resp.Found = granted
+			resp.Version = s.grant(name, l, sess.id, req.ID)
+		} else if req.Op != transport.OpTryLock {
+			l.queue = append(l.queue, waiter{sess, req.ID, !granted})
+			sess.parked[req.ID] = name
 			return resp, true
 		}
 	case transport.OpLockHeld:
@@ -63,14 +82,15 @@ func (s *Store) applyLock(sess *Session, req *transport.Request, resp transport.
 		if _, parked := sess.parked[req.Version]; parked {
 			delete(sess.parked, req.Version)
 			l.queue = slices.DeleteFunc(l.queue, func(w waiter) bool { return w.sess == sess && w.id == req.Version })
+			s.dropClaim(name, l)
 		} else if l.holder == sess.id && l.holderReq == req.Version {
-			s.release(req.Name, l)
+			s.release(name, l)
 		}
 	case transport.OpUnlock:
 		if l.holder != sess.id || l.token != req.Version {
 			return fail(resp, transport.StatusNotLocked, fmt.Sprintf("%q is not held with token %d by pid %d", req.Name, req.Version, sess.pid))
 		}
-		s.release(req.Name, l)
+		s.release(name, l)
 	}
 	return resp, false
 }
@@ -86,18 +106,46 @@ func (s *Store) grant(name string, l *lockState, client, req uint64) uint64 {
 }
 
 // release frees a held lock and hands it to the first waiter, if any. The
-// caller has journaled why (an Unlock, or a release record).
+// caller has journaled why (an Unlock, or a release record). The waiters
+// of a claim whose entry is there now get the entry instead, all of them:
+// it was computed.
 func (s *Store) release(name string, l *lockState) {
 	l.holder, l.holderReq, l.graceEnd = 0, 0, 0
 	s.keepLock(name, l)
+	if k, ok := s.claims[name]; ok && len(l.queue) > 0 {
+		if e, ok := s.entry(k.mapName, k.key); ok {
+			resp := transport.Response{Found: true, Value: bytes.Clone(e.value), Version: e.version, TTL: e.left(s.clock)}
+			for _, w := range l.queue {
+				delete(w.sess.parked, w.id)
+				resp.ID = w.id
+				w.sess.deliver(resp)
+			}
+			l.queue = nil
+		}
+	}
 	if len(l.queue) == 0 {
+		s.dropClaim(name, l)
 		return
 	}
 	w := l.queue[0]
 	l.queue = slices.Delete(l.queue, 0, 1)
 	delete(w.sess.parked, w.id)
 	token := s.grant(name, l, w.sess.id, w.id)
-	w.sess.deliver(transport.Response{ID: w.id, Found: true, Version: token})
+	w.sess.deliver(transport.Response{ID: w.id, Found: !w.compute, Version: token})
+}
+
+// dropClaim forgets a claim that nobody holds or waits for: unlike a
+// lock's, its name is not the user's, and a claim is made for every entry
+// computed. A claim made again later starts its tokens from the store's
+// clock, so that no token is given twice.
+func (s *Store) dropClaim(name string, l *lockState) {
+	if !strings.HasPrefix(name, transport.ClaimPrefix) || l.holder != 0 || len(l.queue) > 0 {
+		return
+	}
+	delete(s.locks, name)
+	delete(s.claims, name)
+	s.lockNames.Delete(name)
+	s.unkeep(keptLockPrefix + name)
 }
 
 // forceRelease frees a lock whose holder is gone, journaling that. Its

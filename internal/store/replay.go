@@ -27,6 +27,7 @@ const (
 	recForget                   // a client's saved answers dropped: client
 	recClient                   // a client connected from a process: client, pid, start
 	snapProc                    // a client's process: client, pid, start
+	recEvict                    // entries a bounded map evicted: time, map, keys
 )
 
 func (s *Store) requestRecord(client uint64, now int64, req *transport.Request) []byte {
@@ -186,6 +187,18 @@ func (s *Store) replay(records iter.Seq2[[]byte, int], journal uint64) (n int, e
 				return i, fmt.Errorf("record %d: %w", i, err)
 			}
 			s.expire(s.tick(now))
+		case recEvict:
+			now, mapName, n := d.Varint(), d.String(), d.Uvarint()
+			s.expire(s.tick(now))
+			for range n {
+				if !d.More() {
+					break // Finish reports it
+				}
+				s.remove(mapName, d.String())
+			}
+			if err := d.Finish(); err != nil {
+				return i, fmt.Errorf("record %d: %w", i, err)
+			}
 		case recForget:
 			client := d.Uvarint()
 			if err := d.Finish(); err != nil {

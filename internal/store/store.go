@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"container/heap"
 	"fmt"
+	"hash/maphash"
 	"math"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,6 +57,7 @@ type Store struct {
 	// settledKept is the position the table has, as committed.
 	settledKept table.Position
 	locks       map[string]*lockState
+	claims      map[string]entryKey // the entry each claim's Computes wait for, by the claim's name
 	// The names of each kind in order, for List. A new owner that adopts
 	// the table learns the names of counters and maps only when it needs
 	// them (names): until then namesKnown is false, and they are not kept.
@@ -100,7 +103,7 @@ type Store struct {
 	syncer *journal.Journal
 	// changed, if set, is told of every entry written or removed (for
 	// Map.Watch). It is called with the store locked and must not block.
-	Changed func(mapName, key string, deleted bool)
+	Changed func(mapName, key string, change Change)
 	persist persistence
 	// unchecked are the journal's records that adopt trusted (GuardFiles).
 	unchecked uncheckedRecords
@@ -119,6 +122,13 @@ type Store struct {
 	adopted bool   // Recover adopted the table
 	broken  error  // a journal write failed: serve nothing more
 	scratch []byte // record buffer
+
+	// bounds are the maps that writes bounded (bounds.go); seed hashes
+	// their keys; victims is evict's buffer.
+	bounds    map[string]*bound
+	seed      maphash.Seed
+	victims   []string
+	evictions uint64
 }
 
 // clientTable holds the answers to one client's writes that it may not have
@@ -161,9 +171,12 @@ func newStore(file *table.File, tab *table.Table) *Store {
 		counterAt: make(map[string]table.Entry),
 		mapAt:     make(map[string]table.Entry),
 		locks:     make(map[string]*lockState),
+		claims:    make(map[string]entryKey),
 		clients:   make(map[uint64]*clientTable),
 		connected: make(map[uint64]int),
 		procs:     make(map[uint64]Process),
+		bounds:    make(map[string]*bound),
+		seed:      maphash.MakeSeed(),
 		wall:      time.Now,
 		mono:      time.Now,
 		// A new table has no names to learn.
@@ -239,6 +252,9 @@ func (s *Store) Apply(sess *Session, req *transport.Request) (resp transport.Res
 		}
 	}
 	resp, parked = s.exec(sess, req, now)
+	if resp.Status == transport.StatusOK && !parked {
+		s.bounded(req, resp, now)
+	}
 	if dedup {
 		s.save(sess, req, resp)
 		if s.log != nil && s.log.Size() > s.persist.compactAt {
@@ -262,18 +278,20 @@ func check(req *transport.Request) (transport.Status, string) {
 		return transport.StatusBadRequest, "negative TTL"
 	case !req.Op.Known():
 		return transport.StatusBadRequest, "unknown op " + req.Op.String()
+	case (req.Op == transport.OpLock || req.Op == transport.OpTryLock) && strings.HasPrefix(req.Name, transport.ClaimPrefix):
+		return transport.StatusBadRequest, "lock names that start with a NUL byte are the claims of Computes"
 	}
 	return transport.StatusOK, ""
 }
 
 // isDeduplicated reports whether req is a write that is journaled as it is
-// and answered from the saved results when retried. Lock and TryLock are
-// not: the lock's state recognises their retries, and only their grants
-// change the state. Nor is Leave, which journals what it changes, and may be
-// repeated.
+// and answered from the saved results when retried. Lock, TryLock and
+// Compute are not: the lock's state recognises their retries, and only
+// their grants change the state. Nor is Leave, which journals what it
+// changes, and may be repeated.
 func IsDeduplicated(req *transport.Request) bool {
 	switch req.Op {
-	case transport.OpLock, transport.OpTryLock, transport.OpLeave:
+	case transport.OpLock, transport.OpTryLock, transport.OpCompute, transport.OpLeave:
 		return false
 	}
 	return req.Op.Mutates()
@@ -283,7 +301,7 @@ func IsDeduplicated(req *transport.Request) bool {
 // journals too.
 func isLockOp(op transport.Op) bool {
 	switch op {
-	case transport.OpLock, transport.OpTryLock, transport.OpUnlock, transport.OpLockHeld, transport.OpAbandon:
+	case transport.OpLock, transport.OpTryLock, transport.OpUnlock, transport.OpLockHeld, transport.OpAbandon, transport.OpCompute:
 		return true
 	}
 	return false
@@ -430,8 +448,10 @@ func (s *Store) exec(sess *Session, req *transport.Request, now int64) (resp tra
 		resp.Entries, resp.Found = s.list(req.Int, req.Key, int(req.Limit))
 	case transport.OpStats:
 		resp.Stats = s.stats()
-	case transport.OpLock, transport.OpTryLock, transport.OpUnlock, transport.OpLockHeld, transport.OpAbandon: // isLockOp
-		return s.applyLock(sess, req, resp)
+	case transport.OpLock, transport.OpTryLock, transport.OpUnlock, transport.OpLockHeld, transport.OpAbandon, transport.OpCompute: // isLockOp
+		return s.applyLock(sess, req, resp, now)
+	case transport.OpTouch:
+		return s.touch(req, resp)
 	case transport.OpLeave:
 		s.withdraw(sess)
 		s.releaseHeld(sess.id)
@@ -463,7 +483,7 @@ func (s *Store) set(req *transport.Request, now int64) uint64 {
 	s.put(req.Name, req.Key, e)
 	s.setExpiry(req.Name, req.Key, e.expiry)
 	if s.Changed != nil {
-		s.Changed(req.Name, req.Key, false)
+		s.Changed(req.Name, req.Key, Written)
 	}
 	return s.rev
 }
@@ -534,13 +554,16 @@ func expiryAt(now int64, ttl time.Duration) int64 {
 	return now + int64(ttl)
 }
 
-func (s *Store) remove(mapName, key string) {
+func (s *Store) remove(mapName, key string) { s.removeAs(mapName, key, Deleted) }
+
+// removeAs removes key from a map, telling its watchers why.
+func (s *Store) removeAs(mapName, key string, why Change) {
 	if _, ok := s.drop(mapName, key); !ok {
 		return
 	}
 	s.setExpiry(mapName, key, 0)
 	if s.Changed != nil {
-		s.Changed(mapName, key, true)
+		s.Changed(mapName, key, why)
 	}
 }
 
@@ -562,7 +585,7 @@ func (s *Store) clearMap(mapName string) {
 	for _, k := range keys {
 		s.setExpiry(mapName, k, 0)
 		if s.Changed != nil {
-			s.Changed(mapName, k, true)
+			s.Changed(mapName, k, Deleted)
 		}
 	}
 }
@@ -630,7 +653,7 @@ func (s *Store) list(kind int64, start string, limit int) ([]transport.Entry, bo
 func (s *Store) stats() *transport.Stats {
 	s.names()
 	st := &transport.Stats{Counters: int64(s.counterNames.Len()), Maps: int64(s.mapNames.Len()), Entries: int64(s.entries),
-		Bytes: s.bytes, Locks: int64(len(s.locks)), Ops: s.ops, Terms: s.terms}
+		Bytes: s.bytes, Locks: int64(len(s.locks)), Ops: s.ops, Terms: s.terms, Evictions: s.evictions}
 	if s.log != nil {
 		st.JournalBytes = int64(s.log.Size())
 	}

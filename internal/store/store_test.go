@@ -73,8 +73,8 @@ func TestExpiryFollowsTheClock(t *testing.T) {
 func TestSweepExpiresWithoutOperations(t *testing.T) {
 	s, clock, sess := newTestStore(t)
 	var gone []string
-	s.Changed = func(_, key string, deleted bool) {
-		if deleted {
+	s.Changed = func(_, key string, change Change) {
+		if change == Deleted {
 			gone = append(gone, key)
 		}
 	}

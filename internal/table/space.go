@@ -328,3 +328,25 @@ func (tx *Tx) All(sp Space) iter.Seq2[[]byte, Entry] {
 		}
 	}
 }
+
+// Sample yields up to n entries of sp, in slot order from the slot at
+// start (modulo the number of slots) on. A key's slot follows its salted
+// hash, so the entries of neighbouring slots are a random choice of the
+// namespace's keys, for a random start: how a bounded map picks the entries
+// it may evict without keeping an order of its own.
+func (tx *Tx) Sample(sp Space, start uint64, n int) iter.Seq2[[]byte, Entry] {
+	return func(yield func([]byte, Entry) bool) {
+		m := tx.t.m
+		slots, index := tx.word(uint64(sp)+nsSlots), tx.word(uint64(sp)+nsIndex)
+		for i, found := uint64(0), 0; i < slots && found < n; i++ {
+			s := tx.word(index + (start+i)%slots*8)
+			if s == slotEmpty || s == slotTomb {
+				continue
+			}
+			found++
+			if !yield(entryKey(m, slotOff(s)), tx.readEntry(slotOff(s))) {
+				return
+			}
+		}
+	}
+}

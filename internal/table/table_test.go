@@ -345,3 +345,50 @@ func TestReadsInATransaction(t *testing.T) {
 		t.Fatalf("after the commit, a reader sees %v", r.Value)
 	}
 }
+
+// TestSample checks that samples from random starts cover a namespace
+// evenly, whatever its keys' order, and that a sample wraps past the last
+// slot and yields no more entries than there are.
+func TestSample(t *testing.T) {
+	tb, _, _ := newTestTable(t, 64<<20)
+	tx := tb.Begin()
+	sp := tx.NewSpace("m", 0).Space()
+	const n = 1000
+	for i := range n {
+		tx.Put(sp, fmt.Sprintf("key%04d", i), nil, uint64(i), 0)
+		if i%100 == 99 {
+			commit(t, tx)
+			tx = tb.Begin()
+		}
+	}
+	commit(t, tx)
+	tx = tb.Begin()
+	seen := make(map[string]int)
+	for range 2000 {
+		got := 0
+		for k := range tx.Sample(sp, rand.Uint64(), 5) {
+			seen[string(k)]++
+			got++
+		}
+		if got != 5 {
+			t.Fatalf("a sample of 5 yielded %d", got)
+		}
+	}
+	// 10,000 draws of 1,000 keys: each key about 10 times; a key never
+	// drawn, or drawn far too often, says the sample is not random.
+	if len(seen) < n*95/100 {
+		t.Errorf("samples drew %d of %d keys", len(seen), n)
+	}
+	for k, c := range seen {
+		if c > 60 {
+			t.Errorf("%s drawn %d times of an expected 10", k, c)
+		}
+	}
+	all := 0
+	for range tx.Sample(sp, 1<<63, 2*n) {
+		all++
+	}
+	if all != n {
+		t.Errorf("a sample of %d yielded %d of %d entries", 2*n, all, n)
+	}
+}

@@ -174,6 +174,13 @@ func (m *Request) AppendFrame(b []byte) []byte {
 	b = binary.AppendVarint(b, int64(m.TTL))
 	b = AppendBool(b, m.KeepTTL)
 	b = binary.AppendUvarint(b, m.Limit)
+	// A bound comes last, and only on a bounded write: every other request
+	// keeps the layout that journals recorded before bounds existed.
+	if m.MaxEntries != 0 || m.MaxBytes != 0 {
+		b = append(b, 1)
+		b = binary.AppendUvarint(b, m.MaxEntries)
+		b = binary.AppendUvarint(b, m.MaxBytes)
+	}
 	return endFrame(b, start)
 }
 
@@ -193,10 +200,24 @@ func (m *Request) Decode(body []byte) error {
 	m.TTL = time.Duration(d.Varint())
 	m.KeepTTL = d.Bool()
 	m.Limit = d.Uvarint()
+	m.MaxEntries, m.MaxBytes = 0, 0
+	if len(d.b) > 0 && d.err == nil {
+		if d.Byte() != 1 {
+			d.fail("unknown trailer of a request")
+		}
+		m.MaxEntries, m.MaxBytes = d.Uvarint(), d.Uvarint()
+	}
 	// An unknown op or a bad argument is the owner's to refuse, with an
 	// answer: the frame itself is sound.
 	return d.Finish()
 }
+
+// The layouts of a Response's Stats trailer: an owner of a version before
+// bounded maps sends the first.
+const (
+	statsWithoutEvictions = 1
+	statsWithEvictions    = 2
+)
 
 func (m *Response) AppendFrame(b []byte) []byte {
 	b, start := beginFrame(b, KindResponse)
@@ -218,9 +239,9 @@ func (m *Response) AppendFrame(b []byte) []byte {
 	// Stats come last, and only in a Stats answer: every other response
 	// keeps the layout that snapshots saved before Stats were typed.
 	if st := m.Stats; st != nil {
-		b = append(b, 1)
+		b = append(b, statsWithEvictions)
 		for _, v := range []int64{st.OwnerPID, st.OwnerSince, st.Clients, st.Durability, st.Counters, st.Maps,
-			st.Entries, st.Bytes, st.Locks, int64(st.Ops), st.SavedAnswers, int64(st.Terms), st.JournalBytes} {
+			st.Entries, st.Bytes, st.Locks, int64(st.Ops), st.SavedAnswers, int64(st.Terms), st.JournalBytes, int64(st.Evictions)} {
 			b = binary.AppendVarint(b, v)
 		}
 	}
@@ -253,12 +274,16 @@ func (m *Response) Decode(body []byte) error {
 	}
 	m.Stats = nil
 	if len(d.b) > 0 && d.err == nil {
-		if d.Byte() != 1 {
+		layout := d.Byte()
+		if layout != statsWithoutEvictions && layout != statsWithEvictions {
 			d.fail("unknown trailer of a response")
 		}
 		m.Stats = &transport.Stats{OwnerPID: d.Varint(), OwnerSince: d.Varint(), Clients: d.Varint(), Durability: d.Varint(),
 			Counters: d.Varint(), Maps: d.Varint(), Entries: d.Varint(), Bytes: d.Varint(), Locks: d.Varint(),
 			Ops: uint64(d.Varint()), SavedAnswers: d.Varint(), Terms: uint64(d.Varint()), JournalBytes: d.Varint()}
+		if layout == statsWithEvictions {
+			m.Stats.Evictions = uint64(d.Varint())
+		}
 	}
 	return d.Finish()
 }
@@ -411,6 +436,9 @@ func (d *Decoder) Frame() []byte {
 	d.b = d.b[headerSize+int(n):]
 	return body
 }
+
+// More reports whether bytes are left to read, after no error.
+func (d *Decoder) More() bool { return len(d.b) > 0 }
 
 // String reads a field written by AppendString.
 func (d *Decoder) String() string { return string(d.raw()) }

@@ -41,6 +41,8 @@ func sampleMessages() []Message {
 		},
 		&Request{Op: transport.OpUnlock},
 		&Request{ID: 1, Op: transport.OpAdd, Name: "hits", Int: -1, TTL: math.MaxInt64},
+		&Request{ID: 2, Op: transport.OpStore, Name: "cache", Key: "k", MaxEntries: 1000, MaxBytes: math.MaxUint64},
+		&Request{Op: transport.OpStore, MaxBytes: 1},
 		&Response{
 			ID:      9,
 			Status:  transport.StatusNotLocked,
@@ -58,7 +60,7 @@ func sampleMessages() []Message {
 		},
 		&Response{},
 		&Response{ID: 3, Stats: &transport.Stats{OwnerPID: 42, OwnerSince: -1, Clients: 3, Durability: 2, Counters: 1,
-			Maps: 2, Entries: 3, Bytes: math.MaxInt64, Locks: 4, Ops: math.MaxUint64, SavedAnswers: 5, Terms: 6, JournalBytes: 7}},
+			Maps: 2, Entries: 3, Bytes: math.MaxInt64, Locks: 4, Ops: math.MaxUint64, SavedAnswers: 5, Terms: 6, JournalBytes: 7, Evictions: 8}},
 		&Response{Stats: &transport.Stats{}},
 		&Event{Channel: "cache", Data: []byte("drop everything")},
 		&Event{},
@@ -160,20 +162,26 @@ func TestAppendFrameAppends(t *testing.T) {
 
 // TestDecodePrefix checks that no strict prefix of a valid body decodes: a
 // truncated frame must never pass for a shorter message. The one exception
-// is a Response's Stats, an optional trailer (responses saved in snapshots
-// before it existed have none): the body without it is the same response
-// without Stats.
+// is an optional trailer, a Response's Stats (responses saved in snapshots
+// before it existed have none) or a Request's bound (journals recorded
+// before bounds have none): the body without it is the same message
+// without it.
 func TestDecodePrefix(t *testing.T) {
 	for _, m := range sampleMessages() {
 		body := m.AppendFrame(nil)[headerSize:]
-		withoutStats := -1
+		withoutTrailer := -1
 		if r, ok := m.(*Response); ok && r.Stats != nil {
 			bare := *r
 			bare.Stats = nil
-			withoutStats = len(bare.AppendFrame(nil)) - headerSize
+			withoutTrailer = len(bare.AppendFrame(nil)) - headerSize
+		}
+		if r, ok := m.(*Request); ok && (r.MaxEntries != 0 || r.MaxBytes != 0) {
+			bare := *r
+			bare.MaxEntries, bare.MaxBytes = 0, 0
+			withoutTrailer = len(bare.AppendFrame(nil)) - headerSize
 		}
 		for i := range len(body) {
-			if i == withoutStats {
+			if i == withoutTrailer {
 				continue
 			}
 			err := newLike(m).Decode(body[:i])
@@ -341,5 +349,24 @@ func TestRefuseError(t *testing.T) {
 	}
 	if got, want := err.Error(), "refused: unauthorized: uid 5"; got != want {
 		t.Errorf("Error() = %q, want %q", got, want)
+	}
+}
+
+// TestStatsOfAnEarlierOwner checks that the Stats of an owner that counts no
+// evictions (the trailer's first layout) still decode.
+func TestStatsOfAnEarlierOwner(t *testing.T) {
+	r := Response{ID: 3, Stats: &transport.Stats{OwnerPID: 42, JournalBytes: 7}}
+	body := r.AppendFrame(nil)[headerSize:]
+	bare := r
+	bare.Stats = nil
+	at := len(bare.AppendFrame(nil)) - headerSize
+	body[at] = statsWithoutEvictions
+	body = body[:len(body)-1] // Evictions, a 1-byte varint
+	var got Response
+	if err := got.Decode(body); err != nil {
+		t.Fatal(err)
+	}
+	if *got.Stats != *r.Stats {
+		t.Errorf("got %+v, want %+v", *got.Stats, *r.Stats)
 	}
 }

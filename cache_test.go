@@ -1,0 +1,169 @@
+package sharedstate_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sharedstate/sharedstate"
+)
+
+const stampedeGoroutines = 250
+
+func init() {
+	// stampede: once the map "signal" has "go", 250 goroutines ask for
+	// one cold key at once; the computation counts itself in "computed".
+	workerRoles["stampede"] = func() int {
+		return withState(func(ctx context.Context, st *sharedstate.State) error {
+			signal := sharedstate.NewMap[bool](st, "signal")
+			cache := sharedstate.NewMap[string](st, "cache")
+			computed := st.Counter("computed")
+			fmt.Println("ready")
+			for {
+				if _, ok, err := signal.Load(ctx, "go"); err != nil || ok {
+					if err != nil {
+						return err
+					}
+					break
+				}
+				time.Sleep(time.Millisecond)
+			}
+			var wg sync.WaitGroup
+			var wrong atomic.Int64
+			errs := make(chan error, stampedeGoroutines)
+			for range stampedeGoroutines {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					v, _, err := cache.LoadOrCompute(ctx, "cold", func(ctx context.Context) (string, error) {
+						if _, err := computed.Add(ctx, 1); err != nil {
+							return "", err
+						}
+						time.Sleep(100 * time.Millisecond) // the others ask meanwhile
+						return "computed", nil
+					})
+					if err != nil {
+						errs <- err
+					} else if v != "computed" {
+						wrong.Add(1)
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			if err := <-errs; err != nil {
+				return err
+			}
+			fmt.Println("wrong", wrong.Load())
+			return nil
+		})
+	}
+	// computeblock: claims the computation of "cache"/"k" and never ends it.
+	workerRoles["computeblock"] = func() int {
+		return withState(func(ctx context.Context, st *sharedstate.State) error {
+			if os.Getenv("SS_OWNER") == "true" && !st.IsOwner() {
+				return fmt.Errorf("not the owner")
+			}
+			_, _, err := sharedstate.NewMap[string](st, "cache").LoadOrCompute(ctx, "k", func(ctx context.Context) (string, error) {
+				fmt.Println("computing")
+				<-ctx.Done()
+				return "", ctx.Err()
+			})
+			return err
+		})
+	}
+}
+
+// withState runs fn with the state "app" in SS_DIR, for a worker role.
+func withState(fn func(ctx context.Context, st *sharedstate.State) error) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	st, err := sharedstate.Open(ctx, "app", sharedstate.WithDir(os.Getenv("SS_DIR")), quietLogger(os.Stderr))
+	if err == nil {
+		err = fn(ctx, st)
+		st.Close()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// TestStampedeAcrossProcesses: 4 processes of 250 goroutines each ask for
+// one cold key at once; it is computed once, and every caller gets it.
+func TestStampedeAcrossProcesses(t *testing.T) {
+	dir := t.TempDir()
+	st := open(t, dir, "app")
+	ctx := testContext(t)
+	var workers []*worker
+	for range 4 {
+		w := startWorker(t, "stampede", "SS_DIR="+dir)
+		w.expectLine(t, "ready")
+		workers = append(workers, w)
+	}
+	if err := sharedstate.NewMap[bool](st, "signal").Store(ctx, "go", true); err != nil {
+		t.Fatal(err)
+	}
+	for i, w := range workers {
+		if wrong := w.expectLine(t, "wrong"); wrong != "0" {
+			t.Errorf("worker %d: %s callers got another value than the one computed", i, wrong)
+		}
+		w.wait(t)
+	}
+	if n, err := st.Counter("computed").Load(ctx); err != nil || n != 1 {
+		t.Errorf("one cold key asked for by 1,000 callers in 4 processes was computed %d times (%v), want once", n, err)
+	}
+}
+
+// TestComputingProcessKilled: a process that computes an entry is killed;
+// a caller waiting for the computation takes it over, and not before. The
+// killed process is a proxy (its connection ends) or the owner (a
+// takeover).
+func TestComputingProcessKilled(t *testing.T) {
+	for _, owner := range []bool{false, true} {
+		t.Run(map[bool]string{false: "proxy", true: "owner"}[owner], func(t *testing.T) {
+			dir := t.TempDir()
+			ctx := testContext(t)
+			var st *sharedstate.State
+			if !owner {
+				st = open(t, dir, "app")
+			}
+			w := startWorker(t, "computeblock", "SS_DIR="+dir, "SS_OWNER="+strconv.FormatBool(owner))
+			w.expectLine(t, "computing")
+			if owner {
+				st = open(t, dir, "app")
+			}
+			var runs atomic.Int64
+			got := make(chan string, 1)
+			go func() {
+				v, _, err := sharedstate.NewMap[string](st, "cache").LoadOrCompute(ctx, "k", func(context.Context) (string, error) {
+					runs.Add(1)
+					return "taken over", nil
+				})
+				if err != nil {
+					v = err.Error()
+				}
+				got <- v
+			}()
+			time.Sleep(200 * time.Millisecond)
+			if n := runs.Load(); n != 0 {
+				t.Fatalf("a waiter computed %d times while the computation was alive", n)
+			}
+			w.cmd.Process.Kill()
+			select {
+			case v := <-got:
+				if v != "taken over" || runs.Load() != 1 {
+					t.Errorf("after the computing process died: %q, %d computations; want the waiter's, once", v, runs.Load())
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("the waiter did not take the computation over from the dead process")
+			}
+		})
+	}
+}
