@@ -167,3 +167,97 @@ func TestComputingProcessKilled(t *testing.T) {
 		})
 	}
 }
+
+// TestComputeInOneProcess: the calls of one process for one cold key wait
+// for one of them; each gets a value of its own, even one that holds
+// references; a computation that panics leaves the next caller to compute.
+func TestComputeInOneProcess(t *testing.T) {
+	dir := t.TempDir()
+	open(t, dir, "app") // the owner
+	st := open(t, dir, "app")
+	ctx := testContext(t)
+	type item struct {
+		Tags []string
+		N    int
+	}
+	bytesMap := sharedstate.NewMap[[]byte](st, "bytes")
+	items := sharedstate.NewMap[item](st, "items")
+	var runs atomic.Int64
+	const callers = 20
+	got := make(chan []byte, callers)
+	gotItems := make(chan item, callers)
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			v, _, err := bytesMap.LoadOrCompute(ctx, "k", func(context.Context) ([]byte, error) {
+				runs.Add(1)
+				time.Sleep(50 * time.Millisecond)
+				return []byte("value"), nil
+			})
+			if err != nil {
+				t.Error(err)
+			}
+			got <- v
+		}()
+		go func() {
+			defer wg.Done()
+			v, _, err := items.LoadOrCompute(ctx, "k", func(context.Context) (item, error) {
+				runs.Add(1)
+				time.Sleep(50 * time.Millisecond)
+				return item{Tags: []string{"a"}, N: 1}, nil
+			})
+			if err != nil {
+				t.Error(err)
+			}
+			gotItems <- v
+		}()
+	}
+	wg.Wait()
+	close(got)
+	close(gotItems)
+	if n := runs.Load(); n != 2 {
+		t.Errorf("%d computations of two cold keys by %d callers each, want 2", n, callers)
+	}
+	var values [][]byte
+	for v := range got {
+		values = append(values, v)
+	}
+	// A caller's value is its own to change: no two share memory.
+	arrays := make(map[*byte]bool)
+	for _, v := range values {
+		if string(v) != "value" || arrays[&v[0]] {
+			t.Fatalf("a caller got %q, or the same bytes as another caller", v)
+		}
+		arrays[&v[0]] = true
+	}
+	tags := make(map[*string]bool)
+	for v := range gotItems {
+		if v.N != 1 || len(v.Tags) != 1 || v.Tags[0] != "a" || tags[&v.Tags[0]] {
+			t.Fatalf("a caller got %+v, or the same tags as another caller", v)
+		}
+		tags[&v.Tags[0]] = true
+	}
+
+	// A computation that panics: its caller panics, the one waiting
+	// computes.
+	started := make(chan struct{})
+	panicked := make(chan any, 1)
+	go func() {
+		defer func() { panicked <- recover() }()
+		bytesMap.LoadOrCompute(ctx, "p", func(context.Context) ([]byte, error) {
+			close(started)
+			time.Sleep(50 * time.Millisecond)
+			panic("compute broke")
+		})
+	}()
+	<-started
+	v, loaded, err := bytesMap.LoadOrCompute(ctx, "p", func(context.Context) ([]byte, error) { return []byte("after"), nil })
+	if err != nil || loaded || string(v) != "after" {
+		t.Errorf("after a computation panicked: %q, loaded %v, %v; want this caller's own computation", v, loaded, err)
+	}
+	if p := <-panicked; p != "compute broke" {
+		t.Errorf("the computation's caller recovered %v, want its panic", p)
+	}
+}

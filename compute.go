@@ -1,8 +1,11 @@
 package sharedstate
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/sharedstate/sharedstate/transport"
 )
@@ -18,12 +21,14 @@ import (
 // process dies, or its caller's context ends. Nobody waits for a
 // computation that is not running, and no two run at once for one key.
 //
-// loaded reports whether the value was there already or computed by
-// another caller. compute
-// gets the caller's context; a computation that outlives it holds the
-// claim until compute returns, so give compute a deadline of its own if it
-// may hang. A value stored by another write while a computation runs is
-// replaced by the computation's.
+// Within a process, the calls for one key wait for one of them, which alone
+// asks the owner, as golang.org/x/sync/singleflight does; each caller gets
+// a value decoded for it alone. loaded reports whether the value was there
+// already or computed by another caller. compute gets the caller's
+// context; a computation that outlives it holds the claim until compute
+// returns, so give compute a deadline of its own if it may hang. A value
+// stored by another write while a computation runs is replaced by the
+// computation's.
 func (m *Map[V]) LoadOrCompute(ctx context.Context, key string, compute func(ctx context.Context) (V, error), opts ...WriteOption) (value V, loaded bool, err error) {
 	if _, err := applyWriteOptions(opts); err != nil {
 		return value, false, fmt.Errorf("sharedstate: map %q: compute %q: %w", m.name, key, err)
@@ -31,19 +36,85 @@ func (m *Map[V]) LoadOrCompute(ctx context.Context, key string, compute func(ctx
 	if value, loaded, err = m.Load(ctx, key); err != nil || loaded {
 		return value, loaded, err
 	}
+	for {
+		f, lead := m.st.flights.join(m.name, key)
+		if lead {
+			return m.lead(ctx, f, key, compute, opts)
+		}
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return value, false, ctx.Err()
+		}
+		if f.err == nil {
+			return m.valueOf(f)
+		}
+		// The call this one waited for failed: its error is its own. One
+		// of those that waited with it leads the next try.
+		if err := ctx.Err(); err != nil {
+			return value, false, err
+		}
+	}
+}
+
+// valueOf returns a value of a flight's for one of its waiting calls: a
+// copy of the one the flight got, or its own decoding if a copy would share
+// references with the other calls' (a slice, a map, a pointer).
+func (m *Map[V]) valueOf(f *flight) (value V, loaded bool, err error) {
+	switch v := f.decoded.(type) {
+	case nil:
+		err = m.codec.decode(f.value, &value)
+	case []byte:
+		value, _ = any(bytes.Clone(v)).(V) // V is []byte
+	default:
+		value = v.(V)
+	}
+	return value, true, err
+}
+
+// errComputePanicked is what the calls waiting for a computation that
+// panicked are told; they try again.
+var errComputePanicked = errors.New("the computation panicked")
+
+// lead is LoadOrCompute for the one call of a process that asks the owner.
+// The Store of the value computed releases the claim in the same step, so
+// that the waiters in other processes get it a round trip sooner; the
+// calls waiting in this one get its encoding.
+func (m *Map[V]) lead(ctx context.Context, f *flight, key string, compute func(ctx context.Context) (V, error), opts []WriteOption) (value V, loaded bool, err error) {
+	var enc []byte
+	var token uint64 // of the claim, once granted
+	done := false
+	defer func() {
+		if !done && err == nil {
+			err = errComputePanicked
+		}
+		m.st.flights.land(f, enc, m.shared(value), err)
+		if token != 0 {
+			m.release(key, token)
+		}
+	}()
 	resp, err := m.do(ctx, transport.Request{Op: transport.OpCompute, Key: key})
 	if err != nil || resp.Found {
-		return m.decodeFound(resp, err)
+		value, loaded, err = m.decodeFound(resp, err)
+		enc, done = resp.Value, true
+		return value, loaded, err
 	}
-	defer m.release(key, resp.Version) // also if compute panics
+	token = resp.Version
+	var zero V
 	if value, err = compute(ctx); err != nil {
-		var zero V
+		done = true
 		return zero, false, err
 	}
-	if err := m.Store(ctx, key, value, opts...); err != nil {
-		var zero V
-		return zero, false, err
+	req, err := m.write(transport.OpStore, key, value, opts)
+	if err == nil {
+		req.Version = token
+		_, err = m.do(ctx, req)
 	}
+	done = true
+	if err != nil {
+		return zero, false, err // the claim is given back
+	}
+	enc, token = req.Value, 0 // released with the Store
 	return value, false, nil
 }
 
@@ -53,7 +124,68 @@ func (m *Map[V]) release(key string, token uint64) {
 	ctx, cancel := context.WithTimeout(context.Background(), unlockTimeout)
 	defer cancel()
 	claim := transport.ClaimName(m.name, key)
-	if _, err := m.st.do(ctx, transport.Request{Op: transport.OpUnlock, Name: claim, Version: token}); err != nil {
-		m.st.cfg.logger.Warn("sharedstate: cannot give back the claim of a computation; its waiters wait for the claim's holder to be gone", "map", m.name, "key", key, "err", err)
+	_, err := m.st.do(ctx, transport.Request{Op: transport.OpUnlock, Name: claim, Version: token})
+	if err != nil && !errors.Is(err, ErrClosed) { // a closed State's claims go with it
+		m.st.cfg.logger.Warn("sharedstate: cannot give back the claim of a computation; its waiters wait until its process is gone",
+			"state", m.st.name, "map", m.name, "key", key, "err", err)
 	}
+}
+
+// flights are a process's LoadOrCompute calls that ask the owner, by map
+// and key; the other calls for the same entry wait for them.
+type flights struct {
+	mu sync.Mutex
+	m  map[flightKey]*flight
+}
+
+type flightKey struct{ mapName, key string }
+
+// flight is one call that asks the owner; done is closed once it has the
+// value's encoding, or failed with err.
+type flight struct {
+	key     flightKey
+	done    chan struct{}
+	value   []byte // its encoding
+	decoded any    // the value, for V without references; a private copy of a []byte
+	err     error
+}
+
+// join returns the flight of the entry, and whether the caller leads it:
+// it is new, and the caller must land it.
+func (fs *flights) join(mapName, key string) (f *flight, lead bool) {
+	k := flightKey{mapName, key}
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if f := fs.m[k]; f != nil {
+		return f, false
+	}
+	if fs.m == nil {
+		fs.m = make(map[flightKey]*flight)
+	}
+	f = &flight{key: k, done: make(chan struct{})}
+	fs.m[k] = f
+	return f, true
+}
+
+// land ends a flight with its outcome, for the calls that wait for it.
+func (fs *flights) land(f *flight, value []byte, decoded any, err error) {
+	fs.mu.Lock()
+	delete(fs.m, f.key)
+	fs.mu.Unlock()
+	f.value, f.decoded, f.err = value, decoded, err
+	close(f.done)
+}
+
+// shared returns what of a leading call's value the calls waiting for it
+// copy (valueOf): the value itself if it holds no references, a copy of its
+// bytes if it is a []byte (the leader's caller owns the original), else
+// nothing, and they decode its encoding.
+func (m *Map[V]) shared(v V) any {
+	if b, ok := any(v).([]byte); ok {
+		return bytes.Clone(b)
+	}
+	if m.codec.plain {
+		return v
+	}
+	return nil
 }

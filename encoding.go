@@ -18,10 +18,33 @@ import (
 // with every map's entries sorted by their encoded keys.
 type valueCodec struct {
 	sortMaps bool
+	// plain: a V holds no references (no pointer, slice, map, channel,
+	// function or interface; strings are immutable), so a copy of one is
+	// a value of its own, as another decoding would be.
+	plain bool
 }
 
 func codecFor[V any]() valueCodec {
-	return valueCodec{sortMaps: mayHoldMap(reflect.TypeFor[V](), map[reflect.Type]bool{})}
+	t := reflect.TypeFor[V]()
+	return valueCodec{sortMaps: mayHoldMap(t, map[reflect.Type]bool{}), plain: isPlain(t)}
+}
+
+// isPlain reports whether values of t hold no references.
+func isPlain(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Array:
+		return isPlain(t.Elem())
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if !isPlain(t.Field(i).Type) {
+				return false
+			}
+		}
+		return true
+	case reflect.Pointer, reflect.UnsafePointer, reflect.Slice, reflect.Map, reflect.Chan, reflect.Func, reflect.Interface:
+		return false
+	}
+	return true
 }
 
 // mayHoldMap reports whether values of t can contain a map.

@@ -51,7 +51,10 @@
 // process boundary. Map values are typed (NewMap[V]) and encoded with
 // msgpack; the owner stores them as opaque bytes. Map.Update is the
 // read-modify-write that get-then-set cannot be: a compare-and-swap on the
-// entry's version, retried on conflict. Entries may expire (WithTTL). Mutex
+// entry's version, retried on conflict. Entries may expire (WithTTL). A
+// map bounded by WithMaxEntries or WithMaxBytes is a cache that evicts its
+// least recently used entries, and Map.LoadOrCompute computes a missing
+// entry once across every process while the others wait for it. Mutex
 // is a lock across processes with fencing tokens, and Mutex.Wrap serialises
 // an http.Handler across workers. Publish and Subscribe carry messages to
 // every worker, such as "drop your cache", and Map.Watch reports the changes
@@ -120,6 +123,7 @@ type State struct {
 	engine   transport.Engine
 	embedded *embedded // the engine, if it is Open's; else nil
 	updates  updateQueues
+	flights  flights // LoadOrCompute's calls that ask the owner
 }
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$`)

@@ -449,6 +449,11 @@ func (e *engine) do(ctx context.Context, req *transport.Request) (transport.Resp
 	// The write is done whatever becomes of its eviction: the next bounded
 	// write evicts what this one could not.
 	e.bound(ctx, req)
+	if req.Op == transport.OpStore && req.Version != 0 {
+		// The Store that ends a Compute releases its claim; if it cannot,
+		// the claim's lease runs out.
+		e.unlock(ctx, transport.ClaimName(name, req.Key), req.Version)
+	}
 	return transport.Response{Found: r.found, Value: r.value, Version: r.version, Int: r.n, TTL: r.ttl}, nil
 }
 

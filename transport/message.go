@@ -71,7 +71,7 @@ const (
 	OpSwap                           // Name, Int=new → Int=old
 	OpCAS                            // Name, OldInt, Int=new → Found=swapped
 	OpLoad                           // Name, Key → Found, Value, Version, TTL=left (0: none)
-	OpStore                          // Name, Key, Value, TTL, KeepTTL → Version
+	OpStore                          // Name, Key, Value, TTL, KeepTTL, Version=0 or the token of the entry's claim (OpCompute) to release once stored → Version
 	OpLoadOrStore                    // Name, Key, Value, TTL → Found=loaded, Value=actual, Version
 	OpLoadAndDelete                  // Name, Key → Found, Value
 	OpDelete                         // Name, Key
@@ -224,8 +224,8 @@ type Entry struct {
 
 // ClaimName is the name of the lock that an OpCompute of key in the map
 // mapName claims: its holder computes the entry, and releases the claim
-// with OpUnlock of this name (or OpAbandon of its request) once it has
-// stored it, or given up. A name of fixed length, whatever the key's, in
+// with the OpStore of the entry (its Version the claim's token), or with
+// OpUnlock of this name (or OpAbandon of its request) if it gives up. A name of fixed length, whatever the key's, in
 // a space of its own: lock names that start with a NUL byte are refused.
 func ClaimName(mapName, key string) string {
 	h := sha256.New()

@@ -134,6 +134,22 @@ func (s *Store) release(name string, l *lockState) {
 	w.sess.deliver(transport.Response{ID: w.id, Found: !w.compute, Version: token})
 }
 
+// endClaim releases the claim of the entry req stored, if sess holds it
+// with the token req.Version: the Store that ends a Compute, whose waiters
+// get the entry at once. A memory-only state journals the release as a
+// lock's, since it journals no Store.
+func (s *Store) endClaim(sess *Session, req *transport.Request, now int64) {
+	name := transport.ClaimName(req.Name, req.Key)
+	l := s.locks[name]
+	if l == nil || l.holder != sess.id || l.token != req.Version {
+		return // taken back already (the holder's grace ran out): the Store stands
+	}
+	if s.persist.locksOnly {
+		s.journal(releaseRecord(s.scratch[:0], now, name))
+	}
+	s.release(name, l)
+}
+
 // dropClaim forgets a claim that nobody holds or waits for: unlike a
 // lock's, its name is not the user's, and a claim is made for every entry
 // computed. A claim made again later starts its tokens from the store's

@@ -395,6 +395,9 @@ func (s *Store) exec(sess *Session, req *transport.Request, now int64) (resp tra
 		}
 	case transport.OpStore:
 		resp.Version = s.set(req, now)
+		if req.Version != 0 {
+			s.endClaim(sess, req, now)
+		}
 	case transport.OpMapAdd:
 		return s.mapAdd(req, resp, now)
 	case transport.OpTake:
