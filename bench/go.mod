@@ -3,6 +3,7 @@ module github.com/sharedstate/sharedstate/bench
 go 1.26.8
 
 require (
+	github.com/hashicorp/golang-lru/v2 v2.0.7
 	github.com/redis/go-redis/v9 v9.23.0
 	github.com/redis/rueidis v1.0.79
 	github.com/sharedstate/sharedstate v0.1.0

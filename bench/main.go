@@ -62,7 +62,7 @@ func main() {
 	flag.IntVar(&cfg.kills, "kills", 20, "owner kills per key count in the takeover workload")
 	flag.IntVar(&cfg.bigKeys, "bigkeys", 1_000_000, "keys of the memory workload and the large takeover")
 	flag.IntVar(&cfg.hugeKeys, "hugekeys", 5_000_000, "keys of the largest takeover (0: none)")
-	only := flag.String("only", "", "workloads to run, e.g. \"1,3\" (default all: 1-11)")
+	only := flag.String("only", "", "workloads to run, e.g. \"1,3\" (default all: 1-12)")
 	flag.StringVar(&cfg.jsonPath, "json", "results.json", "write all figures as JSON to `file` (\"\" for none)")
 	flag.StringVar(&cfg.svgPath, "svg", "results.svg", "write the chart of ratios to Redis to `file` (\"\" for none)")
 	flag.StringVar(&cfg.profileDir, "cpuprofile", "", "write a CPU profile of every worker process into `dir`")
@@ -73,7 +73,7 @@ func main() {
 		fatalf("-g %q: want a list of goroutine counts like 1,32", *gs)
 	}
 	if *only == "" {
-		cfg.only = []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}
+		cfg.only = []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}
 	} else if cfg.only, err = parseInts(*only); err != nil {
 		fatalf("-only %q: want workload numbers like 1,3", *only)
 	}
@@ -153,13 +153,14 @@ func run(ctx context.Context, cfg config) error {
 		9:  b.hotKeyWorkload,
 		10: b.httpIncrement,
 		11: b.redisEngine,
+		12: b.caches,
 	}
 	var sections []section
 	var failed []string
 	for _, id := range cfg.only {
 		fn, ok := workloads[id]
 		if !ok {
-			return fmt.Errorf("no workload %d: they are 1 to 11", id)
+			return fmt.Errorf("no workload %d: they are 1 to 12", id)
 		}
 		s := section{ID: id}
 		if err := fn(ctx, &s); err != nil {

@@ -72,6 +72,7 @@ type job struct {
 	Handoff    bool     `json:"handoff,omitempty"`    // echo: a reader goroutine hands each response to the caller
 	ProfileDir string   `json:"profileDir,omitempty"` // write a CPU profile here
 	HTTP       string   `json:"http,omitempty"`       // serve each GET /increment as one op, on this address
+	Bound      int      `json:"bound,omitempty"`      // the cache commands' maps: WithMaxEntries(Bound)
 }
 
 // command is one line from the coordinator to a worker. Each gets one
@@ -90,8 +91,12 @@ type command struct {
 	After int64 `json:"after,omitempty"`
 	Kill  int64 `json:"kill,omitempty"`
 
-	N        int           `json:"n,omitempty"`        // fill: keys to store; touch: to load
+	N        int           `json:"n,omitempty"`        // fill, cachefill: keys to store; touch: to load; zipf: the stream's length; stampede: the run
 	Duration time.Duration `json:"duration,omitempty"` // local: time per op kind
+	From     int           `json:"from,omitempty"`     // cachefill: the first key
+	// zipf: this process plays requests i of the stream with i%Parts == Part.
+	Part  int `json:"part,omitempty"`
+	Parts int `json:"parts,omitempty"`
 }
 
 // report is one line from a worker to the coordinator.
@@ -110,6 +115,11 @@ type report struct {
 	// operations, and how long it took, in ns.
 	Paused []int64 `json:"paused,omitempty"`
 	Took   []int64 `json:"took,omitempty"`
+	// stampede: computations this process ran, when the last returned,
+	// and when its last caller was answered (unix ns).
+	Computed int64 `json:"computed,omitempty"`
+	Returned int64 `json:"returned,omitempty"`
+	Last     int64 `json:"last,omitempty"`
 }
 
 // target is what a worker's goroutines exercise.
@@ -204,6 +214,14 @@ func workerMain(ctx context.Context) error {
 			r = touch(ctx, t, c.N)
 		case "local":
 			r = benchLocal(ctx, t, c.Duration)
+		case "cachefill":
+			r = cacheFill(ctx, t, c)
+		case "cachelen":
+			r = cacheLen(ctx, t)
+		case "zipf":
+			r = zipfPart(ctx, t, c)
+		case "stampede":
+			r = stampede(ctx, t, c)
 		case "snapshots":
 			if st, ok := t.(*stateTarget); ok && st.snaps != nil {
 				r = st.snaps.report()

@@ -1,0 +1,299 @@
+package main
+
+// Workload 12: bounded maps and compute-once loading (issue 18): whether a
+// bound holds, how a bounded map's hit ratio compares with an in-process
+// LRU cache's on the same stream, and how a stampede on a cold key goes.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/sharedstate/sharedstate"
+)
+
+const (
+	cacheBound      = 10_000 // entries of the bounded maps
+	zipfKeys        = 10 * cacheBound
+	zipfRequests    = 400_000
+	zipfSkew        = 1.1
+	zipfSeed        = 18
+	stampedeG       = 250 // goroutines per process asking for the cold key
+	stampedeRuns    = 5
+	stampedeCompute = 20 * time.Millisecond // how long the computation takes
+)
+
+// Names of the bounded maps and of the stampede's counter.
+const (
+	boundedName  = "bounded"
+	zipfName     = "zipf"
+	stampedeName = "stampede"
+)
+
+// caches is workload 12.
+func (b *bench) caches(ctx context.Context, s *section) error {
+	p := b.cfg.procs
+	s.Title = fmt.Sprintf("Bounded maps and LoadOrCompute, %d proxies and an idle owner", p)
+	dir, err := b.fresh("state")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	j := job{Target: targetState, Dir: dir, Bound: cacheBound, ValueSize: 64}
+	owner, err := b.spawn(ctx, j)
+	if err != nil {
+		return err
+	}
+	defer owner.stop()
+	var proxies []*worker
+	for range p {
+		w, err := b.spawn(ctx, j)
+		if err != nil {
+			return err
+		}
+		defer w.stop()
+		proxies = append(proxies, w)
+	}
+
+	// The bound: the first bound of keys, then nine more, written across
+	// the proxies.
+	b.progress("workload 12: writing %d distinct keys to a map bounded at %d", 10*cacheBound, cacheBound)
+	before, err := readProcMemory(owner.pid)
+	if err != nil {
+		return err
+	}
+	if _, err := proxies[0].call(ctx, command{Cmd: "cachefill", N: cacheBound}, 5*time.Minute); err != nil {
+		return err
+	}
+	atBound, err := readProcMemory(owner.pid)
+	if err != nil {
+		return err
+	}
+	per := 9 * cacheBound / p
+	if _, err := callAll(ctx, proxies, func(i int) command {
+		return command{Cmd: "cachefill", From: cacheBound + i*per, N: per}
+	}); err != nil {
+		return err
+	}
+	after, err := readProcMemory(owner.pid)
+	if err != nil {
+		return err
+	}
+	r, err := proxies[0].call(ctx, command{Cmd: "cachelen"}, time.Minute)
+	if err != nil {
+		return err
+	}
+	n := float64(r.Ops)
+	s.add(fmt.Sprintf("entries after %d distinct keys written, bound %d", 10*cacheBound, cacheBound), n, "entries").
+		target("within 5% of the bound", n >= 0.95*cacheBound && n <= 1.05*cacheBound)
+	s.add("owner RSS growth, first bound of keys", atBound.rss-before.rss, "MiB")
+	s.add("owner RSS growth, the nine bounds after", after.rss-atBound.rss, "MiB").
+		target("flat: no more than the first bound's", after.rss-atBound.rss <= max(atBound.rss-before.rss, 1))
+
+	// The hit ratio, against golang-lru of the same size on the same
+	// stream.
+	b.progress("workload 12: Zipf(%v) stream of %d requests over %d keys, cache of %d", zipfSkew, zipfRequests, zipfKeys, cacheBound)
+	reps, err := callAll(ctx, proxies, func(i int) command {
+		return command{Cmd: "zipf", Part: i, Parts: p, N: zipfRequests}
+	})
+	if err != nil {
+		return err
+	}
+	hits := 0
+	for _, r := range reps {
+		hits += int(r.Ops)
+	}
+	ours, theirs := 100*float64(hits)/zipfRequests, 100*lruHitRatio()
+	s.add(fmt.Sprintf("golang-lru hits, %d entries, one process", cacheBound), theirs, "%")
+	s.add(fmt.Sprintf("bounded Map hits, %d entries, %d proxies", cacheBound, p), ours, "%").vs("golang-lru", theirs).
+		target("within 10% of golang-lru", ours >= 0.9*theirs)
+
+	// Stampedes: every goroutine of every proxy asks for one cold key at
+	// one instant.
+	b.progress("workload 12: %d stampedes of %d processes x %d goroutines on a cold key", stampedeRuns, p, stampedeG)
+	var lags []float64
+	computes := 0
+	for run := range stampedeRuns {
+		start := time.Now().Add(100 * time.Millisecond).UnixNano()
+		reps, err := callAll(ctx, proxies, func(int) command {
+			return command{Cmd: "stampede", N: run, Start: start}
+		})
+		if err != nil {
+			return err
+		}
+		var returned, last int64
+		for _, r := range reps {
+			computes += int(r.Computed)
+			returned = max(returned, r.Returned)
+			last = max(last, r.Last)
+		}
+		lags = append(lags, float64(last-returned)/1e6)
+	}
+	slices.Sort(lags)
+	s.add(fmt.Sprintf("computations in %d stampedes of %d callers", stampedeRuns, p*stampedeG), float64(computes), "computations").
+		target(fmt.Sprintf("exactly %d, one each", stampedeRuns), computes == stampedeRuns)
+	s.add("last caller answered after the computation returned, median of 5", lags[len(lags)/2], "ms")
+	s.add("last caller answered after the computation returned, worst of 5", lags[len(lags)-1], "ms").
+		target("<= 2 ms", lags[len(lags)-1] <= 2)
+	return nil
+}
+
+// callAll sends each worker its command at once and waits for every report.
+func callAll(ctx context.Context, ws []*worker, cmd func(i int) command) ([]report, error) {
+	reps := make([]report, len(ws))
+	errs := make([]error, len(ws))
+	var wg sync.WaitGroup
+	for i, w := range ws {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			reps[i], errs[i] = w.call(ctx, cmd(i), 5*time.Minute)
+			if errs[i] == nil && reps[i].Err != "" {
+				errs[i] = errors.New(reps[i].Err)
+			}
+		}()
+	}
+	wg.Wait()
+	return reps, errors.Join(errs...)
+}
+
+// zipfStream returns the workload's stream of keys, the same in every
+// process.
+func zipfStream() []uint64 {
+	z := rand.NewZipf(rand.New(rand.NewPCG(zipfSeed, 0)), zipfSkew, 1, zipfKeys-1)
+	stream := make([]uint64, zipfRequests)
+	for i := range stream {
+		stream[i] = z.Uint64()
+	}
+	return stream
+}
+
+// lruHitRatio is golang-lru's hit ratio on the stream, as a cache: a miss
+// adds the key.
+func lruHitRatio() float64 {
+	c, _ := lru.New[uint64, struct{}](cacheBound)
+	hits := 0
+	for _, k := range zipfStream() {
+		if _, ok := c.Get(k); ok {
+			hits++
+		} else {
+			c.Add(k, struct{}{})
+		}
+	}
+	return float64(hits) / zipfRequests
+}
+
+// cacheTarget is what the cache commands need of a worker.
+func cacheTarget(t target) (*stateTarget, error) {
+	st, ok := t.(*stateTarget)
+	if !ok || st.j.Bound == 0 {
+		return nil, errors.New("the cache commands need a sharedstate worker with a bound")
+	}
+	return st, nil
+}
+
+// cacheFill stores keys From..From+N-1 in the bounded map.
+func cacheFill(ctx context.Context, t target, c command) report {
+	st, err := cacheTarget(t)
+	if err != nil {
+		return report{Err: err.Error()}
+	}
+	m := sharedstate.NewMap[[]byte](st.st, boundedName, sharedstate.WithMaxEntries(st.j.Bound))
+	val := make([]byte, st.j.ValueSize)
+	for i := c.From; i < c.From+c.N; i++ {
+		if err := m.Store(ctx, key(i), val); err != nil {
+			return report{Err: err.Error()}
+		}
+	}
+	return report{Ops: int64(c.N)}
+}
+
+// cacheLen reports the entries of the bounded map.
+func cacheLen(ctx context.Context, t target) report {
+	st, err := cacheTarget(t)
+	if err != nil {
+		return report{Err: err.Error()}
+	}
+	n, err := sharedstate.NewMap[[]byte](st.st, boundedName).Len(ctx)
+	if err != nil {
+		return report{Err: err.Error()}
+	}
+	return report{Ops: int64(n)}
+}
+
+// zipfPart plays this process's part of the Zipf stream against a bounded
+// map used as a cache (a miss stores the key), and reports its hits in Ops.
+func zipfPart(ctx context.Context, t target, c command) report {
+	st, err := cacheTarget(t)
+	if err != nil {
+		return report{Err: err.Error()}
+	}
+	m := sharedstate.NewMap[[]byte](st.st, zipfName, sharedstate.WithMaxEntries(st.j.Bound))
+	val := make([]byte, st.j.ValueSize)
+	var hits int64
+	for i, k := range zipfStream() {
+		if i%c.Parts != c.Part {
+			continue
+		}
+		_, ok, err := m.Load(ctx, key(int(k)))
+		if err == nil && !ok {
+			err = m.Store(ctx, key(int(k)), val)
+		}
+		if err != nil {
+			return report{Err: err.Error()}
+		}
+		if ok {
+			hits++
+		}
+	}
+	return report{Ops: hits}
+}
+
+// stampede has stampedeG goroutines ask for the cold key of run N at
+// Start, and reports whether this process computed it and when the
+// computation returned, and when its last caller was answered.
+func stampede(ctx context.Context, t target, c command) report {
+	st, err := cacheTarget(t)
+	if err != nil {
+		return report{Err: err.Error()}
+	}
+	m := sharedstate.NewMap[[]byte](st.st, stampedeName, sharedstate.WithMaxEntries(st.j.Bound))
+	k := fmt.Sprintf("cold:%d", c.N)
+	var computed, returned, last atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, stampedeG)
+	for range stampedeG {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sleepUntil(c.Start)
+			_, _, err := m.LoadOrCompute(ctx, k, func(ctx context.Context) ([]byte, error) {
+				computed.Add(1)
+				time.Sleep(stampedeCompute)
+				returned.Store(time.Now().UnixNano())
+				return make([]byte, st.j.ValueSize), nil
+			})
+			now := time.Now().UnixNano()
+			for old := last.Load(); now > old && !last.CompareAndSwap(old, now); old = last.Load() {
+			}
+
+			if err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return report{Err: err.Error()}
+	}
+	return report{Computed: computed.Load(), Returned: returned.Load(), Last: last.Load()}
+}
