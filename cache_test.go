@@ -261,3 +261,39 @@ func TestComputeInOneProcess(t *testing.T) {
 		t.Errorf("the computation's caller recovered %v, want its panic", p)
 	}
 }
+
+// TestEvictionsSeen: a proxy's Watch reports the entries a bounded map
+// evicts, and Stats counts them.
+func TestEvictionsSeen(t *testing.T) {
+	dir := t.TempDir()
+	open(t, dir, "app") // the owner
+	st := open(t, dir, "app")
+	ctx := testContext(t)
+	m := sharedstate.NewMap[int](st, "bounded", sharedstate.WithMaxEntries(10))
+	changes, err := m.Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 30 {
+		if err := m.Store(ctx, strconv.Itoa(i), i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evicted := 0
+	for evicted < 20 {
+		select {
+		case c := <-changes:
+			if c.Evicted {
+				if !c.Deleted {
+					t.Errorf("%+v: an eviction is a removal too", c)
+				}
+				evicted++
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("Watch reported %d of 20 evictions", evicted)
+		}
+	}
+	if s, err := st.Stats(ctx); err != nil || s.Evictions != 20 || s.Entries != 10 {
+		t.Errorf("Stats: %d evictions, %d entries (%v); want 20 and 10", s.Evictions, s.Entries, err)
+	}
+}

@@ -31,8 +31,13 @@ const (
 	stampedeCompute = 20 * time.Millisecond // how long the computation takes
 )
 
+// cacheBytes bounds the map bounded by bytes: cacheBound entries of a
+// 16-byte key and a 64-byte value (66 bytes of msgpack).
+const cacheBytes = cacheBound * (16 + 66)
+
 // Names of the bounded maps and of the stampede's counter.
 const (
+	bytesName    = "bytes"
 	boundedName  = "bounded"
 	zipfName     = "zipf"
 	stampedeName = "stampede"
@@ -94,6 +99,19 @@ func (b *bench) caches(ctx context.Context, s *section) error {
 	n := float64(r.Ops)
 	s.add(fmt.Sprintf("entries after %d distinct keys written, bound %d", 10*cacheBound, cacheBound), n, "entries").
 		target("within 5% of the bound", n >= 0.95*cacheBound && n <= 1.05*cacheBound)
+	// The same by bytes, across the proxies at once.
+	per = 10 * cacheBound / p
+	if _, err := callAll(ctx, proxies, func(i int) command {
+		return command{Cmd: "cachefill", From: i * per, N: per, Bytes: true}
+	}); err != nil {
+		return err
+	}
+	if r, err = proxies[0].call(ctx, command{Cmd: "cachelen", Bytes: true}, time.Minute); err != nil {
+		return err
+	}
+	size, bound := float64(r.Ops)/1e3, float64(cacheBytes)/1e3
+	s.add(fmt.Sprintf("bytes after %d distinct keys written, bound %.0f kB", 10*cacheBound, bound), size, "kB").
+		target("within 5% of the bound", size >= 0.95*bound && size <= 1.05*bound)
 	s.add("owner RSS growth, first bound of keys", atBound.rss-before.rss, "MiB")
 	s.add("owner RSS growth, the nine bounds after", after.rss-atBound.rss, "MiB").
 		target("flat: no more than the first bound's", after.rss-atBound.rss <= max(atBound.rss-before.rss, 1))
@@ -200,13 +218,22 @@ func cacheTarget(t target) (*stateTarget, error) {
 	return st, nil
 }
 
-// cacheFill stores keys From..From+N-1 in the bounded map.
+// boundedMap returns the map bounded by entries, or with c.Bytes the one
+// bounded by bytes.
+func boundedMap(st *stateTarget, c command) *sharedstate.Map[[]byte] {
+	if c.Bytes {
+		return sharedstate.NewMap[[]byte](st.st, bytesName, sharedstate.WithMaxBytes(cacheBytes))
+	}
+	return sharedstate.NewMap[[]byte](st.st, boundedName, sharedstate.WithMaxEntries(st.j.Bound))
+}
+
+// cacheFill stores keys From..From+N-1 in a bounded map.
 func cacheFill(ctx context.Context, t target, c command) report {
 	st, err := cacheTarget(t)
 	if err != nil {
 		return report{Err: err.Error()}
 	}
-	m := sharedstate.NewMap[[]byte](st.st, boundedName, sharedstate.WithMaxEntries(st.j.Bound))
+	m := boundedMap(st, c)
 	val := make([]byte, st.j.ValueSize)
 	for i := c.From; i < c.From+c.N; i++ {
 		if err := m.Store(ctx, key(i), val); err != nil {
@@ -216,17 +243,30 @@ func cacheFill(ctx context.Context, t target, c command) report {
 	return report{Ops: int64(c.N)}
 }
 
-// cacheLen reports the entries of the bounded map.
-func cacheLen(ctx context.Context, t target) report {
+// cacheLen reports the entries of a bounded map, or with c.Bytes the bytes
+// of its keys and encoded values.
+func cacheLen(ctx context.Context, t target, c command) report {
 	st, err := cacheTarget(t)
 	if err != nil {
 		return report{Err: err.Error()}
 	}
-	n, err := sharedstate.NewMap[[]byte](st.st, boundedName).Len(ctx)
+	m := boundedMap(st, c)
+	if !c.Bytes {
+		n, err := m.Len(ctx)
+		if err != nil {
+			return report{Err: err.Error()}
+		}
+		return report{Ops: int64(n)}
+	}
+	var size int64
+	err = m.Range(ctx, func(key string, v []byte) bool {
+		size += int64(len(key) + 2 + len(v)) // msgpack's bin 8: 2 bytes of header
+		return true
+	})
 	if err != nil {
 		return report{Err: err.Error()}
 	}
-	return report{Ops: int64(n)}
+	return report{Ops: size}
 }
 
 // zipfPart plays this process's part of the Zipf stream against a bounded

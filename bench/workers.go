@@ -94,6 +94,7 @@ type command struct {
 	N        int           `json:"n,omitempty"`        // fill, cachefill: keys to store; touch: to load; zipf: the stream's length; stampede: the run
 	Duration time.Duration `json:"duration,omitempty"` // local: time per op kind
 	From     int           `json:"from,omitempty"`     // cachefill: the first key
+	Bytes    bool          `json:"bytes,omitempty"`    // cachefill, cachelen: the map bounded by bytes
 	// zipf: this process plays requests i of the stream with i%Parts == Part.
 	Part  int `json:"part,omitempty"`
 	Parts int `json:"parts,omitempty"`
@@ -217,7 +218,7 @@ func workerMain(ctx context.Context) error {
 		case "cachefill":
 			r = cacheFill(ctx, t, c)
 		case "cachelen":
-			r = cacheLen(ctx, t)
+			r = cacheLen(ctx, t, c)
 		case "zipf":
 			r = zipfPart(ctx, t, c)
 		case "stampede":
