@@ -2,10 +2,12 @@ package sharedstate
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/sharedstate/sharedstate/transport"
 )
@@ -22,18 +24,24 @@ import (
 // computation that is not running, and no two run at once for one key.
 //
 // Within a process, the calls for one key wait for one of them, which alone
-// asks the owner, as golang.org/x/sync/singleflight does; each caller gets
-// a value decoded for it alone. loaded reports whether the value was there
+// asks the owner, as golang.org/x/sync/singleflight does, and they get its
+// value as soon as it is computed (even if storing it then fails); each
+// caller gets a value of its own. loaded reports whether the value was there
 // already or computed by another caller. compute gets the caller's
 // context; a computation that outlives it holds the claim until compute
 // returns, so give compute a deadline of its own if it may hang. A value
 // stored by another write while a computation runs is replaced by the
 // computation's.
 func (m *Map[V]) LoadOrCompute(ctx context.Context, key string, compute func(ctx context.Context) (V, error), opts ...WriteOption) (value V, loaded bool, err error) {
-	if _, err := applyWriteOptions(opts); err != nil {
+	w, err := applyWriteOptions(opts)
+	if err != nil {
 		return value, false, fmt.Errorf("sharedstate: map %q: compute %q: %w", m.name, key, err)
 	}
-	if value, loaded, err = m.Load(ctx, key); err != nil || loaded {
+	var left time.Duration
+	if value, left, loaded, err = m.LoadTTL(ctx, key); err != nil || loaded {
+		if loaded && w.staleAfter != 0 && left < w.ttl-w.staleAfter {
+			m.refresh(key, compute, opts)
+		}
 		return value, loaded, err
 	}
 	for {
@@ -77,18 +85,20 @@ func (m *Map[V]) valueOf(f *flight) (value V, loaded bool, err error) {
 var errComputePanicked = errors.New("the computation panicked")
 
 // lead is LoadOrCompute for the one call of a process that asks the owner.
-// The Store of the value computed releases the claim in the same step, so
-// that the waiters in other processes get it a round trip sooner; the
-// calls waiting in this one get its encoding.
+// The calls waiting for it in this process get the value as soon as it is
+// computed, and the Store of the value releases the claim in the same step,
+// so that the waiters in other processes get it a round trip sooner.
 func (m *Map[V]) lead(ctx context.Context, f *flight, key string, compute func(ctx context.Context) (V, error), opts []WriteOption) (value V, loaded bool, err error) {
-	var enc []byte
-	var token uint64 // of the claim, once granted
-	done := false
+	var token uint64 // of the claim, while this call holds it
+	landed := false
+	land := func(enc []byte, decoded any, err error) {
+		m.st.flights.land(f, enc, decoded, err)
+		landed = true
+	}
 	defer func() {
-		if !done && err == nil {
-			err = errComputePanicked
+		if !landed {
+			land(nil, nil, cmp.Or(err, errComputePanicked))
 		}
-		m.st.flights.land(f, enc, m.shared(value), err)
 		if token != 0 {
 			m.release(key, token)
 		}
@@ -96,26 +106,101 @@ func (m *Map[V]) lead(ctx context.Context, f *flight, key string, compute func(c
 	resp, err := m.do(ctx, transport.Request{Op: transport.OpCompute, Key: key})
 	if err != nil || resp.Found {
 		value, loaded, err = m.decodeFound(resp, err)
-		enc, done = resp.Value, true
+		land(resp.Value, m.shared(value), err)
 		return value, loaded, err
 	}
 	token = resp.Version
 	var zero V
 	if value, err = compute(ctx); err != nil {
-		done = true
 		return zero, false, err
 	}
 	req, err := m.write(transport.OpStore, key, value, opts)
-	if err == nil {
-		req.Version = token
-		_, err = m.do(ctx, req)
-	}
-	done = true
 	if err != nil {
+		return zero, false, err
+	}
+	land(req.Value, m.shared(value), nil)
+	req.Version = token
+	if _, err = m.do(ctx, req); err != nil {
 		return zero, false, err // the claim is given back
 	}
-	enc, token = req.Value, 0 // released with the Store
+	token = 0 // released with the Store
 	return value, false, nil
+}
+
+// refresh computes the next value of a stale entry in the background, in
+// one process at a time: the one that takes the entry's claim without
+// waiting, while the others go on serving the stale value.
+func (m *Map[V]) refresh(key string, compute func(ctx context.Context) (V, error), opts []WriteOption) {
+	k := flightKey{m.name, key}
+	m.st.bg.run(k, func(ctx context.Context) {
+		resp, err := m.st.do(ctx, transport.Request{Op: transport.OpTryLock, Name: transport.ClaimName(m.name, key)})
+		if err != nil || !resp.Found {
+			return // another caller computes it, or the owner is away: the stale value serves
+		}
+		token := resp.Version
+		value, err := compute(ctx)
+		var req transport.Request
+		if err == nil {
+			req, err = m.write(transport.OpStore, key, value, opts)
+		}
+		if err == nil {
+			req.Version = token
+			if _, err = m.do(ctx, req); err == nil {
+				token = 0 // released with the Store
+			}
+		}
+		if token != 0 {
+			m.release(key, token)
+		}
+		if err != nil && ctx.Err() == nil {
+			m.st.cfg.logger.Warn("sharedstate: the refresh of a stale entry failed; it serves until its TTL ends", "state", m.st.name, "map", m.name, "key", key, "err", err)
+		}
+	})
+}
+
+// background runs a State's work that no caller waits for (refresh), one
+// task per key at a time, until Close, which waits for them.
+type background struct {
+	mu      sync.Mutex
+	ctx     context.Context // ends on Close
+	cancel  context.CancelFunc
+	running map[flightKey]bool
+	closed  bool
+	wg      sync.WaitGroup
+}
+
+// run runs task for k in a goroutine of its own, unless one runs for k
+// already or the State is closed.
+func (b *background) run(k flightKey, task func(ctx context.Context)) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed || b.running[k] {
+		return
+	}
+	if b.ctx == nil {
+		b.ctx, b.cancel = context.WithCancel(context.Background())
+		b.running = make(map[flightKey]bool)
+	}
+	b.running[k] = true
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		task(b.ctx)
+		b.mu.Lock()
+		delete(b.running, k)
+		b.mu.Unlock()
+	}()
+}
+
+// stop ends the tasks running and waits for them; none starts after it.
+func (b *background) stop() {
+	b.mu.Lock()
+	b.closed = true
+	if b.cancel != nil {
+		b.cancel()
+	}
+	b.mu.Unlock()
+	b.wg.Wait()
 }
 
 // release gives back the claim of key's computation, granted with token:

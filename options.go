@@ -119,6 +119,9 @@ type writeOptions struct {
 	ttl     time.Duration
 	hasTTL  bool
 	keepTTL bool
+	// staleAfter: LoadOrCompute's entry is fresh for this long, then
+	// served while one caller computes the next (WithStaleAfter).
+	staleAfter time.Duration
 }
 
 // WithTTL makes the written entry expire after d, which must be positive:
@@ -137,6 +140,17 @@ func WithTTL(d time.Duration) WriteOption {
 // write creates takes the TTL of WithTTL, if given.
 func WithKeepTTL() WriteOption { return func(w *writeOptions) { w.keepTTL = true } }
 
+// WithStaleAfter makes the entry that LoadOrCompute stores fresh for d, and
+// stale from then until its TTL (WithTTL, longer than d) ends: a
+// LoadOrCompute that finds it stale returns it at once, loaded, and one
+// caller across every process computes the next value in the background,
+// which replaces it (stale-while-revalidate). If that computation fails,
+// the stale value stays until its TTL ends, and a later call tries again.
+// Other writes ignore it.
+func WithStaleAfter(d time.Duration) WriteOption {
+	return func(w *writeOptions) { w.staleAfter = d }
+}
+
 func applyWriteOptions(opts []WriteOption) (writeOptions, error) {
 	var w writeOptions
 	for _, o := range opts {
@@ -144,6 +158,9 @@ func applyWriteOptions(opts []WriteOption) (writeOptions, error) {
 	}
 	if w.hasTTL && w.ttl <= 0 {
 		return w, fmt.Errorf("%w: TTL %v: a TTL must be positive; write without WithTTL for an entry that never expires", ErrInvalidArgument, w.ttl)
+	}
+	if w.staleAfter != 0 && (w.staleAfter < 0 || !w.hasTTL || w.ttl <= w.staleAfter) {
+		return w, fmt.Errorf("%w: WithStaleAfter(%v) needs a positive time and WithTTL longer than it (TTL %v)", ErrInvalidArgument, w.staleAfter, w.ttl)
 	}
 	return w, nil
 }

@@ -123,7 +123,8 @@ type State struct {
 	engine   transport.Engine
 	embedded *embedded // the engine, if it is Open's; else nil
 	updates  updateQueues
-	flights  flights // LoadOrCompute's calls that ask the owner
+	flights  flights    // LoadOrCompute's calls that ask the owner
+	bg       background // LoadOrCompute's refreshes of stale entries
 }
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$`)
@@ -165,7 +166,10 @@ func checkName(name string) error {
 
 // Close leaves the state. If this process is the owner, another process takes
 // over. Calls in progress and later return ErrClosed.
-func (s *State) Close() error { return s.engine.Close() }
+func (s *State) Close() error {
+	s.bg.stop()
+	return s.engine.Close()
+}
 
 // Name returns the state's name.
 func (s *State) Name() string { return s.name }

@@ -153,3 +153,47 @@ func testLoadOrCompute(t *testing.T, st *sharedstate.State) {
 		}
 	}
 }
+
+// testStaleWhileRevalidate: an entry past WithStaleAfter is served at once
+// while one caller computes the next value in the background, which then
+// replaces it; a bad pairing of options is refused.
+func testStaleWhileRevalidate(t *testing.T, st *sharedstate.State) {
+	ctx := ctxFor(t)
+	m := sharedstate.NewMap[int](st, "stale")
+	var runs atomic.Int64
+	refreshing := make(chan struct{})
+	compute := func(context.Context) (int, error) {
+		n := runs.Add(1)
+		if n == 2 {
+			<-refreshing // the refresh runs while stale reads go on
+		}
+		return int(n), nil
+	}
+	opts := []sharedstate.WriteOption{sharedstate.WithTTL(time.Hour), sharedstate.WithStaleAfter(100 * time.Millisecond)}
+	expect(t, "the first LoadOrCompute", 1)(func() (int, error) {
+		v, _, err := m.LoadOrCompute(ctx, "k", compute, opts...)
+		return v, err
+	}())
+	time.Sleep(150 * time.Millisecond) // stale now
+	for range 20 {
+		v, loaded, err := m.LoadOrCompute(ctx, "k", compute, opts...)
+		if err != nil || !loaded || v != 1 {
+			t.Fatalf("a stale read: %d, loaded %v, %v; want the stale value at once", v, loaded, err)
+		}
+	}
+	close(refreshing)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		v, _, err := m.Load(ctx, "k")
+		check(t, err)
+		if v == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the refreshed value never came: %d", v)
+		}
+	}
+	equal(t, "computations: the first and one refresh", runs.Load(), 2)
+	if _, _, err := m.LoadOrCompute(ctx, "k", compute, sharedstate.WithStaleAfter(time.Minute)); !errors.Is(err, sharedstate.ErrInvalidArgument) {
+		t.Errorf("WithStaleAfter without a longer TTL: %v, want ErrInvalidArgument", err)
+	}
+}

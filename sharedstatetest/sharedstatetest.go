@@ -43,6 +43,7 @@ func Run(t *testing.T, newState func(t *testing.T) *sharedstate.State) {
 		{"MapValues", testMapValues},
 		{"MapBound", testMapBound},
 		{"LoadOrCompute", testLoadOrCompute},
+		{"StaleWhileRevalidate", testStaleWhileRevalidate},
 		{"Mutex", testMutex},
 		{"MutexWait", testMutexWait},
 		{"MutexWrap", testMutexWrap},

@@ -173,7 +173,19 @@ func TestComputeOnce(t *testing.T) {
 	if r := do(t, s, sess, req(compute)); !r.Found || string(r.Value) != "v" {
 		t.Errorf("a Compute of an entry there: %+v", r)
 	}
-	if r := do(t, s, sess, req(transport.Request{Op: transport.OpTryLock, Name: claim})); r.Status != transport.StatusBadRequest {
-		t.Errorf("TryLock of a claim's name: %v, want bad request", r.Status)
+	if r := do(t, s, sess, req(transport.Request{Op: transport.OpLock, Name: claim})); r.Status != transport.StatusBadRequest {
+		t.Errorf("Lock of a claim's name: %v, want bad request", r.Status)
+	}
+	// A refresh takes the claim without waiting, and its Store releases it.
+	refresh := do(t, s, sess, req(transport.Request{Op: transport.OpTryLock, Name: claim}))
+	if !refresh.Found {
+		t.Fatal("TryLock of a free claim failed")
+	}
+	if r := do(t, s, other, req(transport.Request{Op: transport.OpTryLock, Name: claim})); r.Found {
+		t.Error("two refreshes hold one claim")
+	}
+	do(t, s, sess, req(transport.Request{Op: transport.OpStore, Name: "m", Key: "k", Value: []byte("v2"), Version: refresh.Version}))
+	if _, ok := s.locks[claim]; ok {
+		t.Error("the Store with the claim's token left it held")
 	}
 }

@@ -278,8 +278,8 @@ func check(req *transport.Request) (transport.Status, string) {
 		return transport.StatusBadRequest, "negative TTL"
 	case !req.Op.Known():
 		return transport.StatusBadRequest, "unknown op " + req.Op.String()
-	case (req.Op == transport.OpLock || req.Op == transport.OpTryLock) && strings.HasPrefix(req.Name, transport.ClaimPrefix):
-		return transport.StatusBadRequest, "lock names that start with a NUL byte are the claims of Computes"
+	case req.Op == transport.OpLock && strings.HasPrefix(req.Name, transport.ClaimPrefix):
+		return transport.StatusBadRequest, "lock names that start with a NUL byte are the claims of Computes: Compute waits for them, TryLock takes one to refresh an entry"
 	}
 	return transport.StatusOK, ""
 }
