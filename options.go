@@ -187,13 +187,7 @@ type mapOptions struct {
 // same options. n must be positive, or every call on the map fails with
 // ErrInvalidArgument.
 func WithMaxEntries(n int) MapOption {
-	return func(o *mapOptions) {
-		if n <= 0 {
-			o.err = fmt.Errorf("%w: WithMaxEntries(%d): a bound must be positive", ErrInvalidArgument, n)
-			return
-		}
-		o.maxEntries = uint64(n)
-	}
+	return bound("WithMaxEntries", int64(n), func(o *mapOptions, n uint64) { o.maxEntries = n })
 }
 
 // WithMaxBytes bounds the bytes of a map's keys and encoded values to n,
@@ -201,12 +195,17 @@ func WithMaxEntries(n int) MapOption {
 // is within each. An entry larger than n on its own stays, alone. n must be
 // positive, or every call on the map fails with ErrInvalidArgument.
 func WithMaxBytes(n int64) MapOption {
+	return bound("WithMaxBytes", n, func(o *mapOptions, n uint64) { o.maxBytes = n })
+}
+
+// bound is the MapOption called name that sets a positive bound n.
+func bound(name string, n int64, set func(*mapOptions, uint64)) MapOption {
 	return func(o *mapOptions) {
 		if n <= 0 {
-			o.err = fmt.Errorf("%w: WithMaxBytes(%d): a bound must be positive", ErrInvalidArgument, n)
+			o.err = fmt.Errorf("%w: %s(%d): a bound must be positive", ErrInvalidArgument, name, n)
 			return
 		}
-		o.maxBytes = uint64(n)
+		set(o, uint64(n))
 	}
 }
 

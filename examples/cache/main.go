@@ -110,17 +110,11 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 			"curl ADDR/stats",
 			"sharedstate ls -state "+stateName)
 	}
-	// A directory of its own, so that runs never share a cache.
-	dir, err := os.MkdirTemp("", "cache-demo-")
+	f, _, cleanup, err := prefork.StartFresh(ctx, "cache", prefork.Config{Workers: cfg.workers}, env)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	f, err := prefork.Start(ctx, prefork.Config{Workers: cfg.workers, Env: env(dir)})
-	if err != nil {
-		return err
-	}
-	defer f.Stop() // on early returns; the normal path stops it below
+	defer cleanup() // the normal path stops the workers below
 	base := "http://" + f.Addr
 	fmt.Fprintf(out, "%d workers serving %s; one cache of %d items between them, an upstream of %v per item\n",
 		cfg.workers, base, cfg.max, cfg.upstream)

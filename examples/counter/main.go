@@ -123,23 +123,12 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 			"wrk -t2 -c64 -d10s http://ADDR/increment   # apt-get install wrk",
 			"sharedstate watch "+counterName+" -state "+cfg.state)
 	}
-	// A directory of its own, so that runs never share state (or a stale
-	// owner) with each other.
-	dir, err := os.MkdirTemp("", "counter-demo-")
+	f, dir, cleanup, err := prefork.StartFresh(ctx, "counter", prefork.Config{Workers: cfg.workers, Verbose: cfg.verbose},
+		func(dir string) []string { return []string{dirEnv + "=" + dir, stateEnv + "=" + cfg.state} })
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-
-	f, err := prefork.Start(ctx, prefork.Config{
-		Workers: cfg.workers,
-		Env:     []string{dirEnv + "=" + dir, stateEnv + "=" + cfg.state},
-		Verbose: cfg.verbose,
-	})
-	if err != nil {
-		return err
-	}
-	defer f.Stop() // on early returns; the normal path stops it below
+	defer cleanup() // the normal path stops the workers below
 	base := "http://" + f.Addr
 	fmt.Fprintf(out, "%d workers serving %s (state %q in %s)\n", cfg.workers, base, cfg.state, dir)
 

@@ -109,17 +109,11 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 			"curl -i ADDR/sliding   # RateLimit-* headers",
 			"sharedstate get fixed -state "+stateName)
 	}
-	// A directory of its own, so that runs never share counts.
-	dir, err := os.MkdirTemp("", "ratelimit-demo-")
+	f, _, cleanup, err := prefork.StartFresh(ctx, "ratelimit", prefork.Config{Workers: cfg.workers}, env)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	f, err := prefork.Start(ctx, prefork.Config{Workers: cfg.workers, Env: env(dir)})
-	if err != nil {
-		return err
-	}
-	defer f.Stop() // on early returns; the normal path stops it below
+	defer cleanup() // the normal path stops the workers below
 	base := "http://" + f.Addr
 	fmt.Fprintf(out, "%d workers serving %s; limit, shared between them: %d requests per %v\n",
 		cfg.workers, base, cfg.limit, cfg.window)

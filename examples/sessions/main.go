@@ -121,16 +121,11 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 			"for i in 1 2 3; do curl -b jar ADDR/whoami; done   # another pid each time, the same session",
 			"sharedstate watch sessions -state "+stateName)
 	}
-	dir, err := os.MkdirTemp("", "sessions-demo-")
+	f, _, cleanup, err := prefork.StartFresh(ctx, "sessions", prefork.Config{Workers: cfg.workers}, env)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	f, err := prefork.Start(ctx, prefork.Config{Workers: cfg.workers, Env: env(dir)})
-	if err != nil {
-		return err
-	}
-	defer f.Stop() // on early returns; the normal path stops it below
+	defer cleanup() // the normal path stops the workers below
 	base := "http://" + f.Addr
 	fmt.Fprintf(out, "%d workers serving %s; sessions idle for %v expire\n", cfg.workers, base, cfg.ttl)
 

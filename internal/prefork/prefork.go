@@ -147,6 +147,24 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 	return f, nil
 }
 
+// StartFresh is Start with a state directory of the run's own, made for it
+// in the system's temporary directory (named after name), so that runs
+// never share state or a stale owner: the workers' environment adds
+// env(dir). cleanup stops the workers, unless Stop has, and removes the
+// directory.
+func StartFresh(ctx context.Context, name string, cfg Config, env func(dir string) []string) (f *Fleet, dir string, cleanup func(), err error) {
+	dir, err = os.MkdirTemp("", name+"-demo-")
+	if err != nil {
+		return nil, "", nil, err
+	}
+	cfg.Env = append(cfg.Env, env(dir)...)
+	if f, err = Start(ctx, cfg); err != nil {
+		os.RemoveAll(dir)
+		return nil, "", nil, err
+	}
+	return f, dir, func() { f.Stop(); os.RemoveAll(dir) }, nil
+}
+
 // startTimeout bounds the wait for a worker to serve.
 const startTimeout = 30 * time.Second
 
