@@ -89,7 +89,6 @@ var errComputePanicked = errors.New("the computation panicked")
 // computed, and the Store of the value releases the claim in the same step,
 // so that the waiters in other processes get it a round trip sooner.
 func (m *Map[V]) lead(ctx context.Context, f *flight, key string, compute func(ctx context.Context) (V, error), opts []WriteOption) (value V, loaded bool, err error) {
-	var token uint64 // of the claim, while this call holds it
 	landed := false
 	land := func(enc []byte, decoded any, err error) {
 		m.st.flights.land(f, enc, decoded, err)
@@ -99,9 +98,6 @@ func (m *Map[V]) lead(ctx context.Context, f *flight, key string, compute func(c
 		if !landed {
 			land(nil, nil, cmp.Or(err, errComputePanicked))
 		}
-		if token != 0 {
-			m.release(key, token)
-		}
 	}()
 	resp, err := m.do(ctx, transport.Request{Op: transport.OpCompute, Key: key})
 	if err != nil || resp.Found {
@@ -109,50 +105,51 @@ func (m *Map[V]) lead(ctx context.Context, f *flight, key string, compute func(c
 		land(resp.Value, m.shared(value), err)
 		return value, loaded, err
 	}
-	token = resp.Version
+	value, err = m.fill(ctx, key, resp.Version, compute, opts, func(enc []byte, v V) { land(enc, m.shared(v), nil) })
+	return value, false, err
+}
+
+// fill computes the entry whose claim this call holds with token, and
+// stores it, which releases the claim; if either fails, it gives the claim
+// back. computed, if not nil, gets the value and its encoding as soon as
+// they are known.
+func (m *Map[V]) fill(ctx context.Context, key string, token uint64, compute func(ctx context.Context) (V, error), opts []WriteOption, computed func(enc []byte, v V)) (V, error) {
+	released := false
+	defer func() {
+		if !released { // also if compute panics
+			m.release(key, token)
+		}
+	}()
 	var zero V
-	if value, err = compute(ctx); err != nil {
-		return zero, false, err
+	value, err := compute(ctx)
+	var req transport.Request
+	if err == nil {
+		req, err = m.write(transport.OpStore, key, value, opts)
 	}
-	req, err := m.write(transport.OpStore, key, value, opts)
 	if err != nil {
-		return zero, false, err
+		return zero, err
 	}
-	land(req.Value, m.shared(value), nil)
+	if computed != nil {
+		computed(req.Value, value)
+	}
 	req.Version = token
-	if _, err = m.do(ctx, req); err != nil {
-		return zero, false, err // the claim is given back
+	if _, err := m.do(ctx, req); err != nil {
+		return zero, err
 	}
-	token = 0 // released with the Store
-	return value, false, nil
+	released = true
+	return value, nil
 }
 
 // refresh computes the next value of a stale entry in the background, in
 // one process at a time: the one that takes the entry's claim without
 // waiting, while the others go on serving the stale value.
 func (m *Map[V]) refresh(key string, compute func(ctx context.Context) (V, error), opts []WriteOption) {
-	k := flightKey{m.name, key}
-	m.st.bg.run(k, func(ctx context.Context) {
+	m.st.bg.run(flightKey{m.name, key}, func(ctx context.Context) {
 		resp, err := m.st.do(ctx, transport.Request{Op: transport.OpTryLock, Name: transport.ClaimName(m.name, key)})
 		if err != nil || !resp.Found {
 			return // another caller computes it, or the owner is away: the stale value serves
 		}
-		token := resp.Version
-		value, err := compute(ctx)
-		var req transport.Request
-		if err == nil {
-			req, err = m.write(transport.OpStore, key, value, opts)
-		}
-		if err == nil {
-			req.Version = token
-			if _, err = m.do(ctx, req); err == nil {
-				token = 0 // released with the Store
-			}
-		}
-		if token != 0 {
-			m.release(key, token)
-		}
-		if err != nil && ctx.Err() == nil {
+		if _, err := m.fill(ctx, key, resp.Version, compute, opts, nil); err != nil && ctx.Err() == nil {
 			m.st.cfg.logger.Warn("sharedstate: the refresh of a stale entry failed; it serves until its TTL ends", "state", m.st.name, "map", m.name, "key", key, "err", err)
 		}
 	})

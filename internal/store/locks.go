@@ -55,9 +55,6 @@ func (s *Store) applyLock(sess *Session, req *transport.Request, resp transport.
 		s.claims[name] = entryKey{req.Name, req.Key}
 	}
 	l := s.lockNamed(name)
-	if req.Op == transport.OpCompute && l.token == 0 {
-		l.token = uint64(s.clock) // see dropClaim
-	}
 	switch req.Op {
 	case transport.OpLock, transport.OpTryLock, transport.OpCompute:
 		// A Compute's grant is not an entry found: it claims the entry's
@@ -82,16 +79,17 @@ func (s *Store) applyLock(sess *Session, req *transport.Request, resp transport.
 		if _, parked := sess.parked[req.Version]; parked {
 			delete(sess.parked, req.Version)
 			l.queue = slices.DeleteFunc(l.queue, func(w waiter) bool { return w.sess == sess && w.id == req.Version })
-			s.dropClaim(name, l)
 		} else if l.holder == sess.id && l.holderReq == req.Version {
 			s.release(name, l)
 		}
 	case transport.OpUnlock:
 		if l.holder != sess.id || l.token != req.Version {
-			return fail(resp, transport.StatusNotLocked, fmt.Sprintf("%q is not held with token %d by pid %d", req.Name, req.Version, sess.pid))
+			resp, _ = fail(resp, transport.StatusNotLocked, fmt.Sprintf("%q is not held with token %d by pid %d", req.Name, req.Version, sess.pid))
+		} else {
+			s.release(name, l)
 		}
-		s.release(name, l)
 	}
+	s.dropClaim(name, l) // a claim asked about, or given up, by nobody who holds it
 	return resp, false
 }
 

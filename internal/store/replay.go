@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"iter"
+	"strings"
 
 	"github.com/sharedstate/sharedstate/internal/table"
 	"github.com/sharedstate/sharedstate/internal/wire"
@@ -254,6 +255,9 @@ func (s *Store) lockNamed(name string) *lockState {
 	l := s.locks[name]
 	if l == nil {
 		l = &lockState{}
+		if strings.HasPrefix(name, transport.ClaimPrefix) {
+			l.token = uint64(s.clock) // a claim made again gives no token twice: see dropClaim
+		}
 		s.locks[name] = l
 		s.lockNames.Insert(name)
 	}
