@@ -155,6 +155,10 @@ func TestComputingProcessKilled(t *testing.T) {
 			if n := runs.Load(); n != 0 {
 				t.Fatalf("a waiter computed %d times while the computation was alive", n)
 			}
+			st.Locks(ctx, func(l sharedstate.LockInfo) bool {
+				t.Errorf("Locks lists %q, a computation's claim", l.Name)
+				return true
+			})
 			w.cmd.Process.Kill()
 			select {
 			case v := <-got:
