@@ -61,3 +61,17 @@ func BenchmarkProxyAddSerial(b *testing.B) {
 		c.Add(ctx, 1)
 	}
 }
+
+// BenchmarkProxyMapLoad reads a 64-byte value from the owner's table, as a
+// proxy's Map.Load does.
+func BenchmarkProxyMapLoad(b *testing.B) {
+	dir := b.TempDir()
+	open(b, dir, "app")
+	m := sharedstate.NewMap[[]byte](open(b, dir, "app"), "m")
+	ctx := context.Background()
+	m.Store(ctx, "key:000000000042", make([]byte, 64))
+	b.ReportAllocs()
+	for b.Loop() {
+		m.Load(ctx, "key:000000000042")
+	}
+}

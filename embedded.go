@@ -125,6 +125,20 @@ func (s *embedded) Close() error {
 func (s *embedded) lockName() string { return s.name + ".lock" }
 func (s *embedded) sockName() string { return s.name + ".sock" }
 
+// readTable answers req from the owner's table, if this process is a proxy
+// that can.
+func (s *embedded) readTable(req *transport.Request) (transport.Response, bool) {
+	r := s.role.Load()
+	if r == nil {
+		return transport.Response{}, false
+	}
+	p, ok := r.backend.(*proxy)
+	if !ok {
+		return transport.Response{}, false
+	}
+	return p.readTable(req)
+}
+
 // isOwner reports whether this process currently owns the state.
 func (s *embedded) isOwner() bool {
 	r := s.role.Load()

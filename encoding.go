@@ -102,10 +102,47 @@ func (c valueCodec) encode(v any) ([]byte, error) {
 // its input (a few bytes can make it allocate gigabytes) and recurses without
 // limit (deep nesting exhausts the stack). Any process may have stored b.
 func (c valueCodec) decode(b []byte, v any) error {
+	if decodeFlat(b, v) {
+		return nil
+	}
 	if rest, err := skipMsgpack(b, 0); err != nil || len(rest) != 0 {
 		return fmt.Errorf("stored value is not valid msgpack, or claims more than it holds, or nests deeper than %d", maxDepth)
 	}
 	return msgpack.Unmarshal(b, v)
+}
+
+// decodeFlat decodes a msgpack nil, str or bin that is the whole of b into
+// a *[]byte or a *string as msgpack.Unmarshal would, without its reflection
+// and set-up, which cost most of a cache read. It reports false for any
+// other target or encoding, which decode leaves to msgpack.
+func decodeFlat(b []byte, v any) bool {
+	nilValue := len(b) == 1 && b[0] == 0xc0
+	var payload []byte
+	if !nilValue {
+		hlen, n, _, err := msgpackHead(b)
+		if err != nil || !isStrOrBin(b[0]) || hlen+n != len(b) {
+			return false
+		}
+		payload = b[hlen:]
+	}
+	switch p := v.(type) {
+	case *[]byte:
+		if nilValue {
+			*p = nil
+		} else {
+			*p = append([]byte{}, payload...) // empty, not nil, as msgpack decodes an empty bin
+		}
+	case *string:
+		*p = string(payload)
+	default:
+		return false
+	}
+	return true
+}
+
+// isStrOrBin reports whether c is the type byte of a msgpack str or bin.
+func isStrOrBin(c byte) bool {
+	return c >= 0xa0 && c <= 0xbf || c >= 0xd9 && c <= 0xdb || c >= 0xc4 && c <= 0xc6
 }
 
 // maxDepth bounds the nesting of arrays and maps in a value.

@@ -129,3 +129,38 @@ func TestMsgpackInts(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeFlatAsMsgpack: the fast decoding of strings and byte slices
+// gives what msgpack.Unmarshal gives, nil and empty values included, for
+// every way msgpack writes them, and leaves anything else to msgpack.
+func TestDecodeFlatAsMsgpack(t *testing.T) {
+	long := bytes.Repeat([]byte("x"), 70_000) // a 32-bit length
+	inputs := [][]byte{{0xc0}, {0xc4, 0}, {0xa0}, {0xa2, 'a', 'b'}, {0xc4, 2, 0, 0xff}, {0xd9, 1, 'x'},
+		append([]byte{0xda, 1, 0}, bytes.Repeat([]byte("y"), 256)...), append([]byte{0xc6, 0, 1, 0x11, 0x70}, long...)}
+	for _, in := range inputs {
+		var fast, slow []byte
+		var fastS, slowS string
+		if !decodeFlat(in, &fast) || !decodeFlat(in, &fastS) {
+			t.Fatalf("%x: not decoded flat", in[:min(len(in), 8)])
+		}
+		if err := msgpack.Unmarshal(in, &slow); err != nil {
+			t.Fatal(err)
+		}
+		if err := msgpack.Unmarshal(in, &slowS); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(fast, slow) || (fast == nil) != (slow == nil) || fastS != slowS {
+			t.Errorf("%x: flat %q (nil %v), %q; msgpack %q (nil %v), %q", in[:min(len(in), 8)], fast, fast == nil, fastS, slow, slow == nil, slowS)
+		}
+	}
+	var b []byte
+	var n int
+	for _, in := range [][]byte{{0x01}, {0xa2, 'a'}, {0xa1, 'a', 'b'}, {0x92, 1, 2}, {}} {
+		if decodeFlat(in, &b) {
+			t.Errorf("%x decoded flat into a []byte", in)
+		}
+	}
+	if decodeFlat([]byte{0xa1, 'a'}, &n) {
+		t.Error("a string decoded flat into an int")
+	}
+}

@@ -64,7 +64,19 @@ func (m *Map[V]) decodeFound(resp transport.Response, err error) (V, bool, error
 
 // Load returns the value stored for key, and whether there is one.
 func (m *Map[V]) Load(ctx context.Context, key string) (value V, ok bool, err error) {
-	return m.decodeFound(m.do(ctx, transport.Request{Op: transport.OpLoad, Key: key}))
+	return m.decodeFound(m.load(ctx, key))
+}
+
+// load reads key's entry: from the owner's table, in a proxy that can, with
+// nothing else of a call to the owner (State.readLocal).
+func (m *Map[V]) load(ctx context.Context, key string) (transport.Response, error) {
+	if m.err == nil && len(key)+len(m.name) <= m.st.cfg.maxFrame-1024 {
+		req := transport.Request{Op: transport.OpLoad, Name: m.name, Key: key, MaxEntries: m.maxEntries, MaxBytes: m.maxBytes}
+		if resp, ok := m.st.readLocal(ctx, &req); ok {
+			return resp, nil
+		}
+	}
+	return m.do(ctx, transport.Request{Op: transport.OpLoad, Key: key})
 }
 
 // Store sets the value for key.
@@ -210,7 +222,7 @@ func (m *Map[V]) AddTTL(ctx context.Context, key string, delta int64, opts ...Wr
 // LoadTTL is Load, and also returns the time the entry has left before it
 // expires, or 0 if it never does.
 func (m *Map[V]) LoadTTL(ctx context.Context, key string) (value V, ttl time.Duration, ok bool, err error) {
-	resp, err := m.do(ctx, transport.Request{Op: transport.OpLoad, Key: key})
+	resp, err := m.load(ctx, key)
 	value, ok, err = m.decodeFound(resp, err)
 	return value, resp.TTL, ok, err
 }
