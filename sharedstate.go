@@ -123,6 +123,7 @@ type State struct {
 	engine   transport.Engine
 	embedded *embedded // the engine, if it is Open's; else nil
 	updates  updateQueues
+	adds     addQueues  // a proxy's Counter.Adds, in batches
 	flights  flights    // LoadOrCompute's calls that ask the owner
 	bg       background // LoadOrCompute's refreshes of stale entries
 }
@@ -243,8 +244,13 @@ func (c *Counter) do(ctx context.Context, op transport.Op, old, v int64) (transp
 	return resp, err
 }
 
-// Add adds delta to the counter and returns the new value.
+// Add adds delta to the counter and returns the new value. The Adds of a
+// process that does not own the state go to the owner in batches while one
+// is in flight (see adds.go): a hot counter costs a round trip per batch.
 func (c *Counter) Add(ctx context.Context, delta int64) (int64, error) {
+	if e := c.st.embedded; e != nil && ctx.Err() == nil && !e.isOwner() {
+		return c.combinedAdd(ctx, delta)
+	}
 	resp, err := c.do(ctx, transport.OpAdd, 0, delta)
 	return resp.Int, err
 }
