@@ -20,7 +20,8 @@ import (
 // once across takeovers; its outcome is each of its calls'. Sums wrap as
 // Add does, so a batch's values are those of its calls applied in turn.
 
-// addQueues holds the queue of each counter with Adds in flight.
+// addQueues holds the queue of each counter with Adds in flight, and of up
+// to maxIdleQueues that had some lately.
 type addQueues struct {
 	mu     sync.Mutex
 	queues map[string]*addQueue // by counter name
@@ -96,7 +97,13 @@ func (c *Counter) nextAdds(q *addQueue) {
 		return
 	}
 	q.running = false
-	delete(u.queues, c.name)
+	if len(u.queues) > maxIdleQueues { // as Map.Update's: a busy counter's queue stays
+		for name, other := range u.queues {
+			if !other.running && len(u.queues) > maxIdleQueues/2 {
+				delete(u.queues, name)
+			}
+		}
+	}
 }
 
 // runAdds sends the batches of a queue until none is pending.
