@@ -312,6 +312,9 @@ func TestStats(t *testing.T) {
 	if s.Ops == nil || *s.Ops == 0 || s.OpsPerSec != nil {
 		t.Errorf("stats: ops %v, ops/s %v; want ops, and no rate unless asked", s.Ops, s.OpsPerSec)
 	}
+	if s.Evictions == nil || *s.Evictions != 0 {
+		t.Errorf("stats: evictions %v, want 0 from a live owner with no bounded map", s.Evictions)
+	}
 	if s.Terms != 1 || s.Takeovers != 0 || s.Durability != "process" || s.JournalBytes == nil || *s.JournalBytes == 0 {
 		t.Errorf("stats: terms %d takeovers %d durability %q journal %v", s.Terms, s.Takeovers, s.Durability, s.JournalBytes)
 	}

@@ -94,6 +94,7 @@ type (
 		Terms         uint64     `json:"terms"`
 		Takeovers     uint64     `json:"takeovers"` // terms - 1: takeovers and restarts
 		JournalBytes  *int64     `json:"journal_bytes,omitempty"`
+		Evictions     *uint64    `json:"evictions,omitempty"` // by bounded maps, since the owner became the owner
 	}
 	dumpJSON struct {
 		State    string                    `json:"state"`
@@ -171,8 +172,8 @@ func (s *statsJSON) fill(st sharedstate.Stats) {
 	}
 	s.Counters, s.Maps, s.Entries, s.Bytes, s.Locks = st.Counters, st.Maps, st.Entries, st.Bytes, st.Locks
 	if s.Live {
-		ops := st.Ops
-		s.Ops = &ops
+		ops, evictions := st.Ops, st.Evictions
+		s.Ops, s.Evictions = &ops, &evictions
 	}
 	s.Terms = st.Terms
 	if st.Terms > 0 {
@@ -388,6 +389,9 @@ func (c *cli) printStats(s statsJSON) error {
 	}
 	if s.OpsPerSec != nil {
 		rows = append(rows, []string{"ops/s", strconv.FormatFloat(*s.OpsPerSec, 'f', 1, 64)})
+	}
+	if s.Evictions != nil {
+		rows = append(rows, []string{"evictions", strconv.FormatUint(*s.Evictions, 10)})
 	}
 	rows = append(rows, []string{"terms", fmt.Sprintf("%d (%d takeover%s or restart%[3]s)", s.Terms, s.Takeovers, plural(int(s.Takeovers)))})
 	if s.JournalBytes != nil {

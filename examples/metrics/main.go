@@ -112,4 +112,5 @@ func writeMetrics(w io.Writer, state string, s sharedstate.Stats) {
 	metric("operations_total", "counter", "Operations applied by the current owner.", float64(s.Ops))
 	metric("terms_total", "counter", "Owners the state has had.", float64(s.Terms))
 	metric("journal_bytes", "gauge", "Length of the journal.", float64(s.JournalBytes))
+	metric("evictions_total", "counter", "Entries bounded maps evicted, since the owner took the state.", float64(s.Evictions))
 }
