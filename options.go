@@ -146,7 +146,7 @@ func WithKeepTTL() WriteOption { return func(w *writeOptions) { w.keepTTL = true
 // caller across every process computes the next value in the background,
 // which replaces it (stale-while-revalidate). If that computation fails,
 // the stale value stays until its TTL ends, and a later call tries again.
-// Other writes ignore it.
+// Other writes check it as LoadOrCompute does, and otherwise ignore it.
 func WithStaleAfter(d time.Duration) WriteOption {
 	return func(w *writeOptions) { w.staleAfter = d }
 }
@@ -179,7 +179,7 @@ type mapOptions struct {
 // entry a write stores is never the one it evicts. Least recently used is
 // approximate, as Redis's allkeys-lru is: each victim is the oldest of 16
 // entries drawn at random, and the reads of other processes reach the owner
-// in batches, a few milliseconds late. Evictions are counted in
+// in batches, about a round trip late. Evictions are counted in
 // Stats.Evictions and reported by Watch (Change.Evicted).
 //
 // The bound belongs to the Map, not to the state: the writes of a Map made
