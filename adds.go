@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"sync/atomic"
 
 	"github.com/sharedstate/sharedstate/transport"
 )
@@ -33,14 +32,11 @@ type addQueue struct {
 	running bool       // a batch is in flight; under addQueues.mu
 }
 
-// addCall is one Add waiting in a queue. Its state moves as an
-// updateCall's does (callQueued, callSent, callDone, callAbandoned).
+// addCall is one Add waiting in a queue.
 type addCall struct {
 	delta int64
-	state atomic.Int32
-	done  chan struct{} // closed at callDone
-	batch *updateBatch  // once sent
-	value int64         // once done
+	queuedCall
+	value int64 // once done
 	err   error
 }
 
@@ -64,26 +60,13 @@ func (c *Counter) combinedAdd(ctx context.Context, delta int64) (int64, error) {
 		c.nextAdds(q)
 		return resp.Int, err
 	}
-	call := &addCall{delta: delta, done: make(chan struct{})}
+	call := &addCall{delta: delta, queuedCall: newQueuedCall()}
 	q.pending = append(q.pending, call)
 	u.mu.Unlock()
-	select {
-	case <-call.done:
-		return call.value, call.err
-	case <-ctx.Done():
+	if err := call.wait(ctx, "Add"); err != nil {
+		return 0, fmt.Errorf("sharedstate: counter %q: Add: %w", c.name, err)
 	}
-	if call.state.CompareAndSwap(callQueued, callAbandoned) {
-		return 0, ctx.Err() // never sent
-	}
-	select {
-	case <-call.done: // done as ctx ended
-		return call.value, call.err
-	default:
-	}
-	if b := call.batch; b.waiting.Add(-1) == 0 {
-		b.cancel() // nobody waits for this batch any more
-	}
-	return 0, fmt.Errorf("sharedstate: counter %q: Add: %w; the Add may or may not have been applied", c.name, ctx.Err())
+	return call.value, call.err
 }
 
 // nextAdds hands the Adds that queued meanwhile to a goroutine, or lets
@@ -123,8 +106,7 @@ func (c *Counter) runAdds(q *addQueue) {
 		var sent []*addCall
 		var sum int64
 		for _, a := range calls {
-			a.batch = b
-			if a.state.CompareAndSwap(callQueued, callSent) {
+			if a.send(b) {
 				sent = append(sent, a)
 				sum += a.delta
 			}
@@ -142,8 +124,7 @@ func (c *Counter) runAdds(q *addQueue) {
 					a.value = 0
 				}
 				v -= a.delta
-				a.state.Store(callDone)
-				close(a.done)
+				a.end()
 			}
 		}
 		cancel()

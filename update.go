@@ -53,14 +53,56 @@ type updateQueue struct {
 type updateCall struct {
 	fn func(old []byte, ok bool) ([]byte, error) // the Update's function, on encodings
 	w  writeOptions
-	// state goes from callQueued to callSent (the call is part of a batch
-	// whose outcome stands for it) and to callDone; or from callQueued to
-	// callAbandoned, if the caller's context ends first.
+	queuedCall
+	value []byte // once done: the encoding stored, or nil with err
+	err   error
+}
+
+// queuedCall is what a call that waits for a batch of its queue has: its
+// state, which goes from callQueued to callSent (the call is part of a
+// batch whose outcome stands for it) and to callDone, or from callQueued to
+// callAbandoned if the caller's context ends first; its end; its batch.
+type queuedCall struct {
 	state atomic.Int32
 	done  chan struct{} // closed at callDone
 	batch *updateBatch  // once sent
-	value []byte        // once done: the encoding stored, or nil with err
-	err   error
+}
+
+func newQueuedCall() queuedCall { return queuedCall{done: make(chan struct{})} }
+
+// wait waits until the call is done, and returns nil then; or until ctx
+// ends, and returns ctx's error if the call was never sent, else an error
+// that says the call, what, may or may not have been applied.
+func (c *queuedCall) wait(ctx context.Context, what string) error {
+	select {
+	case <-c.done:
+		return nil
+	case <-ctx.Done():
+	}
+	if c.state.CompareAndSwap(callQueued, callAbandoned) {
+		return ctx.Err() // never sent
+	}
+	select {
+	case <-c.done: // done as ctx ended
+		return nil
+	default:
+	}
+	if b := c.batch; b.waiting.Add(-1) == 0 {
+		b.cancel() // nobody waits for this batch any more
+	}
+	return fmt.Errorf("%w; the %s may or may not have been applied", ctx.Err(), what)
+}
+
+// send puts the call in batch b, unless its caller has left.
+func (c *queuedCall) send(b *updateBatch) bool {
+	c.batch = b
+	return c.state.CompareAndSwap(callQueued, callSent)
+}
+
+// end marks the call done, once its outcome is set.
+func (c *queuedCall) end() {
+	c.state.Store(callDone)
+	close(c.done)
 }
 
 const (
@@ -84,7 +126,7 @@ type updateBatch struct {
 func (m *Map[V]) update(ctx context.Context, key string, fn func([]byte, bool) ([]byte, error), w writeOptions) ([]byte, error) {
 	u := &m.st.updates
 	id := m.name + "\x00" + key
-	call := &updateCall{fn: fn, w: w, done: make(chan struct{})}
+	call := &updateCall{fn: fn, w: w, queuedCall: newQueuedCall()}
 	u.mu.Lock()
 	if u.queues == nil {
 		u.queues = make(map[string]*updateQueue)
@@ -104,23 +146,10 @@ func (m *Map[V]) update(ctx context.Context, key string, fn func([]byte, bool) (
 	}
 	q.pending = append(q.pending, call)
 	u.mu.Unlock()
-	select {
-	case <-call.done:
-		return call.value, call.err
-	case <-ctx.Done():
+	if err := call.wait(ctx, "Update"); err != nil {
+		return nil, err
 	}
-	if call.state.CompareAndSwap(callQueued, callAbandoned) {
-		return nil, ctx.Err() // never sent
-	}
-	select {
-	case <-call.done: // done as ctx ended
-		return call.value, call.err
-	default:
-	}
-	if b := call.batch; b.waiting.Add(-1) == 0 {
-		b.cancel() // nobody waits for this batch any more
-	}
-	return nil, fmt.Errorf("%w; the Update may or may not have been applied", ctx.Err())
+	return call.value, call.err
 }
 
 // next hands the calls that queued meanwhile to a goroutine, or leaves the
@@ -160,8 +189,7 @@ func (m *Map[V]) runUpdates(id, key string, q *updateQueue) {
 		b := &updateBatch{cancel: cancel}
 		var sent []*updateCall
 		for _, c := range calls {
-			c.batch = b
-			if c.state.CompareAndSwap(callQueued, callSent) {
+			if c.send(b) {
 				sent = append(sent, c)
 			}
 		}
@@ -238,8 +266,7 @@ func finish(calls []*updateCall, values [][]byte, errs []error) {
 		if c.err != nil {
 			c.value = nil
 		}
-		c.state.Store(callDone)
-		close(c.done)
+		c.end()
 	}
 }
 
@@ -247,7 +274,6 @@ func finish(calls []*updateCall, values [][]byte, errs []error) {
 func finishAll(calls []*updateCall, err error) {
 	for _, c := range calls {
 		c.value, c.err = nil, err
-		c.state.Store(callDone)
-		close(c.done)
+		c.end()
 	}
 }
