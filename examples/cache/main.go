@@ -107,8 +107,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	if cfg.serve != "" {
 		return prefork.ServeUntilDone(ctx, prefork.Config{Workers: cfg.workers, Addr: cfg.serve, Env: env("")}, out, stateName, "",
 			"curl -i ADDR/item/42        # X-Cache: miss, then hit from any worker",
-			"curl ADDR/stats",
-			"sharedstate ls -state "+stateName)
+			"curl ADDR/stats")
 	}
 	f, _, cleanup, err := prefork.StartFresh(ctx, "cache", prefork.Config{Workers: cfg.workers}, env)
 	if err != nil {
