@@ -84,7 +84,12 @@ func (s *Store) use(b *bound, h uint64, generation int) {
 func (s *Store) generation(mapName string) int { return max(s.mapLen(mapName), 1024) }
 
 // touch records the reads of a bounded map's keys that a process reports.
+// A map that does not exist gets no bound: a client naming maps at random
+// would make the store keep one for each.
 func (s *Store) touch(req *transport.Request, resp transport.Response) (transport.Response, bool) {
+	if _, ok := s.mapSpace(req.Name); !ok {
+		return resp, false
+	}
 	b, generation := s.boundOf(req.Name), s.generation(req.Name)
 	err := transport.EachTouched(req.Value, func(key []byte) { s.use(b, maphash.Bytes(s.seed, key), generation) })
 	if err != nil {

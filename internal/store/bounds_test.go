@@ -87,6 +87,13 @@ func TestBoundKeepsWhatIsRead(t *testing.T) {
 	if r := do(t, s, sess, req(transport.Request{Op: transport.OpTouch, Name: "m", Value: []byte{5, 'a'}})); r.Status != transport.StatusBadRequest {
 		t.Errorf("a Touch of a truncated key: %v, want bad request", r.Status)
 	}
+	// Touches of maps that do not exist keep nothing.
+	for i := range 100 {
+		do(t, s, sess, req(transport.Request{Op: transport.OpTouch, Name: fmt.Sprintf("nomap%d", i), Value: transport.AppendTouched(nil, "k")}))
+	}
+	if len(s.bounds) != 1 {
+		t.Errorf("%d bounds kept after Touches of 100 maps that do not exist, want 1 (m's)", len(s.bounds))
+	}
 }
 
 // TestBoundByBytes bounds a map by the bytes of its keys and values; an
