@@ -34,15 +34,29 @@ func NewMap[V any](st *State, name string, opts ...MapOption) *Map[V] {
 }
 
 func (m *Map[V]) do(ctx context.Context, req transport.Request) (transport.Response, error) {
+	if err := m.request(&req); err != nil {
+		return transport.Response{}, err
+	}
+	return m.send(ctx, req)
+}
+
+// request makes req the map's, with its bound, and refuses it if the map's
+// options are invalid or its key and values cannot fit in a frame.
+func (m *Map[V]) request(req *transport.Request) error {
 	req.Name = m.name
 	req.MaxEntries, req.MaxBytes = m.maxEntries, m.maxBytes
 	if m.err != nil {
-		return transport.Response{}, fmt.Errorf("sharedstate: map %q: %v %q: %w", m.name, req.Op, req.Key, m.err)
+		return fmt.Errorf("sharedstate: map %q: %v %q: %w", m.name, req.Op, req.Key, m.err)
 	}
 	if size := len(req.Key) + len(req.Value) + len(req.Old) + len(req.Name); size > m.st.cfg.maxFrame-1024 {
-		return transport.Response{}, fmt.Errorf("sharedstate: map %q: %v %q: %w: %d bytes of key and values; the frame limit is %d",
+		return fmt.Errorf("sharedstate: map %q: %v %q: %w: %d bytes of key and values; the frame limit is %d",
 			m.name, req.Op, req.Key, ErrTooLarge, size, m.st.cfg.maxFrame)
 	}
+	return nil
+}
+
+// send performs req, made by request.
+func (m *Map[V]) send(ctx context.Context, req transport.Request) (transport.Response, error) {
 	resp, err := m.st.do(ctx, req)
 	if err != nil {
 		err = fmt.Errorf("sharedstate: map %q: %v %q: %w", m.name, req.Op, req.Key, err)
@@ -70,13 +84,14 @@ func (m *Map[V]) Load(ctx context.Context, key string) (value V, ok bool, err er
 // load reads key's entry: from the owner's table, in a proxy that can, with
 // nothing else of a call to the owner (State.readLocal).
 func (m *Map[V]) load(ctx context.Context, key string) (transport.Response, error) {
-	if m.err == nil && len(key)+len(m.name) <= m.st.cfg.maxFrame-1024 {
-		req := transport.Request{Op: transport.OpLoad, Name: m.name, Key: key, MaxEntries: m.maxEntries, MaxBytes: m.maxBytes}
-		if resp, ok := m.st.readLocal(ctx, &req); ok {
-			return resp, nil
-		}
+	req := transport.Request{Op: transport.OpLoad, Key: key}
+	if err := m.request(&req); err != nil {
+		return transport.Response{}, err
 	}
-	return m.do(ctx, transport.Request{Op: transport.OpLoad, Key: key})
+	if resp, ok := m.st.readLocal(ctx, &req); ok {
+		return resp, nil
+	}
+	return m.send(ctx, req)
 }
 
 // Store sets the value for key.
