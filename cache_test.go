@@ -161,6 +161,10 @@ func TestComputingProcessKilled(t *testing.T) {
 				t.Errorf("Locks lists %q, a computation's claim", l.Name)
 				return true
 			})
+			st.Names(ctx, sharedstate.KindLock, func(name string, _ int64) bool {
+				t.Errorf("Names lists the lock %q, a computation's claim", name)
+				return true
+			})
 			w.cmd.Process.Kill()
 			select {
 			case v := <-got:

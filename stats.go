@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/sharedstate/sharedstate/internal/wire"
@@ -86,13 +85,10 @@ type LockInfo struct {
 // returns false: who holds it, with which token, since when. It is for
 // inspection: by the time fn runs, the lock may have changed hands. The
 // claims of LoadOrCompute's computations in progress are locks too, which
-// Stats.Locks counts while they last, but Locks leaves them out.
+// Stats.Locks counts while they last, but neither Locks nor Names lists.
 func (s *State) Locks(ctx context.Context, fn func(LockInfo) bool) error {
 	var bad error
 	err := s.list(ctx, transport.ListHolders, func(e transport.Entry) bool {
-		if strings.HasPrefix(e.Key, transport.ClaimPrefix) {
-			return true // LoadOrCompute's claim of an entry, not a Mutex
-		}
 		info := LockInfo{Name: e.Key, Token: e.Version, Held: len(e.Value) > 0}
 		if info.Held {
 			d := wire.NewDecoder(e.Value)

@@ -644,6 +644,9 @@ func (s *Store) list(kind int64, start string, limit int) ([]transport.Entry, bo
 	s.names()
 	var out []transport.Entry
 	for name := range names.From(start, false) {
+		if names == &s.lockNames && strings.HasPrefix(name, transport.ClaimPrefix) {
+			continue // LoadOrCompute's claim of an entry, not a lock of the user's
+		}
 		if len(out) == limit && limit > 0 {
 			return out, true
 		}
