@@ -319,8 +319,18 @@ func (m *manager) acceptLoop(ln *net.UnixListener) {
 			m.lose()
 			return
 		}
+		// Counted under m.mu, which close takes after it sets closing:
+		// either close waits for this connection, or it is refused here,
+		// never added while close waits.
+		m.mu.Lock()
+		if m.closing.Load() {
+			m.mu.Unlock()
+			nc.Close()
+			continue // the closed listener ends the loop
+		}
 		m.wg.Add(1)
 		m.serving.Add(1)
+		m.mu.Unlock()
 		go m.serve(nc)
 	}
 }

@@ -682,3 +682,28 @@ func TestMapWatch(t *testing.T) {
 		}
 	}
 }
+
+// TestOwnerClosesWhileProcessesJoin closes owners while other States are
+// connecting to them: under the race detector, a connection accepted as
+// the owner began to close once added to what close waits for while it
+// waited.
+func TestOwnerClosesWhileProcessesJoin(t *testing.T) {
+	for range 20 {
+		dir := t.TempDir()
+		owner := open(t, dir, "app")
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				if st, err := sharedstate.Open(ctx, "app", sharedstate.WithDir(dir), sharedstate.WithLogger(nil)); err == nil {
+					st.Close()
+				}
+			}()
+		}
+		owner.Close()
+		wg.Wait()
+	}
+}
