@@ -223,6 +223,8 @@ func workerMain(ctx context.Context) error {
 			r = zipfPart(ctx, t, c)
 		case "stampede":
 			r = stampede(ctx, t, c)
+		case "wakefloor":
+			r = wakeFloor(c)
 		case "snapshots":
 			if st, ok := t.(*stateTarget); ok && st.snaps != nil {
 				r = st.snaps.report()
