@@ -90,11 +90,12 @@ func (m *manager) watchMailboxes() {
 	defer m.wg.Done()
 	w := &m.watcher
 	var req transport.Request
+	var resp transport.Response
 	last := time.Now()
 	worked := false
 	for i := 1; ; i++ {
 		for _, e := range w.list() {
-			worked = m.serveMailbox(e, &req) || worked
+			worked = m.serveMailbox(e, &req, &resp) || worked
 		}
 		if i%64 != 0 {
 			continue
@@ -144,7 +145,7 @@ func (w *watcher) each(fn func(*mailbox.Box)) {
 // serveMailbox answers the requests waiting in e's mailbox, and reports
 // whether there were any. A request it cannot decode ends the connection,
 // as on the socket.
-func (m *manager) serveMailbox(e *watched, req *transport.Request) bool {
+func (m *manager) serveMailbox(e *watched, req *transport.Request, resp *transport.Response) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.gone {
@@ -168,7 +169,7 @@ func (m *manager) serveMailbox(e *watched, req *transport.Request) bool {
 			return true
 		}
 		reqs = rest
-		m.serveRequest(e.send, e.conn, e.sess, req)
+		m.serveRequest(e.send, e.conn, e.sess, req, resp)
 	}
 	e.hand()
 	return true

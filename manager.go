@@ -468,6 +468,7 @@ func (m *manager) releaseOnExit(proc store.Process, client uint64) {
 // the connection's mailbox, if it has one that went asleep.
 func (m *manager) serveRequests(conn *wire.Conn, sess *store.Session, wakeMailbox chan<- struct{}) error {
 	var req transport.Request
+	var resp transport.Response
 	for {
 		body, err := conn.Recv()
 		if err != nil {
@@ -482,7 +483,7 @@ func (m *manager) serveRequests(conn *wire.Conn, sess *store.Session, wakeMailbo
 			default:
 			}
 		}
-		m.serveRequest(conn.Append, conn, sess, &req)
+		m.serveRequest(conn.Append, conn, sess, &req, &resp)
 		if !conn.RecvBuffered() || conn.Buffered() >= flushAt {
 			conn.Flush()
 		}
@@ -492,32 +493,37 @@ func (m *manager) serveRequests(conn *wire.Conn, sess *store.Session, wakeMailbo
 
 // serveRequest answers req, with send if the answer is ready at once, and
 // on the socket later if it is not (a Lock that waits, a write that waits
-// for the disk).
-func (m *manager) serveRequest(send func(wire.Message) error, conn *wire.Conn, sess *store.Session, req *transport.Request) {
+// for the disk). resp is the caller's to reuse, as req is: an answer passed
+// to send (a function value, so the compiler cannot see that it does not
+// keep it) would otherwise be allocated for every request.
+func (m *manager) serveRequest(send func(wire.Message) error, conn *wire.Conn, sess *store.Session, req *transport.Request, resp *transport.Response) {
 	switch {
 	case m.closing.Load():
-		m.reply(send, &transport.Response{ID: req.ID, Status: transport.StatusShuttingDown, Msg: "the owner is closing"})
+		*resp = transport.Response{ID: req.ID, Status: transport.StatusShuttingDown, Msg: "the owner is closing"}
+		m.reply(send, resp)
 	case store.IsMessageOp(req.Op):
-		resp := m.channels.Serve(sess, req, func(ev *wire.Event) {
+		*resp = m.channels.Serve(sess, req, func(ev *wire.Event) {
 			if conn.Buffered() < maxBacklog { // else the client is not reading: drop
 				conn.Queue(ev)
 			}
 		})
-		m.reply(send, &resp)
+		m.reply(send, resp)
 	default:
 		if req.Op == transport.OpLeave {
 			// A closed State subscribes to nothing from its answer on,
 			// not only once its connection is seen to end.
 			m.channels.Drop(sess)
 		}
-		resp, parked := m.store.Apply(sess, req)
-		m.addStats(req, &resp)
+		var parked bool
+		*resp, parked = m.store.Apply(sess, req)
+		m.addStats(req, resp)
 		switch {
 		case parked:
 		case m.store.Syncs() && req.Op.Mutates():
-			m.store.WhenDurable(func() { m.reply(conn.Queue, &resp) })
+			durable := *resp // resp is reused before the disk answers
+			m.store.WhenDurable(func() { m.reply(conn.Queue, &durable) })
 		default:
-			m.reply(send, &resp)
+			m.reply(send, resp)
 		}
 	}
 }

@@ -166,14 +166,21 @@ func (p *proxy) readLoop(st *embedded) {
 	}
 }
 
+// answerChans are the channels a call waits on for its answer, reused
+// once the call has taken the answer from one, or has taken one back from
+// its pending requests unanswered: a channel any other goroutine may still
+// send on is left to the collector.
+var answerChans = sync.Pool{New: func() any { return make(chan transport.Response, 1) }}
+
 func (p *proxy) do(ctx context.Context, req *transport.Request) (transport.Response, error) {
 	if resp, ok := p.readTable(req); ok {
 		return resp, nil
 	}
-	ch := make(chan transport.Response, 1)
+	ch := answerChans.Get().(chan transport.Response)
 	p.mu.Lock()
 	if p.leaving {
 		p.mu.Unlock()
+		answerChans.Put(ch)
 		return transport.Response{}, errNotSent
 	}
 	p.pending[req.ID] = ch
@@ -181,7 +188,9 @@ func (p *proxy) do(ctx context.Context, req *transport.Request) (transport.Respo
 	req.Ack = p.st.acks.low()
 	resp, sent, answered := p.mailboxed(req)
 	if answered {
-		p.settle(req.ID, false)
+		if settled, _ := p.settle(req.ID, false); settled == ch {
+			answerChans.Put(ch) // nobody else took it, so nobody sends on it
+		}
 		return resp, nil
 	}
 	if sent {
@@ -198,9 +207,10 @@ func (p *proxy) do(ctx context.Context, req *transport.Request) (transport.Respo
 }
 
 // await waits for the answer to request id on the socket.
-func (p *proxy) await(ctx context.Context, id uint64, ch <-chan transport.Response) (transport.Response, error) {
+func (p *proxy) await(ctx context.Context, id uint64, ch chan transport.Response) (transport.Response, error) {
 	select {
 	case resp := <-ch:
+		answerChans.Put(ch) // its one answer came: empty, and nobody holds it
 		return resp, nil
 	case <-p.lostC:
 		p.forget(id)
