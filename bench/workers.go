@@ -37,6 +37,8 @@ const (
 	targetRueidis    = "rueidis"
 	targetEchoServer = "echo-server"
 	targetEcho       = "echo"
+	targetSpinServer = "spin-server"
+	targetSpin       = "spin"
 )
 
 // Operations a worker's goroutines repeat.
@@ -147,6 +149,10 @@ func openTarget(ctx context.Context, j job) (target, error) {
 		return listenEcho(j)
 	case targetEcho:
 		return dialEcho(j)
+	case targetSpinServer:
+		return listenSpin(j)
+	case targetSpin:
+		return dialSpin(j)
 	case targetNone:
 		return &localCounter{}, nil
 	}
