@@ -526,6 +526,7 @@ func (m *manager) serveRequest(send func(wire.Message) error, conn *wire.Conn, s
 			m.reply(send, resp)
 		}
 	}
+	*resp = transport.Response{} // keeps no answer's values or entries alive until the next request
 }
 
 // decodeRequest decodes a request frame's body.
