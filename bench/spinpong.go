@@ -12,8 +12,9 @@ import (
 	"os"
 	"runtime"
 	"sync/atomic"
-	"syscall"
 	"unsafe"
+
+	"github.com/sharedstate/sharedstate/internal/filemap"
 )
 
 const spinFileSize = 4096
@@ -41,7 +42,7 @@ func mapSpinFile(path string, create bool) (*spinWords, []byte, error) {
 			return nil, nil, err
 		}
 	}
-	mem, err := syscall.Mmap(int(f.Fd()), 0, spinFileSize, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	mem, err := filemap.Map(f, spinFileSize, true)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -79,7 +80,7 @@ func (s *spinServer) owner() bool { return false }
 func (s *spinServer) close() {
 	s.stop.Store(true)
 	<-s.done
-	syscall.Munmap(s.mem)
+	filemap.Unmap(s.mem)
 }
 func (s *spinServer) op(int) func(context.Context) error {
 	return func(context.Context) error { return errors.New("the spin server runs no ops") }
@@ -101,7 +102,7 @@ func dialSpin(j job) (*spinClient, error) {
 }
 
 func (c *spinClient) owner() bool { return false }
-func (c *spinClient) close()      { syscall.Munmap(c.mem) }
+func (c *spinClient) close()      { filemap.Unmap(c.mem) }
 
 // op may be called from one goroutine only.
 func (c *spinClient) op(int) func(context.Context) error {
