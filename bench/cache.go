@@ -72,14 +72,14 @@ func (b *bench) caches(ctx context.Context, s *section) error {
 	// The bound: the first bound of keys, then nine more, written across
 	// the proxies.
 	b.progress("workload 12: writing %d distinct keys to a map bounded at %d", 10*cacheBound, cacheBound)
-	before, err := readProcMemory(owner.pid)
+	before, err := ownerMemory(ctx, owner)
 	if err != nil {
 		return err
 	}
 	if _, err := proxies[0].call(ctx, command{Cmd: "cachefill", N: cacheBound}, 5*time.Minute); err != nil {
 		return err
 	}
-	atBound, err := readProcMemory(owner.pid)
+	atBound, err := ownerMemory(ctx, owner)
 	if err != nil {
 		return err
 	}
@@ -89,7 +89,7 @@ func (b *bench) caches(ctx context.Context, s *section) error {
 	}); err != nil {
 		return err
 	}
-	after, err := readProcMemory(owner.pid)
+	after, err := ownerMemory(ctx, owner)
 	if err != nil {
 		return err
 	}

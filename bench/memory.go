@@ -51,6 +51,16 @@ func readProcMemory(pid int) (procMemory, error) {
 	return m, sc.Err()
 }
 
+// ownerMemory reads w's memory once it has collected its garbage, which
+// an owner serving other processes' calls, allocating nothing of its own
+// meanwhile, may not have done for a long time.
+func ownerMemory(ctx context.Context, w *worker) (procMemory, error) {
+	if _, err := w.call(ctx, command{Cmd: "collect"}, time.Minute); err != nil {
+		return procMemory{}, err
+	}
+	return readProcMemory(w.pid)
+}
+
 // stateMemory returns the owner's memory growth from storing keys entries
 // of valueSize bytes, at the given durability, and the growth of the Pss
 // of the owner and 3 proxies that then read every key (the owner's table

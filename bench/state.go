@@ -280,9 +280,15 @@ func touch(ctx context.Context, t target, n int) report {
 			return report{Err: err.Error()}
 		}
 	}
+	collect()
+	return report{Ops: int64(n)}
+}
+
+// collect collects garbage and returns freed memory to the kernel, so that
+// the RSS read next is the state's and not garbage's.
+func collect() {
 	runtime.GC()
 	debug.FreeOSMemory()
-	return report{Ops: int64(n)}
 }
 
 // fill stores n keys for the memory workload, then collects garbage and
@@ -299,7 +305,6 @@ func fill(ctx context.Context, t target, n, size int) report {
 	if st.snaps != nil {
 		st.snaps.settle()
 	}
-	runtime.GC()
-	debug.FreeOSMemory()
+	collect()
 	return report{Ops: int64(n)}
 }

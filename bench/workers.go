@@ -221,6 +221,8 @@ func workerMain(ctx context.Context) error {
 			r = touch(ctx, t, c.N)
 		case "local":
 			r = benchLocal(ctx, t, c.Duration)
+		case "collect":
+			collect()
 		case "cachefill":
 			r = cacheFill(ctx, t, c)
 		case "cachelen":
