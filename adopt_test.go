@@ -153,7 +153,7 @@ func TestSnapshotDamageUnderAdoptedTable(t *testing.T) {
 	st := openIn(t, dir)
 	m := NewMap[[]byte](st, "big")
 	for i := range 20 {
-		m.Store(ctx, strconv.Itoa(i), make([]byte, 1<<20)) // past the first compaction
+		m.Store(ctx, strconv.Itoa(i), make([]byte, 512<<10)) // past the first compaction
 	}
 	awaitCompacted(t, dir)
 	st.Close()

@@ -270,7 +270,7 @@ func TestMismatchedFilesAreRefused(t *testing.T) {
 	ctx := testContext(t)
 	m := sharedstate.NewMap[[]byte](st, "big")
 	for i := range 20 {
-		m.Store(ctx, fmt.Sprint(i), make([]byte, 1<<20)) // past the first compaction
+		m.Store(ctx, fmt.Sprint(i), make([]byte, 512<<10)) // past the first compaction
 	}
 	sharedstate.AwaitCompacted(t, dir)
 	for range 10 {
@@ -389,7 +389,7 @@ func TestPlantedFilesAreRefused(t *testing.T) {
 	st := openState(t, dir)
 	m := sharedstate.NewMap[[]byte](st, "big")
 	for i := range 20 {
-		if err := m.Store(testContext(t), fmt.Sprint(i), make([]byte, 1<<20)); err != nil {
+		if err := m.Store(testContext(t), fmt.Sprint(i), make([]byte, 512<<10)); err != nil {
 			t.Fatal(err)
 		}
 	}

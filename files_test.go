@@ -194,7 +194,7 @@ func TestJournalDeletedUnderOwner(t *testing.T) {
 			st := open(t, dir, "app")
 			m := sharedstate.NewMap[[]byte](st, "big")
 			for i := range 20 { // past a compaction: there is a snapshot
-				if err := m.Store(ctx, strconv.Itoa(i), make([]byte, 1<<20)); err != nil {
+				if err := m.Store(ctx, strconv.Itoa(i), make([]byte, 512<<10)); err != nil {
 					t.Fatal(err)
 				}
 			}

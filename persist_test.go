@@ -164,9 +164,9 @@ func TestCompaction(t *testing.T) {
 	st := openIn(t, dir)
 	ctx := context.Background()
 	m := NewMap[[]byte](st, "big")
-	// 20 keys of 1 MiB, past the journal's least size for a compaction,
-	// rewritten over and over: the journal would grow to 80 MiB.
-	value := bytes.Repeat([]byte{7}, 1<<20)
+	// 20 keys of 512 KiB, past the journal's least size for a compaction,
+	// rewritten over and over: the journal would grow to 40 MiB.
+	value := bytes.Repeat([]byte{7}, 512<<10)
 	for i := range 80 {
 		if err := m.Store(ctx, fmt.Sprint(i%20), value); err != nil {
 			t.Fatal(err)
