@@ -280,13 +280,17 @@ func touch(ctx context.Context, t target, n int) report {
 			return report{Err: err.Error()}
 		}
 	}
-	collect()
+	collect(t)
 	return report{Ops: int64(n)}
 }
 
-// collect collects garbage and returns freed memory to the kernel, so that
-// the RSS read next is the state's and not garbage's.
-func collect() {
+// collect waits for a snapshot in progress to end, collects garbage and
+// returns freed memory to the kernel, so that the RSS read next is the
+// state's and not a snapshot's or garbage's.
+func collect(t target) {
+	if st, ok := t.(*stateTarget); ok && st.snaps != nil {
+		st.snaps.settle()
+	}
 	runtime.GC()
 	debug.FreeOSMemory()
 }
@@ -302,9 +306,6 @@ func fill(ctx context.Context, t target, n, size int) report {
 	if err := storeKeys(ctx, st.kv, n, size); err != nil {
 		return report{Err: err.Error()}
 	}
-	if st.snaps != nil {
-		st.snaps.settle()
-	}
-	collect()
+	collect(t)
 	return report{Ops: int64(n)}
 }

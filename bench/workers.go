@@ -222,7 +222,7 @@ func workerMain(ctx context.Context) error {
 		case "local":
 			r = benchLocal(ctx, t, c.Duration)
 		case "collect":
-			collect()
+			collect(t)
 		case "cachefill":
 			r = cacheFill(ctx, t, c)
 		case "cachelen":
